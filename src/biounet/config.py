@@ -1,0 +1,256 @@
+"""Configuration: one dataclass, parsed once in the command's ``main`` and passed down.
+
+Precedence: dataclass defaults < a preset (``biounet demo``) < a YAML file (``--config``) <
+command-line flags. The resolved configuration is saved as ``config.yaml`` in the run folder
+and inside every checkpoint, so that a run can be reproduced from either.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+
+def _opt(default: Any, help: str, choices: tuple | None = None, group: str = "run") -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices, "group": group})
+
+
+@dataclass
+class TrainConfig:
+    """Every option of ``biounet train``; the names are the YAML keys, flags use dashes."""
+
+    # data
+    data: str | None = _opt(None, "ISBI 2012 folder (train-volume.tif, train-labels.tif) or a folder "
+                            "with images/ and masks/ of equal names", group="data")
+    fold: str = _opt("1", "cross-validation fold to hold out, 0..folds-1 (the reference's "
+                     "cross_valid_ind), or 'all' to train on every image", group="data")
+    folds: int = _opt(5, "number of cross-validation folds", group="data")
+    ignore_value: int | None = _opt(None, "mask value whose pixels are left out of the loss "
+                                    "(sparse annotations); none by default", group="data")
+    # model
+    base_width: int = _opt(64, "channels of the first level; doubles at every level down", group="model")
+    depth: int = _opt(4, "number of 2x2 max-pool steps down (the paper: 4)", group="model")
+    padding: str = _opt("valid", "'valid': unpadded convolutions as in the paper (572 in, 388 out); "
+                        "'same': output as large as the input", ("valid", "same"), group="model")
+    batch_norm: bool = _opt(False, "batch normalisation after every convolution", group="model")
+    in_channels: int = _opt(1, "image channels (1 grey, 3 RGB)", group="model")
+    classes: int = _opt(2, "number of classes; 2 reads 0/255 (or 0/1) masks, more read integer "
+                        "class maps", group="model")
+    # sampling and augmentation
+    tile_size: int = _opt(572, "input tile side in pixels (valid padding: see biounet.model."
+                          "valid_input_size); tiles are cut from full-resolution images with "
+                          "mirrored borders", group="augmentation")
+    flip: bool = _opt(True, "random horizontal and vertical flips", group="augmentation")
+    rotate90: bool = _opt(True, "random rotations by multiples of 90 degrees", group="augmentation")
+    elastic: bool = _opt(True, "the paper's elastic deformation (random displacements on a coarse "
+                         "grid, smoothly interpolated)", group="augmentation")
+    elastic_sigma: float = _opt(10.0, "standard deviation of the grid displacements in pixels",
+                                group="augmentation")
+    elastic_grid: int = _opt(3, "points per side of the coarse displacement grid", group="augmentation")
+    brightness: float = _opt(0.1, "largest brightness shift, in units of the [-1, 1] image range "
+                             "(0 switches it off)", group="augmentation")
+    contrast: float = _opt(0.1, "largest relative contrast change (0 switches it off)", group="augmentation")
+    # loss
+    border_weight: float = _opt(0.0, "w0 of the paper's border weight map (the paper: 10; 0 "
+                                "switches it off)", group="loss")
+    border_sigma: float = _opt(5.0, "sigma of the border weight map in pixels", group="loss")
+    class_balance: bool = _opt(False, "weight pixels by inverse class frequency", group="loss")
+    # optimisation
+    steps: int = _opt(600, "optimizer steps to train", group="optimisation")
+    batch_size: int = _opt(16, "global batch: tiles per optimizer step", group="optimisation")
+    micro_batch_size: int = _opt(0, "tiles per forward/backward pass (gradient accumulation); 0 "
+                                 "chooses the largest that fits the available memory", group="optimisation")
+    lr: float = _opt(1e-4, "Adam learning rate", group="optimisation")
+    weight_decay: float = _opt(5e-4, "Adam weight decay (L2, as the reference)", group="optimisation")
+    precision: str = _opt("auto", "autocast precision; auto: bf16 on CPUs with AMX or AVX512-BF16, "
+                          "bf16 (or fp16 with a gradient scaler) on CUDA, else fp32",
+                          ("auto", "bf16", "fp16", "fp32"), group="optimisation")
+    device: str = _opt("auto", "cpu, cuda or cuda:N; auto picks CUDA when present", group="optimisation")
+    threads: int = _opt(0, "CPU threads for PyTorch (0: PyTorch's default, one per core)", group="optimisation")
+    workers: int = _opt(0, "DataLoader worker processes preparing tiles (0: in the main process)",
+                        group="optimisation")
+    seed: int = _opt(0, "seed of the weights and of every sample's randomness", group="optimisation")
+    # run folder and checkpoints
+    out: str | None = _opt(None, "run folder (default runs/<name>)")
+    name: str | None = _opt(None, "run name for the default run folder (default: a timestamp)")
+    log_every: int = _opt(10, "log a line every N steps")
+    checkpoint_every: int = _opt(100, "save a checkpoint every N steps (and always at the end)")
+    keep_checkpoints: int = _opt(10, "rotated weight checkpoints to keep (last.pt is always kept)")
+    progress: str = _opt("auto", "progress bar: auto (on a terminal), on, off", ("auto", "on", "off"))
+    resume: str | None = _opt(None, "continue a run: its folder or a last.pt checkpoint")
+    init_from: str | None = _opt(None, "start from trained weights (fine-tuning); the output layer "
+                                 "is skipped when the class count differs")
+
+    def validate(self) -> "TrainConfig":
+        """Check ranges and combinations; raise ConfigError naming the option and the fix."""
+        positive = ("folds", "base_width", "depth", "in_channels", "tile_size", "elastic_grid", "steps",
+                    "batch_size", "log_every", "checkpoint_every", "keep_checkpoints")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}")
+        for name in ("micro_batch_size", "threads", "workers", "brightness", "contrast", "border_weight",
+                     "weight_decay", "elastic_sigma"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{_flag(name)} must not be negative, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ConfigError(f"--lr must be positive, got {self.lr}")
+        if self.border_sigma <= 0:
+            raise ConfigError(f"--border-sigma must be positive, got {self.border_sigma}")
+        if self.classes < 2:
+            raise ConfigError(f"--classes must be at least 2, got {self.classes}")
+        if self.folds < 2 and self.fold != "all":
+            raise ConfigError(f"--folds must be at least 2 for a held-out fold (got {self.folds}); "
+                              "use --fold all to train on every image")
+        if self.fold != "all":
+            if not str(self.fold).isdigit() or not 0 <= int(self.fold) < self.folds:
+                raise ConfigError(f"--fold must be 0..{self.folds - 1} or 'all', got {self.fold!r}")
+        if self.micro_batch_size and self.batch_size % self.micro_batch_size:
+            raise ConfigError(f"--micro-batch-size {self.micro_batch_size} does not divide --batch-size "
+                              f"{self.batch_size}; pick a divisor or 0 for automatic")
+        for name, meta_choices in _choices().items():
+            if meta_choices and getattr(self, name) not in meta_choices:
+                raise ConfigError(f"--{_flag(name)} must be one of {', '.join(meta_choices)}, "
+                                  f"got {getattr(self, name)!r}")
+        dev = self.device
+        if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+            raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {dev!r}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _choices() -> dict[str, tuple | None]:
+    return {f.name: f.metadata.get("choices") for f in fields(TrainConfig)}
+
+
+_HINTS = typing.get_type_hints(TrainConfig)
+
+
+def _base_type(name: str) -> type:
+    """The non-None type of a field: int for ``int | None``."""
+    hint = _HINTS[name]
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint
+
+
+def coerce(name: str, value: Any) -> Any:
+    """Check one value read from YAML or a checkpoint against the field's type."""
+    if name not in _HINTS:
+        known = difflib.get_close_matches(name, list(_HINTS), n=1)
+        hint = f" (did you mean {known[0]!r}?)" if known else ""
+        raise ConfigError(f"unknown config key {name!r}{hint}; `biounet train --help` lists every option")
+    typ = _base_type(name)
+    if value is None:
+        if _HINTS[name] is typ:
+            raise ConfigError(f"config key {name!r} must not be empty")
+        return None
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key {name!r} must be true or false, got {value!r}")
+    elif typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key {name!r} must be a number, got {value!r}")
+        value = float(value)
+    elif typ is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key {name!r} must be an integer, got {value!r}")
+    elif typ is str:
+        if not isinstance(value, (str, int)):
+            raise ConfigError(f"config key {name!r} must be a string, got {value!r}")
+        value = str(value)
+    return value
+
+
+def from_dict(values: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
+    """A config from ``base`` (default: the defaults) with ``values`` applied; unknown keys fail."""
+    changes = {k: coerce(k, v) for k, v in values.items()}
+    return dataclasses.replace(base or TrainConfig(), **changes)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file into a dict of option values (not yet checked)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; pass an existing YAML file to --config")
+    try:
+        values = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must map option names to values, got a {type(values).__name__}")
+    return {str(k).replace("-", "_"): v for k, v in values.items()}
+
+
+def save_yaml(cfg: TrainConfig, path: str | Path) -> None:
+    """Write the resolved configuration (every option) as YAML."""
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def _parse_value(name: str):
+    typ = _base_type(name)
+
+    def parse(text: str):
+        if _HINTS[name] is not typ and text.lower() in ("none", "null", ""):
+            return None
+        try:
+            return typ(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {typ.__name__}, got {text!r}") from None
+
+    parse.__name__ = typ.__name__
+    return parse
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) -> None:
+    """One flag per config field, its help showing the default; values not given stay absent.
+
+    Absent flags (``argparse.SUPPRESS``) let the caller tell what the user typed from what
+    a default, preset or YAML file supplied.
+    """
+    parser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                        help="YAML file setting any of the options below (flags win)")
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in fields(TrainConfig):
+        group_name = f.metadata["group"]
+        group = groups.setdefault(group_name, parser.add_argument_group(group_name))
+        default = getattr(defaults, f.name)
+        help_text = f"{f.metadata['help']} (default: {default})"
+        flag = f"--{_flag(f.name)}"
+        if _base_type(f.name) is bool:
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                               default=argparse.SUPPRESS, help=help_text)
+        else:
+            group.add_argument(flag, dest=f.name, type=_parse_value(f.name), default=argparse.SUPPRESS,
+                               choices=f.metadata["choices"], metavar=f.name.upper().replace("_", "-")
+                               if not f.metadata["choices"] else None, help=help_text)
+
+
+def resolve(args: argparse.Namespace, defaults: TrainConfig) -> tuple[TrainConfig, dict[str, Any]]:
+    """Defaults < YAML file < flags. Returns the config and the options the user set explicitly."""
+    given = {k: v for k, v in vars(args).items() if k in _HINTS}
+    explicit: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        explicit.update({k: coerce(k, v) for k, v in load_yaml(args.config).items()})
+    explicit.update(given)
+    return from_dict(explicit, defaults), explicit

@@ -1,0 +1,87 @@
+"""Augmentations on (image, mask, weight) tiles, all drawn from a passed-in generator.
+
+Geometry moves image, mask and weight map together: the image is interpolated linearly, the
+mask by nearest neighbour (it stays a label image, ignore value included), the weight map
+linearly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from scipy import ndimage
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Which augmentations run and how strong they are (see TrainConfig for the meaning)."""
+
+    flip: bool = True
+    rotate90: bool = True
+    elastic: bool = True
+    elastic_sigma: float = 10.0
+    elastic_grid: int = 3
+    brightness: float = 0.1
+    contrast: float = 0.1
+
+
+@lru_cache(maxsize=16)
+def _cubic_matrix(size: int, grid: int) -> np.ndarray:
+    """(size, grid) weights that interpolate ``grid`` control points cubically onto ``size`` pixels.
+
+    Control points sit evenly from the first to the last pixel; each column is the cubic
+    spline through a unit impulse at one control point.
+    """
+    positions = np.linspace(0, grid - 1, size)
+    eye = np.eye(grid)
+    order = min(3, grid - 1)
+    return np.stack([ndimage.map_coordinates(eye[j], positions[None], order=order, mode="nearest")
+                     for j in range(grid)], axis=1).astype(np.float32)
+
+
+def elastic_displacement(rng: np.random.Generator, shape: tuple[int, int], sigma: float,
+                         grid: int = 3) -> np.ndarray:
+    """(2, H, W) smooth displacement field in pixels: the paper's elastic deformation.
+
+    Displacements drawn from N(0, sigma^2) on a coarse ``grid`` x ``grid`` lattice spanning the
+    tile are interpolated bicubically to every pixel (a separable product: cheap at any size).
+    """
+    coarse = rng.normal(0.0, sigma, size=(2, grid, grid)).astype(np.float32)
+    rows, cols = _cubic_matrix(shape[0], grid), _cubic_matrix(shape[1], grid)
+    return np.einsum("hi,cij,wj->chw", rows, coarse, cols, optimize=True)
+
+
+def warp(array: np.ndarray, coords: np.ndarray, order: int) -> np.ndarray:
+    """Sample (C, H, W) or (H, W) ``array`` at (2, h, w) ``coords``; outside, the image is mirrored."""
+    if array.ndim == 2:
+        return ndimage.map_coordinates(array, coords, order=order, mode="mirror", prefilter=False)
+    return np.stack([ndimage.map_coordinates(a, coords, order=order, mode="mirror", prefilter=False)
+                     for a in array])
+
+
+def flip_rotate(arrays: list[np.ndarray], rng: np.random.Generator, cfg: AugmentConfig) -> list[np.ndarray]:
+    """One of the square's 8 symmetries (as enabled), applied alike to every array's last two axes."""
+    k = int(rng.integers(4)) if cfg.rotate90 else 0
+    flip_v = bool(rng.integers(2)) if cfg.flip else False
+    flip_h = bool(rng.integers(2)) if cfg.flip else False
+    out = []
+    for a in arrays:
+        if k:
+            a = np.rot90(a, k, axes=(-2, -1))
+        if flip_v:
+            a = a[..., ::-1, :]
+        if flip_h:
+            a = a[..., :, ::-1]
+        out.append(np.ascontiguousarray(a))
+    return out
+
+
+def intensity(image: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
+    """Random contrast (scale about 0) and brightness (shift) in the [-1, 1] image range."""
+    if cfg.contrast:
+        image = image * np.float32(rng.uniform(1 - cfg.contrast, 1 + cfg.contrast))
+    if cfg.brightness:
+        image = image + np.float32(rng.uniform(-cfg.brightness, cfg.brightness))
+    return image.astype(np.float32, copy=False)

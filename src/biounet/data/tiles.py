@@ -1,0 +1,93 @@
+"""Training tiles cut from full-resolution images, borders extended by mirroring (overlap-tile).
+
+Every sample's randomness (image, position, augmentation) comes from a generator seeded by
+``(seed, global_index)``, where the global index of a sample is ``step * global_batch +
+position``. A run therefore draws the same samples whatever its micro-batching, its number of
+DataLoader workers or its number of processes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import DataError
+from .augment import AugmentConfig, elastic_displacement, flip_rotate, intensity, warp
+from .readers import SegmentationData
+
+
+class TileSampler:
+    """Draws augmented (image, mask, weight) training tiles from a subset of a dataset.
+
+    Returns image (C, in_tile, in_tile) float32 in about [-1, 1], mask (out_tile, out_tile) int64
+    class indices (IGNORE = -1 for ignored pixels), weight (out_tile, out_tile) float32.
+    """
+
+    def __init__(self, data: SegmentationData, indices: list[int], in_tile: int, out_tile: int,
+                 augment: AugmentConfig, seed: int, weights: list[np.ndarray] | None = None):
+        if data.masks is None:
+            raise DataError("training needs masks, but the dataset has none")
+        if not indices:
+            raise DataError("no training images: the split left the training set empty")
+        if (in_tile - out_tile) % 2 or in_tile < out_tile:
+            raise ValueError(f"input tile {in_tile} and output tile {out_tile} must differ by an even margin")
+        for i in indices:
+            h, w = data.images[i].shape[1:]
+            if h < out_tile or w < out_tile:
+                raise DataError(
+                    f"image {data.names[i]} is {h}x{w} pixels, smaller than the {out_tile}x{out_tile} output "
+                    f"tile; choose a smaller --tile-size (or same padding), or use larger images")
+        self.data, self.indices, self.weights = data, list(indices), weights
+        self.in_tile, self.out_tile = in_tile, out_tile
+        self.margin = (in_tile - out_tile) // 2
+        self.augment, self.seed = augment, seed
+        m = self.margin
+        self._padded = {i: np.pad(data.images[i], ((0, 0), (m, m), (m, m)), mode="reflect") for i in self.indices}
+
+    def rng(self, index: int) -> np.random.Generator:
+        """The generator of sample ``index``: a function of (seed, index) only."""
+        return np.random.default_rng([self.seed, index])
+
+    def __call__(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rng = self.rng(index)
+        i = self.indices[int(rng.integers(len(self.indices)))]
+        image, mask = self.data.images[i], self.data.masks[i]
+        h, w = mask.shape
+        y0, x0 = int(rng.integers(h - self.out_tile + 1)), int(rng.integers(w - self.out_tile + 1))
+        T, O, m = self.in_tile, self.out_tile, self.margin
+        weight = self.weights[i] if self.weights is not None else None
+        aug = self.augment
+        if aug.elastic and aug.elastic_sigma > 0:
+            disp = elastic_displacement(rng, (T, T), aug.elastic_sigma, aug.elastic_grid)
+            grid = np.mgrid[0:T, 0:T].astype(np.float32)
+            grid[0] += y0 - m
+            grid[1] += x0 - m
+            coords = grid + disp
+            inner = coords[:, m:m + O, m:m + O]
+            img_t = warp(image, coords, order=1)
+            mask_t = warp(mask, inner, order=0)
+            w_t = warp(weight, inner, order=1) if weight is not None else None
+        else:
+            img_t = self._padded[i][:, y0:y0 + T, x0:x0 + T]
+            mask_t = mask[y0:y0 + O, x0:x0 + O]
+            w_t = weight[y0:y0 + O, x0:x0 + O] if weight is not None else None
+        if w_t is None:
+            w_t = np.ones((O, O), np.float32)
+        img_t, mask_t, w_t = flip_rotate([img_t, mask_t, w_t], rng, aug)
+        img_t = intensity(img_t, rng, aug)
+        return img_t.astype(np.float32, copy=False), mask_t.astype(np.int64), w_t.astype(np.float32, copy=False)
+
+
+class TileDataset(Dataset):
+    """Map-style view of a TileSampler for DataLoader: item ``k`` is the sample of global index k."""
+
+    def __init__(self, sampler: TileSampler):
+        self.sampler = sampler
+
+    def __len__(self) -> int:
+        return 2**62  # unbounded: batches are drawn by global index
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        image, mask, weight = self.sampler(index)
+        return torch.from_numpy(image), torch.from_numpy(mask), torch.from_numpy(weight)

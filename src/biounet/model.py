@@ -1,0 +1,224 @@
+"""The U-Net of Ronneberger, Fischer and Brox (MICCAI 2015), as drawn in the paper's Figure 1.
+
+Contracting path: per level two 3x3 convolutions + ReLU, then a 2x2 max-pool; the channel count
+doubles at every level from ``base_width``. Expanding path: a 2x2 transposed convolution halves
+the channels, the skip connection is cropped (``padding="valid"``) and concatenated, and two 3x3
+convolutions follow. A 1x1 convolution maps to class scores.
+
+With the defaults (valid padding, depth 4) a 572x572 input gives a 388x388 output;
+:func:`valid_input_size` and :func:`output_size` convert between the two.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ConfigError
+
+Padding = Literal["valid", "same"]
+CONV_LOSS = 4  # pixels lost per double 3x3 convolution without padding (2 per conv)
+
+
+class DoubleConv(nn.Sequential):
+    """Two 3x3 convolutions, each followed by (optional batch norm and) ReLU."""
+
+    def __init__(self, in_ch: int, out_ch: int, padding: Padding, batch_norm: bool):
+        pad = 1 if padding == "same" else 0
+        layers: list[nn.Module] = []
+        for c_in in (in_ch, out_ch):
+            # A conv before batch norm needs no bias: the norm's shift replaces it.
+            layers.append(nn.Conv2d(c_in, out_ch, 3, padding=pad, bias=not batch_norm))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(out_ch))
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class Down(nn.Sequential):
+    """One step down the contracting path: 2x2 max-pool, then a double convolution."""
+
+    def __init__(self, in_ch: int, out_ch: int, padding: Padding, batch_norm: bool):
+        super().__init__(nn.MaxPool2d(2), DoubleConv(in_ch, out_ch, padding, batch_norm))
+
+
+class Up(nn.Module):
+    """One step up the expanding path: 2x2 up-convolution, crop-and-concatenate, double conv."""
+
+    def __init__(self, in_ch: int, out_ch: int, padding: Padding, batch_norm: bool):
+        super().__init__()
+        self.padding = padding
+        self.up = nn.ConvTranspose2d(in_ch, in_ch // 2, kernel_size=2, stride=2)
+        self.conv = DoubleConv(in_ch // 2 + out_ch, out_ch, padding, batch_norm)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = self.up(x)
+        dh, dw = skip.shape[-2] - x.shape[-2], skip.shape[-1] - x.shape[-1]
+        if self.padding == "valid":
+            # the skip is larger: keep its centre (the paper's "copy and crop")
+            skip = skip[..., dh // 2: dh // 2 + x.shape[-2], dw // 2: dw // 2 + x.shape[-1]]
+        elif dh or dw:
+            # same padding at odd sizes: pooling floored, so the upsampled map is 1 px short
+            x = F.pad(x, [0, dw, 0, dh])
+        return self.conv(torch.cat([skip, x], dim=1))
+
+
+class UNet(nn.Module):
+    """U-Net for 2D segmentation.
+
+    Input: (N, in_channels, H, W) float, images scaled to [-1, 1].
+    Output: (N, num_classes, H', W') unnormalised class scores (logits), where
+    H' = output_size(H) for ``padding="valid"`` and H' = H for ``padding="same"``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 2,
+        base_width: int = 64,
+        depth: int = 4,
+        padding: Padding = "valid",
+        batch_norm: bool = False,
+    ):
+        super().__init__()
+        if padding not in ("valid", "same"):
+            raise ConfigError(f"padding must be 'valid' or 'same', got {padding!r}")
+        for name, value in (("in_channels", in_channels), ("num_classes", num_classes),
+                            ("base_width", base_width), ("depth", depth)):
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if num_classes < 2:
+            raise ConfigError(f"num_classes must be at least 2 (softmax over classes), got {num_classes}")
+        self.in_channels, self.num_classes = in_channels, num_classes
+        self.base_width, self.depth = base_width, depth
+        self.padding, self.batch_norm = padding, batch_norm
+
+        widths = [base_width * 2**i for i in range(depth + 1)]
+        self.inc = DoubleConv(in_channels, widths[0], padding, batch_norm)
+        self.downs = nn.ModuleList(Down(widths[i], widths[i + 1], padding, batch_norm) for i in range(depth))
+        self.ups = nn.ModuleList(Up(widths[i + 1], widths[i], padding, batch_norm) for i in reversed(range(depth)))
+        self.head = nn.Conv2d(widths[0], num_classes, kernel_size=1)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """He-normal weights (std sqrt(2 / fan_in), as in the paper) and zero biases."""
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input_size(x.shape[-2:], self.depth, self.padding)
+        skips = [self.inc(x)]
+        for down in self.downs:
+            skips.append(down(skips[-1]))
+        x = skips.pop()
+        for up in self.ups:
+            x = up(x, skips.pop())
+        return self.head(x)
+
+    def output_shape(self, height: int, width: int) -> tuple[int, int]:
+        """Spatial size of the output for an input of (height, width)."""
+        if self.padding == "same":
+            check_input_size((height, width), self.depth, "same")
+            return height, width
+        return output_size(height, self.depth), output_size(width, self.depth)
+
+    @property
+    def margin(self) -> int:
+        """Pixels of context lost on each side (0 for same padding; 92 for the default)."""
+        return 0 if self.padding == "same" else valid_margin(self.depth)
+
+
+def _output_or_none(size: int, depth: int) -> int | None:
+    s = size
+    for _ in range(depth):
+        s -= CONV_LOSS
+        if s <= 0 or s % 2:
+            return None
+        s //= 2
+    s -= CONV_LOSS
+    if s <= 0:
+        return None
+    for _ in range(depth):
+        s = 2 * s - CONV_LOSS
+    return s if s > 0 else None
+
+
+def valid_sizes_near(size: int, depth: int = 4, count: int = 2) -> list[int]:
+    """The valid (unpadded) input sizes nearest to ``size``: at most ``count`` below and above."""
+    below = [s for s in range(size - 1, 0, -1) if _output_or_none(s, depth)][:count]
+    above, s = [], size + 1
+    while len(above) < count:
+        if _output_or_none(s, depth):
+            above.append(s)
+        s += 1
+    return sorted(below) + above
+
+
+def output_size(input_size: int, depth: int = 4) -> int:
+    """Output side length of the valid-padding U-Net for an input side length (572 -> 388)."""
+    out = _output_or_none(input_size, depth)
+    if out is None:
+        near = valid_sizes_near(input_size, depth)
+        raise ConfigError(
+            f"input size {input_size} does not fit an unpadded U-Net of depth {depth}: every "
+            f"max-pool needs an even size and the output must be positive; nearest valid input "
+            f"sizes: {', '.join(map(str, near))}"
+        )
+    return out
+
+
+def valid_margin(depth: int = 4) -> int:
+    """Context pixels an unpadded U-Net loses on each side: (input - output) / 2, 92 at depth 4."""
+    return 6 * 2**depth - 4
+
+
+def _valid_out(out_size: int, depth: int) -> bool:
+    s = out_size
+    for _ in range(depth):
+        s += CONV_LOSS
+        if s % 2:
+            return False
+        s //= 2
+    return s >= 1  # the bottom level keeps at least one pixel
+
+
+def valid_input_size(out_size: int, depth: int = 4, exact: bool = True) -> int:
+    """Input side length that gives ``out_size`` outputs (388 -> 572).
+
+    With ``exact=False``: the input for the smallest valid output of at least ``out_size``.
+    """
+    if out_size < 1:
+        raise ConfigError(f"output size must be positive, got {out_size}")
+    if not _valid_out(out_size, depth):
+        above = next(o for o in range(out_size + 1, out_size + 2 ** (depth + 2)) if _valid_out(o, depth))
+        if exact:
+            below = [o for o in range(out_size - 1, 0, -1) if _valid_out(o, depth)][:1]
+            raise ConfigError(
+                f"output size {out_size} cannot be produced by an unpadded U-Net of depth "
+                f"{depth}; nearest valid output sizes: {', '.join(map(str, below + [above]))}"
+            )
+        out_size = above
+    return out_size + 2 * valid_margin(depth)
+
+
+def check_input_size(shape, depth: int, padding: Padding) -> None:
+    """Raise a ConfigError naming the nearest valid sizes when (H, W) does not fit the network."""
+    for side in (int(shape[0]), int(shape[1])):
+        if padding == "valid":
+            output_size(side, depth)
+        elif side < 2**depth:
+            raise ConfigError(
+                f"input size {side} is too small for a same-padding U-Net of depth {depth}: "
+                f"it needs at least {2**depth} pixels per side"
+            )
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
