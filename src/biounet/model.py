@@ -82,6 +82,7 @@ class UNet(nn.Module):
         depth: int = 4,
         padding: Padding = "valid",
         batch_norm: bool = False,
+        generator: torch.Generator | None = None,
     ):
         super().__init__()
         if padding not in ("valid", "same"):
@@ -101,13 +102,16 @@ class UNet(nn.Module):
         self.downs = nn.ModuleList(Down(widths[i], widths[i + 1], padding, batch_norm) for i in range(depth))
         self.ups = nn.ModuleList(Up(widths[i + 1], widths[i], padding, batch_norm) for i in reversed(range(depth)))
         self.head = nn.Conv2d(widths[0], num_classes, kernel_size=1)
-        self.reset_parameters()
+        self.reset_parameters(generator)
 
-    def reset_parameters(self) -> None:
-        """He-normal weights (std sqrt(2 / fan_in), as in the paper) and zero biases."""
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """He-normal weights (std sqrt(2 / fan_in), as in the paper) and zero biases.
+
+        ``generator`` makes the draw reproducible without touching PyTorch's global seed.
+        """
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu", generator=generator)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 

@@ -1,0 +1,7 @@
+"""``python -m biounet``: the same as the ``biounet`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,91 @@
+"""Device and precision: choose the best available, explain what was chosen."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+
+from .errors import ConfigError
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU; an absent CUDA device is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {name}: PyTorch sees no CUDA GPU here; use --device cpu (or auto)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present")
+    return device
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True on CPUs with native bf16 matrix units (AMX or AVX512-BF16); elsewhere bf16 is emulated and slow."""
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(cpu, c, lambda: False)() for c in checks)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> bf16 on CUDA with bf16 (else fp16) and on CPUs with AMX/AVX512-BF16, else fp32."""
+    if precision not in ("auto", *DTYPES):
+        raise ConfigError(f"--precision must be auto, bf16, fp16 or fp32, got {precision!r}")
+    if device.type == "cuda":
+        if precision == "auto":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return precision
+    if precision == "fp16":
+        raise ConfigError("--precision fp16 needs a CUDA GPU; on the CPU use bf16 or fp32")
+    if precision == "auto":
+        return "bf16" if cpu_has_fast_bf16() else "fp32"
+    return precision
+
+
+def autocast(device: torch.device, precision: str):
+    """Mixed-precision context for the forward pass (a no-op for fp32)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=DTYPES[precision])
+
+
+def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
+    """A loss scaler, active only for fp16 (bf16 has float32's exponent range and needs none)."""
+    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+
+def set_threads(threads: int) -> int:
+    """Set PyTorch's CPU threads (0 keeps PyTorch's default); returns the count in use."""
+    if threads:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def available_memory_bytes(device: torch.device) -> int:
+    """Free memory on ``device``: CUDA's free memory, or MemAvailable (capped by a cgroup limit) on the CPU."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    avail = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    if avail is None:
+        avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = open(limit_file).read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < avail:
+            avail = int(text)
+    return avail

@@ -1,0 +1,427 @@
+"""The training engine: plain functions, no callback framework.
+
+``train(cfg)`` builds everything from one resolved :class:`TrainConfig`, runs ``train_step``
+per optimizer step and writes the run folder: ``config.yaml``, ``metrics.jsonl``, checkpoints
+(``last.pt`` with the full state, rotated ``step_*.pt`` weights) and ``loss.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from . import checkpoint as ckpt_io
+from .config import TrainConfig, from_dict, save_yaml
+from .data import AugmentConfig, IGNORE, TileDataset, TileSampler, kfold_split, read_dataset, weight_maps
+from .data.readers import SegmentationData
+from .device import (autocast, available_memory_bytes, grad_scaler, resolve_device, resolve_precision,
+                     set_threads)
+from .errors import CheckpointError, ConfigError, TrainingDiverged
+from .model import UNet, check_input_size, output_size
+
+# Options that may change when a run is resumed: they affect speed and bookkeeping, not the
+# samples, the model or the optimisation.
+RESUMABLE_OVERRIDES = {"steps", "data", "log_every", "checkpoint_every", "keep_checkpoints", "progress",
+                       "device", "threads", "workers", "micro_batch_size", "resume"}
+
+
+def build_model(cfg: TrainConfig) -> UNet:
+    """The U-Net described by ``cfg``, its weights drawn from a generator seeded by ``cfg.seed``."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    return UNet(in_channels=cfg.in_channels, num_classes=cfg.classes, base_width=cfg.base_width,
+                depth=cfg.depth, padding=cfg.padding, batch_norm=cfg.batch_norm, generator=gen)
+
+
+def tile_geometry(cfg: TrainConfig) -> tuple[int, int]:
+    """(input tile, output tile) side lengths; a clear error for a tile the network cannot take."""
+    if cfg.padding == "valid":
+        try:
+            return cfg.tile_size, output_size(cfg.tile_size, cfg.depth)
+        except ConfigError as exc:
+            raise ConfigError(f"--tile-size: {exc}") from None
+    check_input_size((cfg.tile_size, cfg.tile_size), cfg.depth, "same")
+    return cfg.tile_size, cfg.tile_size
+
+
+def pixel_loss_sum(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Sum over pixels of weight * softmax cross-entropy, in float32; ignored pixels add nothing.
+
+    logits: (N, C, H, W); target: (N, H, W) int64 with IGNORE; weight: (N, H, W) float32.
+    """
+    ce = F.cross_entropy(logits.float(), target, reduction="none", ignore_index=IGNORE)
+    return (ce * weight).sum()
+
+
+def activation_bytes_per_sample(cfg: TrainConfig, precision: str) -> int:
+    """Estimated memory one training sample's activations take (forward saved tensors + backward).
+
+    Runs the network on the meta device (shapes only, no memory) and adds up the outputs of
+    every layer, at 2 bytes under bf16/fp16 autocast and 4 in fp32. Pooling indices (int64)
+    count 8 bytes. A factor covers autograd's extra copies (concatenations, gradient buffers).
+    """
+    with torch.device("meta"):
+        model = build_model(cfg.replace(seed=0))
+    total = 0
+    elem = 4 if precision == "fp32" else 2
+
+    def hook(module, inputs, output):
+        nonlocal total
+        n = output.numel()
+        total += n * (elem + 8 if isinstance(module, torch.nn.MaxPool2d) else elem)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    with torch.no_grad():
+        model(torch.empty(1, cfg.in_channels, cfg.tile_size, cfg.tile_size, device="meta"))
+    for h in handles:
+        h.remove()
+    return int(total * 2.0)
+
+
+def choose_micro_batch(cfg: TrainConfig, per_rank_batch: int, device: torch.device, precision: str) -> int:
+    """The largest divisor of the batch whose activations fit in half the free memory."""
+    if cfg.micro_batch_size:
+        return cfg.micro_batch_size
+    params = sum(p.numel() for p in build_model(cfg.replace(seed=0)).parameters())
+    state = params * 4 * 4  # weights, gradients, two Adam moments
+    budget = 0.5 * available_memory_bytes(device) - state
+    per_sample = activation_bytes_per_sample(cfg, precision)
+    divisors = [d for d in range(per_rank_batch, 0, -1) if per_rank_batch % d == 0]
+    return next((d for d in divisors if d * per_sample <= budget), 1)
+
+
+class StepBatches:
+    """Micro-batches of global sample indices, step after step: what the DataLoader fetches.
+
+    Step s draws samples s * batch .. s * batch + batch - 1; ``rank`` of ``world`` processes
+    takes a contiguous share, cut into micro-batches.
+    """
+
+    def __init__(self, first_step: int, last_step: int, batch: int, micro: int, rank: int = 0, world: int = 1):
+        self.first_step, self.last_step = first_step, last_step
+        self.batch, self.micro, self.rank, self.world = batch, micro, rank, world
+
+    def __iter__(self) -> Iterator[list[int]]:
+        share = self.batch // self.world
+        for step in range(self.first_step, self.last_step):
+            start = step * self.batch + self.rank * share
+            for k in range(0, share, self.micro):
+                yield list(range(start + k, start + k + self.micro))
+
+    def __len__(self) -> int:
+        return (self.last_step - self.first_step) * (self.batch // self.world // self.micro)
+
+
+def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+               micro_batches: list[tuple[torch.Tensor, ...]], device: torch.device, precision: str,
+               step: int) -> float:
+    """One optimizer step over a global batch given as micro-batches; returns the mean pixel loss.
+
+    Each micro-batch's loss sum is divided by the pixel count of the whole batch, so the
+    accumulated gradient is the same whatever the micro-batch split.
+    """
+    n_pixels = sum(int((m != IGNORE).sum()) for _, m, _ in micro_batches)
+    if n_pixels == 0:
+        raise TrainingDiverged(f"step {step}: every pixel of the batch is ignored; check --ignore-value")
+    optimizer.zero_grad(set_to_none=True)
+    total = torch.zeros((), device=device)
+    for images, masks, weights in micro_batches:
+        images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        masks, weights = masks.to(device, non_blocking=True), weights.to(device, non_blocking=True)
+        with autocast(device, precision):
+            logits = model(images)
+        loss = pixel_loss_sum(logits, masks, weights) / n_pixels
+        scaler.scale(loss).backward()
+        total += loss.detach()
+    value = float(total)
+    if not math.isfinite(value):
+        raise TrainingDiverged(f"the loss is {value} at step {step}: training diverged. Checkpoints already "
+                               f"written are intact; lower --lr, or try --precision fp32")
+    scaler.step(optimizer)
+    scaler.update()
+    return value
+
+
+@dataclass
+class RunState:
+    """What the loop carries from step to step."""
+
+    model: UNet
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    step: int = 0
+
+
+def _run_dir(cfg: TrainConfig) -> Path:
+    if cfg.out:
+        return Path(cfg.out)
+    name = cfg.name or datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / name
+
+
+def _load_init(model: UNet, path: str) -> list[str]:
+    """Copy weights from a checkpoint for fine-tuning; skips the output layer if classes differ."""
+    ckpt = ckpt_io.load(path)
+    state = ckpt["model"]
+    own = model.state_dict()
+    skipped = []
+    for key in list(state):
+        if key.startswith("head.") and key in own and state[key].shape != own[key].shape:
+            skipped.append(key)
+            del state[key]
+    mismatched = [k for k in state if k in own and state[k].shape != own[k].shape]
+    missing = [k for k in own if k not in state and k not in skipped]
+    if mismatched or missing or set(state) - set(own):
+        src = ckpt.get("config", {})
+        raise CheckpointError(
+            f"--init-from {path}: its network (base_width={src.get('base_width')}, depth={src.get('depth')}, "
+            f"in_channels={src.get('in_channels')}, batch_norm={src.get('batch_norm')}) does not fit this one; "
+            f"set the same architecture options (only --classes may differ)")
+    model.load_state_dict(state, strict=False)
+    return skipped
+
+
+def resume_config(cfg: TrainConfig, explicit: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
+    """The config a resumed run continues with: the checkpoint's, plus allowed explicit changes."""
+    ckpt = ckpt_io.load(cfg.resume)
+    if "training_state" not in ckpt:
+        raise CheckpointError(f"{ckpt['path']} holds weights only; resume from the run folder or its "
+                              f"{ckpt_io.LAST} (or use --init-from to fine-tune from these weights)")
+    saved = from_dict(ckpt["config"])
+    changed = {k: v for k, v in explicit.items() if getattr(saved, k) != v}
+    refused = sorted(set(changed) - RESUMABLE_OVERRIDES - {"out"})
+    if refused:
+        raise ConfigError(
+            f"--resume continues a run with its own settings; these differ from it: "
+            f"{', '.join(f'{k}={changed[k]!r} (run: {getattr(saved, k)!r})' for k in refused)}. "
+            f"Drop them, or start a new run with --init-from {ckpt['path']}")
+    run_dir = Path(ckpt["path"]).parent
+    if "out" in changed and Path(changed["out"]).resolve() != run_dir.resolve():
+        raise ConfigError(f"--out {changed['out']} differs from the resumed run's folder {run_dir}; a resumed "
+                          f"run continues in its own folder")
+    resumed = saved.replace(**{k: v for k, v in changed.items() if k != "out"}, out=str(run_dir),
+                            resume=cfg.resume)
+    return resumed.validate(), ckpt
+
+
+class Logger:
+    """Writes metrics.jsonl, prints a line every ``log_every`` steps, and drives a progress bar."""
+
+    def __init__(self, run_dir: Path, cfg: TrainConfig, first_step: int, quiet: bool = False):
+        self.path = run_dir / "metrics.jsonl"
+        self.cfg, self.quiet = cfg, quiet
+        show_bar = cfg.progress == "on" or (cfg.progress == "auto" and sys.stderr.isatty())
+        self.bar = None
+        if show_bar and not quiet:
+            from tqdm import tqdm
+            self.bar = tqdm(total=cfg.steps, initial=first_step, unit="step", dynamic_ncols=True, leave=False)
+        self.window_images, self.window_time, self.window_loss = 0, 0.0, []
+
+    def info(self, text: str) -> None:
+        if self.quiet:
+            return
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(text, flush=True)
+
+    def step(self, step: int, loss: float, images: int, seconds: float) -> None:
+        self.window_images += images
+        self.window_time += seconds
+        self.window_loss.append(loss)
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"step": step, "loss": loss, "images_per_s": images / seconds,
+                                "step_s": seconds, "time": time.time()}) + "\n")
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{loss:.4f}")
+        if step % self.cfg.log_every == 0 or step == self.cfg.steps:
+            rate = self.window_images / self.window_time
+            eta = (self.cfg.steps - step) * self.window_time / len(self.window_loss)
+            self.info(f"step {step}/{self.cfg.steps}  loss {np.mean(self.window_loss):.4f}  "
+                      f"images/s {rate:.2f}  eta {_hms(eta)}")
+            self.window_images, self.window_time, self.window_loss = 0, 0.0, []
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def plot_loss(run_dir: Path) -> Path | None:
+    """Write loss.png from metrics.jsonl (raw loss and a moving average); atomic like checkpoints."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = np.array([r["step"] for r in rows])
+    loss = np.array([r["loss"] for r in rows])
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    ax.plot(steps, loss, lw=0.8, alpha=0.45, label="loss per step")
+    k = max(1, len(loss) // 20)
+    if k > 1:
+        smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
+        ax.plot(steps[k - 1:], smooth, lw=1.8, label=f"mean of {k} steps")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy per pixel")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(run_dir.name)
+    fig.tight_layout()
+    out = run_dir / "loss.png"
+    tmp = run_dir / ".loss.png.tmp"
+    fig.savefig(tmp, format="png")
+    plt.close(fig)
+    tmp.replace(out)
+    return out
+
+
+def _save(run_dir: Path, cfg: TrainConfig, state: RunState, full: bool, rotated: bool) -> None:
+    model_state = {k: v.detach().cpu() for k, v in state.model.state_dict().items()}
+    if rotated:
+        ckpt_io.atomic_save(ckpt_io.payload(cfg.to_dict(), state.step, model_state), run_dir / ckpt_io.step_name(state.step))
+        ckpt_io.rotate(run_dir, cfg.keep_checkpoints)
+    if full:
+        training = {"optimizer": state.optimizer.state_dict(), "scaler": state.scaler.state_dict(),
+                    "torch_rng": torch.get_rng_state()}
+        ckpt_io.atomic_save(ckpt_io.payload(cfg.to_dict(), state.step, model_state, training),
+                            run_dir / ckpt_io.LAST)
+
+
+def _prepare_run_dir(cfg: TrainConfig, resuming: bool) -> Path:
+    run_dir = _run_dir(cfg)
+    if not resuming and (run_dir / ckpt_io.LAST).exists():
+        raise ConfigError(f"run folder {run_dir} already holds a run; continue it with --resume {run_dir} "
+                          f"or choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def train(cfg: TrainConfig, explicit: dict[str, Any] | None = None, data: SegmentationData | None = None,
+          quiet: bool = False) -> dict[str, Any]:
+    """Train a U-Net as ``cfg`` says; returns a summary (also written to summary.json).
+
+    ``explicit`` names the options the user set (for --resume); ``data`` may pass a dataset
+    already in memory instead of reading ``cfg.data``.
+    """
+    ckpt = None
+    if cfg.resume:
+        cfg, ckpt = resume_config(cfg, explicit or {})
+    cfg.validate()
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    threads = set_threads(cfg.threads)
+    in_tile, out_tile = tile_geometry(cfg)
+    if data is None:
+        if not cfg.data:
+            raise ConfigError("--data is required: the ISBI 2012 folder or a folder with images/ and masks/")
+        data = read_dataset(cfg.data, cfg.classes, cfg.in_channels, cfg.ignore_value)
+    train_idx, val_idx = kfold_split(len(data), cfg.fold, cfg.folds)
+    weights = weight_maps([data.masks[i] for i in train_idx], cfg.classes, cfg.border_weight,
+                          cfg.border_sigma, cfg.class_balance)
+    if weights is not None:  # index by dataset position
+        weights = dict(zip(train_idx, weights))
+    augment = AugmentConfig(cfg.flip, cfg.rotate90, cfg.elastic, cfg.elastic_sigma, cfg.elastic_grid,
+                            cfg.brightness, cfg.contrast)
+    sampler = TileSampler(data, train_idx, in_tile, out_tile, augment, cfg.seed,
+                          [weights.get(i) for i in range(len(data))] if weights else None)
+
+    micro = choose_micro_batch(cfg, cfg.batch_size, device, precision)
+    cfg = cfg.replace(micro_batch_size=micro)
+    run_dir = _prepare_run_dir(cfg, resuming=ckpt is not None)
+
+    model = build_model(cfg).to(device).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    state = RunState(model, optimizer, grad_scaler(device, precision))
+    log = Logger(run_dir, cfg, ckpt["step"] if ckpt else 0, quiet)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["training_state"]["optimizer"])
+        state.scaler.load_state_dict(ckpt["training_state"]["scaler"])
+        torch.set_rng_state(ckpt["training_state"]["torch_rng"])
+        state.step = ckpt["step"]
+        log.info(f"resuming {run_dir} at step {state.step}")
+    elif cfg.init_from:
+        skipped = _load_init(model, cfg.init_from)
+        log.info(f"initialised from {cfg.init_from}" + (f" (skipped {', '.join(skipped)}: class count differs)"
+                                                         if skipped else ""))
+    save_yaml(cfg, run_dir / "config.yaml")
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info(f"run {run_dir}: {len(train_idx)} training / {len(val_idx)} held-out images (fold {cfg.fold}), "
+             f"tiles {in_tile}->{out_tile}, U-Net width {cfg.base_width} depth {cfg.depth} "
+             f"({n_params / 1e6:.1f} M parameters)")
+    log.info(f"device {device}, precision {precision}, {threads} threads, batch {cfg.batch_size} as "
+             f"{cfg.batch_size // micro} micro-batch(es) of {micro}")
+    if state.step >= cfg.steps:
+        log.info(f"nothing to do: the run is at step {state.step} of {cfg.steps}; raise --steps to train longer")
+
+    loader = DataLoader(TileDataset(sampler), batch_sampler=StepBatches(state.step, cfg.steps, cfg.batch_size, micro),
+                        num_workers=cfg.workers, pin_memory=device.type == "cuda",
+                        persistent_workers=False)
+    per_step = cfg.batch_size // micro
+    started = time.perf_counter()
+    first_step = state.step
+    model.train()
+    try:
+        it = iter(loader)
+        while state.step < cfg.steps:
+            t0 = time.perf_counter()
+            micro_batches = [next(it) for _ in range(per_step)]
+            loss = train_step(model, optimizer, state.scaler, micro_batches, device, precision, state.step + 1)
+            state.step += 1
+            log.step(state.step, loss, cfg.batch_size, time.perf_counter() - t0)
+            last = state.step == cfg.steps
+            if state.step % cfg.checkpoint_every == 0 or last:
+                _save(run_dir, cfg, state, full=True, rotated=True)
+    except KeyboardInterrupt:
+        log.close()
+        if state.step > first_step:
+            _save(run_dir, cfg, state, full=True, rotated=False)
+            plot_loss(run_dir)
+        print(f"interrupted at step {state.step}; continue with: biounet train --resume {run_dir}",
+              file=sys.stderr)
+        raise
+    finally:
+        log.close()
+    wall = time.perf_counter() - started
+    plot_loss(run_dir)
+    steps_done = state.step - first_step
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    rates = [r["images_per_s"] for r in rows[-steps_done:]] if steps_done else []
+    summary = {
+        "run_dir": str(run_dir), "step": state.step, "steps_this_session": steps_done,
+        "final_loss": rows[-1]["loss"] if rows else None,
+        "first_loss": rows[0]["loss"] if rows else None,
+        "images_per_s_median": float(np.median(rates)) if rates else None,
+        "wall_s": wall, "device": str(device), "precision": precision, "threads": threads,
+        "micro_batch_size": micro, "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if steps_done:
+        log.info(f"done: step {state.step}, loss {summary['final_loss']:.4f}, median {summary['images_per_s_median']:.2f} "
+                 f"images/s, {_hms(wall)} wall, peak memory {summary['peak_rss_gib']:.2f} GiB; "
+                 f"checkpoints, metrics.jsonl and loss.png in {run_dir}")
+    return summary
