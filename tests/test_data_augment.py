@@ -1,0 +1,61 @@
+import numpy as np
+
+from biounet.data import AugmentConfig, TileSampler
+from biounet.data.augment import elastic_displacement, flip_rotate, warp
+from biounet.data.readers import SegmentationData
+
+
+def _stripes(size=96):
+    """An image whose pixel values encode the mask: foreground where the image is bright."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    mask = (((yy // 9) + (xx // 13)) % 2).astype(np.int16)
+    image = np.where(mask == 1, 0.8, -0.8).astype(np.float32)[None]
+    return SegmentationData([image], [mask], ["stripes"])
+
+
+def test_elastic_field_is_smooth_with_the_papers_scale():
+    rng = np.random.default_rng(0)
+    fields = np.stack([elastic_displacement(rng, (128, 128), 10.0, 3) for _ in range(200)])
+    corners = fields[:, :, [0, 0, -1, -1], [0, -1, 0, -1]]
+    assert abs(corners.std() - 10.0) < 1.0  # control points are N(0, 10 px)
+    steps = np.abs(np.diff(fields, axis=-1)).max()
+    assert steps < 3.0  # neighbouring pixels move nearly alike: a smooth field
+
+
+def test_warp_with_zero_displacement_is_identity():
+    img = np.random.default_rng(1).standard_normal((2, 20, 30)).astype(np.float32)
+    coords = np.mgrid[0:20, 0:30].astype(np.float32)
+    np.testing.assert_allclose(warp(img, coords, order=1), img, atol=1e-6)
+
+
+def test_flip_rotate_moves_all_arrays_alike():
+    a = np.arange(36).reshape(6, 6)
+    for seed in range(16):
+        x, y = flip_rotate([a[None], a], np.random.default_rng(seed), AugmentConfig())
+        assert np.array_equal(x[0], y)
+
+
+def test_deformed_mask_stays_binary_and_moves_with_the_image():
+    data = _stripes()
+    aug = AugmentConfig(elastic=True, elastic_sigma=10, brightness=0, contrast=0)
+    sampler = TileSampler(data, [0], in_tile=64, out_tile=40, augment=aug, seed=3)
+    moved = 0
+    for k in range(20):
+        image, mask, weight = sampler(k)
+        assert set(np.unique(mask)) <= {0, 1}
+        inner = image[0, 12:52, 12:52]
+        # wherever the image is clearly bright or dark, the mask agrees with it
+        sure = np.abs(inner) > 0.6
+        assert np.mean((inner[sure] > 0) == (mask[sure] == 1)) > 0.999
+        moved += not np.array_equal(mask, data.masks[0][:40, :40])
+    assert moved == 20
+    assert np.all(weight == 1.0)
+
+
+def test_intensity_augmentation_changes_only_the_image():
+    data = _stripes()
+    plain = TileSampler(data, [0], 64, 40, AugmentConfig(False, False, False, brightness=0, contrast=0), seed=0)
+    shifted = TileSampler(data, [0], 64, 40, AugmentConfig(False, False, False, brightness=0.3, contrast=0.3), seed=0)
+    a, ma, _ = plain(5)
+    b, mb, _ = shifted(5)
+    assert np.array_equal(ma, mb) and not np.allclose(a, b)

@@ -1,0 +1,77 @@
+import pytest
+import torch
+
+from biounet.errors import ConfigError
+from biounet.model import UNet, count_parameters, output_size, valid_input_size, valid_sizes_near
+
+
+def test_default_unet_has_the_papers_31_million_parameters():
+    model = UNet()
+    assert round(count_parameters(model) / 1e6, 1) == 31.0
+    assert (model.in_channels, model.num_classes, model.padding) == (1, 2, "valid")
+
+
+def test_valid_geometry_of_the_paper():
+    assert output_size(572) == 388
+    assert valid_input_size(388) == 572
+    assert UNet().margin == 92
+
+
+@pytest.mark.parametrize("size", [188, 252, 316, 572])
+def test_valid_padding_output_shapes(size):
+    model = UNet(base_width=2)
+    with torch.no_grad():
+        out = model(torch.zeros(1, 1, size, size + 16))
+    assert out.shape == (1, 2, output_size(size), output_size(size + 16))
+
+
+@pytest.mark.parametrize("h,w", [(37, 53), (16, 17), (101, 64)])
+def test_same_padding_keeps_odd_sizes(h, w):
+    model = UNet(base_width=2, padding="same", in_channels=3, num_classes=5)
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, h, w))
+    assert out.shape == (2, 5, h, w)
+    assert torch.isfinite(out).all()
+
+
+def test_invalid_size_names_the_nearest_valid_ones():
+    with pytest.raises(ConfigError, match="nearest valid input sizes: 540, 556, 572, 588"):
+        UNet(base_width=2)(torch.zeros(1, 1, 570, 572))
+    assert valid_sizes_near(570) == [540, 556, 572, 588]
+    with pytest.raises(ConfigError, match="nearest valid output sizes: 388, 404"):
+        valid_input_size(390)
+    assert valid_input_size(390, exact=False) == valid_input_size(404)
+
+
+def test_size_helpers_are_inverse_at_other_depths():
+    for depth in (1, 2, 3, 5):
+        for out in range(1, 120):
+            try:
+                size = valid_input_size(out, depth)
+            except ConfigError:
+                continue
+            assert output_size(size, depth) == out
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(padding="same", batch_norm=True, depth=3)])
+def test_every_parameter_gets_a_gradient(kwargs):
+    model = UNet(base_width=2, **kwargs)
+    size = 188 if model.padding == "valid" else 24
+    model(torch.randn(2, 1, size, size)).square().mean().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_he_initialisation_scale_and_seeded_generator():
+    a = UNet(base_width=8, generator=torch.Generator().manual_seed(1))
+    b = UNet(base_width=8, generator=torch.Generator().manual_seed(1))
+    conv = a.downs[1][1][0]
+    fan_in = conv.weight[0].numel()
+    assert conv.weight.std().item() == pytest.approx((2 / fan_in) ** 0.5, rel=0.1)
+    assert torch.equal(conv.weight, b.downs[1][1][0].weight)
+
+
+@pytest.mark.parametrize("kwargs", [dict(padding="full"), dict(num_classes=1), dict(base_width=0)])
+def test_bad_options_raise(kwargs):
+    with pytest.raises(ConfigError):
+        UNet(**kwargs)
