@@ -36,7 +36,7 @@ def environment() -> dict[str, Any]:
     if torch.cuda.is_available():
         hw["cuda_device"] = torch.cuda.get_device_name()
     return {
-        "versions": {"biounet": __version__, "torch": torch.__version__, "numpy": np.__version__,
+        "versions": {"biounet": __version__, "torch": str(torch.__version__), "numpy": str(np.__version__),
                      "python": sys.version.split()[0]},
         "hardware": hw,
     }

@@ -210,8 +210,8 @@ def resume_config(cfg: TrainConfig, explicit: dict[str, Any]) -> tuple[TrainConf
     if "out" in changed and Path(changed["out"]).resolve() != run_dir.resolve():
         raise ConfigError(f"--out {changed['out']} differs from the resumed run's folder {run_dir}; a resumed "
                           f"run continues in its own folder")
-    resumed = saved.replace(**{k: v for k, v in changed.items() if k != "out"}, out=str(run_dir),
-                            resume=cfg.resume)
+    kept = {k: v for k, v in changed.items() if k not in ("out", "resume")}
+    resumed = saved.replace(**kept, out=str(run_dir), resume=cfg.resume)
     return resumed.validate(), ckpt
 
 

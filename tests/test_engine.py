@@ -1,0 +1,170 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from biounet import checkpoint as ckpt_io
+from biounet import engine
+from biounet.data import AugmentConfig, TileDataset, TileSampler
+from biounet.engine import StepBatches, build_model, train, train_step
+from biounet.errors import CheckpointError, ConfigError, TrainingDiverged
+from conftest import tiny_config
+
+
+def _batch(isbi_data, cfg, start, count):
+    in_tile, out_tile = engine.tile_geometry(cfg)
+    sampler = TileSampler(isbi_data, list(range(24)), in_tile, out_tile, AugmentConfig(), seed=cfg.seed)
+    ds = TileDataset(sampler)
+    items = [ds[k] for k in range(start, start + count)]
+    return [torch.stack(x) for x in zip(*items)]
+
+
+def test_overfits_one_fixed_batch_of_real_isbi_tiles(isbi_data):
+    cfg = tiny_config(base_width=8, depth=3, tile_size=124, batch_size=4)
+    images, masks, weights = _batch(isbi_data, cfg, 0, 4)
+    model = build_model(cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    losses = [train_step(model, opt, scaler, [(images, masks, weights)], torch.device("cpu"), "fp32", s)
+              for s in range(80)]
+    assert losses[-1] < 0.3 * losses[0], (losses[0], losses[-1])
+
+
+def test_gradient_does_not_depend_on_the_micro_batch_split(isbi_data):
+    cfg = tiny_config()
+    images, masks, weights = _batch(isbi_data, cfg, 0, 4)
+    masks[0, :5] = -1  # ignored pixels must not skew the normalisation
+    grads = []
+    for micro in (4, 2, 1):
+        model = build_model(cfg)
+        opt = torch.optim.SGD(model.parameters(), lr=0.0)
+        parts = [(images[i:i + micro], masks[i:i + micro], weights[i:i + micro]) for i in range(0, 4, micro)]
+        train_step(model, opt, torch.amp.GradScaler("cpu", enabled=False), parts, torch.device("cpu"), "fp32", 1)
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(grads[2], grads[0], rtol=1e-4, atol=1e-7)
+
+
+def test_samples_are_the_same_whatever_the_micro_batching_or_world_size():
+    whole = [i for m in StepBatches(3, 5, 8, 8) for i in m]
+    split = [i for m in StepBatches(3, 5, 8, 2) for i in m]
+    ranks = sorted(i for r in range(2) for m in StepBatches(3, 5, 8, 2, rank=r, world=2) for i in m)
+    assert whole == split == ranks == list(range(24, 40))
+
+
+def test_run_folder_checkpoints_and_rotation(isbi_data, tmp_path):
+    cfg = tiny_config(out=str(tmp_path / "run"), steps=6, checkpoint_every=2, keep_checkpoints=2)
+    summary = train(cfg, data=isbi_data, quiet=True)
+    run = tmp_path / "run"
+    assert sorted(p.name for p in run.glob("*.pt")) == ["last.pt", "step_0000004.pt", "step_0000006.pt"]
+    assert (run / "config.yaml").is_file() and (run / "loss.png").stat().st_size > 1000
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 7))
+    last = torch.load(run / "last.pt", weights_only=True)
+    assert last["step"] == 6 and last["config"]["micro_batch_size"] == summary["micro_batch_size"]
+    assert {"torch", "numpy", "biounet"} <= set(last["versions"]) and "cpu" in last["hardware"]
+    assert "optimizer" in last["training_state"]
+    weights_only = torch.load(run / "step_0000004.pt", weights_only=True)
+    assert "training_state" not in weights_only and weights_only["format_version"] == ckpt_io.FORMAT_VERSION
+    with pytest.raises(ConfigError, match="already holds a run.*--resume"):
+        train(cfg, data=isbi_data, quiet=True)
+
+
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(isbi_data, tmp_path, monkeypatch):
+    cfg = tiny_config(steps=5, checkpoint_every=2)
+    train(cfg.replace(out=str(tmp_path / "straight")), data=isbi_data, quiet=True)
+
+    calls = {"n": 0}
+    real_step = engine.train_step
+
+    def interrupting_step(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "train_step", interrupting_step)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg.replace(out=str(tmp_path / "broken")), data=isbi_data, quiet=True)
+    assert torch.load(tmp_path / "broken" / "last.pt", weights_only=True)["step"] == 3
+    monkeypatch.setattr(engine, "train_step", real_step)
+    train(cfg.replace(resume=str(tmp_path / "broken")), {"resume": str(tmp_path / "broken")},
+          data=isbi_data, quiet=True)
+
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "broken" / "last.pt", weights_only=True)
+    assert b["step"] == 5
+    for key in a["model"]:
+        torch.testing.assert_close(b["model"][key], a["model"][key], rtol=0, atol=0)
+    rows = [json.loads(x)["step"] for x in (tmp_path / "broken" / "metrics.jsonl").read_text().splitlines()]
+    assert rows == [1, 2, 3, 4, 5]
+
+
+def test_resume_refuses_changed_settings_and_weights_only_files(isbi_data, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config(out=str(run), steps=2), data=isbi_data, quiet=True)
+    with pytest.raises(ConfigError, match="base_width=8.*--init-from"):
+        train(tiny_config(resume=str(run), base_width=8), {"resume": str(run), "base_width": 8},
+              data=isbi_data, quiet=True)
+    with pytest.raises(CheckpointError, match="weights only"):
+        train(tiny_config(resume=str(run / "step_0000002.pt")), {}, data=isbi_data, quiet=True)
+    # extending a finished run is allowed
+    summary = train(tiny_config(resume=str(run), steps=3), {"resume": str(run), "steps": 3},
+                    data=isbi_data, quiet=True)
+    assert summary["step"] == 3
+
+
+def test_atomic_checkpoint_survives_a_crash_mid_write(isbi_data, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    train(tiny_config(out=str(run), steps=2), data=isbi_data, quiet=True)
+    before = (run / "last.pt").read_bytes()
+
+    def crashing_save(obj, f, *args, **kwargs):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt_io.torch, "save", crashing_save)
+    with pytest.raises(OSError, match="disk full"):
+        train(tiny_config(resume=str(run), steps=4), {"resume": str(run), "steps": 4}, data=isbi_data, quiet=True)
+    assert (run / "last.pt").read_bytes() == before
+    assert not [p for p in run.iterdir() if "tmp" in p.name]
+    assert ckpt_io.load(run)["step"] == 2
+
+
+def test_corrupt_checkpoint_gives_a_clear_error(tmp_path):
+    bad = tmp_path / "last.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        ckpt_io.load(tmp_path)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        ckpt_io.load(tmp_path / "missing.pt")
+
+
+def test_nan_loss_stops_with_a_clear_error(isbi_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(engine, "pixel_loss_sum", lambda *a: torch.tensor(float("nan"), requires_grad=True))
+    with pytest.raises(TrainingDiverged, match="nan at step 1.*--lr"):
+        train(tiny_config(out=str(tmp_path / "run")), data=isbi_data, quiet=True)
+
+
+def test_init_from_skips_the_output_layer_when_classes_differ(isbi_data, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config(out=str(run), steps=2), data=isbi_data, quiet=True)
+    source = torch.load(run / "last.pt", weights_only=True)["model"]
+    model = build_model(tiny_config(classes=3))
+    skipped = engine._load_init(model, str(run / "last.pt"))
+    assert skipped == ["head.weight", "head.bias"]
+    torch.testing.assert_close(model.state_dict()["inc.0.weight"], source["inc.0.weight"])
+    with pytest.raises(CheckpointError, match="does not fit"):
+        engine._load_init(build_model(tiny_config(base_width=8)), str(run / "last.pt"))
+
+
+def test_auto_micro_batch_follows_available_memory(monkeypatch):
+    cfg = tiny_config(base_width=64, depth=4, tile_size=572, batch_size=16, micro_batch_size=0)
+    per_sample = engine.activation_bytes_per_sample(cfg, "fp32")
+    assert 0.5e9 < per_sample < 8e9  # a 572x572 sample at width 64 needs gigabytes of activations
+    monkeypatch.setattr(engine, "available_memory_bytes", lambda d: 100 * 2**30)
+    assert engine.choose_micro_batch(cfg, 16, torch.device("cpu"), "fp32") >= 4
+    monkeypatch.setattr(engine, "available_memory_bytes", lambda d: int(2.2 * per_sample + 2e9))
+    assert engine.choose_micro_batch(cfg, 16, torch.device("cpu"), "fp32") == 1
+    assert engine.choose_micro_batch(cfg.replace(micro_batch_size=8), 16, torch.device("cpu"), "fp32") == 8
