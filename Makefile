@@ -1,0 +1,26 @@
+# Two commands on a fresh clone:  `make demo`  and  `make test`.
+# TORCH pins the PyTorch build: 2.13.0 is the CPU build on this project's machines (an unpinned
+# torch pulls a multi-GB CUDA build). On a CUDA machine: make setup TORCH=torch
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test clean-venv
+
+$(BIN)/.biounet-installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH)"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+setup: $(BIN)/.biounet-installed
+
+demo: setup
+	$(BIN)/biounet demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,60 @@
+import subprocess
+import sys
+
+import pytest
+
+from biounet.cli import main
+
+
+def _run(args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "biounet", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=600)
+
+
+@pytest.mark.parametrize("args,match", [
+    (["train", "--data", "/no/such/folder", "--steps", "1"], "data folder /no/such/folder does not exist"),
+    (["train", "--data", ".", "--fold", "9"], "--fold must be 0..4"),
+    (["train", "--data", ".", "--tile-size", "570"], "nearest valid input sizes: 540, 556, 572, 588"),
+    (["train", "--config", "/no/such.yaml"], "config file /no/such.yaml does not exist"),
+])
+def test_usage_errors_are_one_line_without_traceback(args, match, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert match in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_bad_flag_value_is_an_argparse_error():
+    proc = _run(["train", "--steps", "ten"])
+    assert proc.returncode == 2 and "expected int" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_help_documents_defaults():
+    proc = _run(["train", "--help"])
+    assert proc.returncode == 0
+    assert "--micro-batch-size" in proc.stdout and "(default: 16)" in proc.stdout
+
+
+@pytest.mark.slow
+def test_train_on_isbi_from_the_command_line_then_resume(isbi_dir, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "--data", str(isbi_dir), "--fold", "1", "--base-width", "4", "--depth", "2",
+            "--tile-size", "60", "--batch-size", "4", "--steps", "4", "--checkpoint-every", "2",
+            "--precision", "fp32", "--out", str(run), "--log-every", "2"]
+    proc = _run(args)
+    assert proc.returncode == 0, proc.stderr
+    assert "step 4/4" in proc.stdout and "24 training / 6 held-out" in proc.stdout
+    assert {"config.yaml", "metrics.jsonl", "loss.png", "last.pt"} <= {p.name for p in run.iterdir()}
+    again = _run(args)
+    assert again.returncode == 2 and "--resume" in again.stderr
+    more = _run(["train", "--resume", str(run), "--steps", "6"])
+    assert more.returncode == 0, more.stderr
+    assert "resuming" in more.stdout and "step 6/6" in more.stdout
+
+
+@pytest.mark.slow
+def test_demo_runs_to_completion(tmp_path):
+    proc = _run(["demo", "--out", str(tmp_path / "demo"), "--steps", "6", "--log-every", "3"])
+    assert proc.returncode == 0, proc.stderr
+    names = {p.name for p in (tmp_path / "demo").iterdir()}
+    assert {"config.yaml", "metrics.jsonl", "loss.png", "last.pt", "synthetic"} <= names
+    assert len(list((tmp_path / "demo" / "synthetic" / "images").glob("*.png"))) == 12

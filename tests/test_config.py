@@ -1,0 +1,59 @@
+import argparse
+
+import pytest
+
+from biounet.config import TrainConfig, add_config_arguments, from_dict, load_yaml, resolve, save_yaml
+from biounet.errors import ConfigError
+
+
+def _parse(argv, defaults=TrainConfig()):
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, defaults)
+    return resolve(parser.parse_args(argv), defaults)
+
+
+def test_yaml_sets_options_and_flags_win(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("base_width: 32\nsteps: 50\nelastic: false\nlr: 0.001\n")
+    cfg, explicit = _parse(["--config", str(path), "--steps", "7"])
+    assert (cfg.base_width, cfg.steps, cfg.elastic, cfg.lr) == (32, 7, False, 0.001)
+    assert explicit == {"base_width": 32, "steps": 7, "elastic": False, "lr": 0.001}
+    assert cfg.batch_size == 16  # untouched default
+
+
+def test_unknown_and_mistyped_keys_fail_loudly(tmp_path):
+    with pytest.raises(ConfigError, match="unknown config key 'base_widht'.*did you mean 'base_width'"):
+        from_dict({"base_widht": 3})
+    with pytest.raises(ConfigError, match="must be an integer"):
+        from_dict({"steps": "many"})
+    path = tmp_path / "bad.yaml"
+    path.write_text("- a\n- list\n")
+    with pytest.raises(ConfigError, match="must map option names"):
+        load_yaml(path)
+
+
+def test_resolved_config_round_trips_through_yaml(tmp_path):
+    cfg = TrainConfig(fold="all", ignore_value=128, padding="same")
+    save_yaml(cfg, tmp_path / "config.yaml")
+    assert from_dict(load_yaml(tmp_path / "config.yaml")) == cfg
+
+
+@pytest.mark.parametrize("changes,match", [
+    (dict(fold="9"), "--fold must be 0..4"),
+    (dict(batch_size=16, micro_batch_size=5), "does not divide"),
+    (dict(precision="fp8"), "--precision must be one of"),
+    (dict(device="gpu"), "--device must be"),
+    (dict(steps=0), "--steps must be at least 1"),
+])
+def test_validation_names_the_option(changes, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**changes).validate()
+
+
+def test_every_option_has_help_with_its_default():
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, TrainConfig())
+    text = " ".join(parser.format_help().split())
+    for name, value in TrainConfig().to_dict().items():
+        assert f"--{name.replace('_', '-')}" in text
+    assert "(default: 572)" in text and "(default: 0.0001)" in text
