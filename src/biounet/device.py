@@ -54,6 +54,17 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=DTYPES[precision])
 
 
+def memory_format(device: torch.device, precision: str) -> torch.memory_format:
+    """channels_last where oneDNN/cuDNN's fast kernels want it (CUDA, bf16/fp16 on the CPU).
+
+    In float32 on an AVX2 CPU channels_last measured 1.5x slower than NCHW for the width-64
+    U-Net (25.7 s vs 16.4 s per 572x572 forward+backward), so fp32 on the CPU keeps NCHW.
+    """
+    if device.type == "cuda" or precision != "fp32":
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     """A loss scaler, active only for fp16 (bf16 has float32's exponent range and needs none)."""
     return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
