@@ -26,6 +26,7 @@ def test_usage_errors_are_one_line_without_traceback(args, match, capsys):
 def test_bad_flag_value_is_an_argparse_error():
     proc = _run(["train", "--steps", "ten"])
     assert proc.returncode == 2 and "expected int" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_help_documents_defaults():

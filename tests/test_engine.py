@@ -168,3 +168,24 @@ def test_auto_micro_batch_follows_available_memory(monkeypatch):
     monkeypatch.setattr(engine, "available_memory_bytes", lambda d: int(2.2 * per_sample + 2e9))
     assert engine.choose_micro_batch(cfg, 16, torch.device("cpu"), "fp32") == 1
     assert engine.choose_micro_batch(cfg.replace(micro_batch_size=8), 16, torch.device("cpu"), "fp32") == 8
+
+
+def test_resume_after_a_hard_crash_redoes_the_unsaved_steps_once(isbi_data, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    calls = {"n": 0}
+    real_step = engine.train_step
+
+    def crashing_step(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise RuntimeError("power cut")  # not an interrupt: nothing is saved on the way out
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "train_step", crashing_step)
+    with pytest.raises(RuntimeError):
+        train(tiny_config(out=str(run), steps=5, checkpoint_every=2), data=isbi_data, quiet=True)
+    assert ckpt_io.load(run)["step"] == 2
+    monkeypatch.setattr(engine, "train_step", real_step)
+    train(tiny_config(resume=str(run), steps=5), {"resume": str(run)}, data=isbi_data, quiet=True)
+    steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5]

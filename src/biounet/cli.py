@@ -25,6 +25,13 @@ DEMO_PRESET = TrainConfig(
 DEMO_IMAGES, DEMO_SIZE = 12, 256
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the problem and where to read more, no usage dump."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _train_parser(sub, name: str, defaults: TrainConfig, help_text: str, description: str):
     p = sub.add_parser(name, help=help_text, description=description)
     add_config_arguments(p, defaults)
@@ -32,7 +39,7 @@ def _train_parser(sub, name: str, defaults: TrainConfig, help_text: str, descrip
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="biounet", description="U-Net for 2D biomedical image segmentation "
+    parser = _Parser(prog="biounet", description="U-Net for 2D biomedical image segmentation "
                                      "(Ronneberger et al. 2015).")
     parser.add_argument("--version", action="version", version=f"biounet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

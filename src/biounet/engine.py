@@ -7,10 +7,13 @@ per optimizer step and writes the run folder: ``config.yaml``, ``metrics.jsonl``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import resource
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -152,9 +155,26 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler:
     if not math.isfinite(value):
         raise TrainingDiverged(f"the loss is {value} at step {step}: training diverged. Checkpoints already "
                                f"written are intact; lower --lr, or try --precision fp32")
-    scaler.step(optimizer)
-    scaler.update()
+    with _deferred_interrupt():
+        scaler.step(optimizer)
+        scaler.update()
     return value
+
+
+@contextlib.contextmanager
+def _deferred_interrupt():
+    """Hold Ctrl-C until the block ends, so an interrupt never leaves half-updated weights."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda *_: received.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
 
 
 @dataclass
@@ -224,6 +244,7 @@ class Logger:
 
     def __init__(self, run_dir: Path, cfg: TrainConfig, first_step: int, quiet: bool = False):
         self.path = run_dir / "metrics.jsonl"
+        self._truncate(first_step)
         self.cfg, self.quiet = cfg, quiet
         show_bar = cfg.progress == "on" or (cfg.progress == "auto" and sys.stderr.isatty())
         self.bar = None
@@ -231,6 +252,17 @@ class Logger:
             from tqdm import tqdm
             self.bar = tqdm(total=cfg.steps, initial=first_step, unit="step", dynamic_ncols=True, leave=False)
         self.window_images, self.window_time, self.window_loss = 0, 0.0, []
+
+    def _truncate(self, step: int) -> None:
+        """Drop log rows past ``step``: a run killed after its last checkpoint logged steps it redoes."""
+        if not self.path.is_file():
+            return
+        lines = self.path.read_text().splitlines()
+        keep = [x for x in lines if x.strip() and json.loads(x)["step"] <= step]
+        if len(keep) != len(lines):
+            tmp = self.path.with_name(".metrics.jsonl.tmp")
+            tmp.write_text("".join(x + "\n" for x in keep))
+            tmp.replace(self.path)
 
     def info(self, text: str) -> None:
         if self.quiet:

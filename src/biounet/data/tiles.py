@@ -42,8 +42,13 @@ class TileSampler:
         self.in_tile, self.out_tile = in_tile, out_tile
         self.margin = (in_tile - out_tile) // 2
         self.augment, self.seed = augment, seed
-        m = self.margin
-        self._padded = {i: np.pad(data.images[i], ((0, 0), (m, m), (m, m)), mode="reflect") for i in self.indices}
+        self._padded: dict[int, np.ndarray] = {}  # mirror-padded images for undeformed tiles, made on first use
+
+    def _padded_image(self, i: int) -> np.ndarray:
+        if i not in self._padded:
+            m = self.margin
+            self._padded[i] = np.pad(self.data.images[i], ((0, 0), (m, m), (m, m)), mode="reflect")
+        return self._padded[i]
 
     def rng(self, index: int) -> np.random.Generator:
         """The generator of sample ``index``: a function of (seed, index) only."""
@@ -69,7 +74,7 @@ class TileSampler:
             mask_t = warp(mask, inner, order=0)
             w_t = warp(weight, inner, order=1) if weight is not None else None
         else:
-            img_t = self._padded[i][:, y0:y0 + T, x0:x0 + T]
+            img_t = self._padded_image(i)[:, y0:y0 + T, x0:x0 + T]
             mask_t = mask[y0:y0 + O, x0:x0 + O]
             w_t = weight[y0:y0 + O, x0:x0 + O] if weight is not None else None
         if w_t is None:
