@@ -32,7 +32,7 @@ def tiny_config(**changes) -> TrainConfig:
     """A U-Net small enough for a test: width 4, depth 2, 44-pixel tiles (output 4 + ...)."""
     base = dict(base_width=4, depth=2, tile_size=60, batch_size=4, steps=4, lr=1e-3, log_every=2,
                 checkpoint_every=2, keep_checkpoints=2, precision="fp32", device="cpu", progress="off",
-                elastic=True, seed=0)
+                elastic=True, seed=0, validation=False)
     base.update(changes)
     return TrainConfig(**base)
 

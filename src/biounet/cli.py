@@ -50,6 +50,34 @@ def build_parser() -> argparse.ArgumentParser:
                   "Generate synthetic EM-like images with exact membrane labels into OUT/synthetic and "
                   "train a small U-Net on them; takes a few minutes on 2 CPU cores. Every train option "
                   "applies.")
+    cv = sub.add_parser("cv", help="cross-validation: train and evaluate the folds in turn",
+                        description="Train and evaluate the folds in turn (each in OUT/fold-K, resumable), "
+                                    "then write OUT/cv.json and OUT/cv.md. Every train option applies.")
+    add_config_arguments(cv, TrainConfig(), skip=("fold", "folds"))
+    cv.add_argument("--folds", dest="fold_list", default="0,1,2,3,4", metavar="LIST",
+                    help="comma-separated folds to run (default: 0,1,2,3,4; the number of folds is the "
+                         "config key `folds`, default 5)")
+    ev = sub.add_parser("evaluate", help="segment a fold's validation images and score them",
+                        description="Segment the held-out images of a fold at full resolution (overlap-tile) "
+                                    "and write the metrics report.")
+    ev.add_argument("--checkpoint", required=True, metavar="CKPT_OR_RUN_DIR",
+                    help="checkpoint file, or a run folder (its best.pt, else last.pt)")
+    ev.add_argument("--data", required=True, help="the ISBI 2012 folder or a folder of image/mask pairs")
+    ev.add_argument("--fold", default=None, help="fold to score (default: the one the checkpoint held out)")
+    ev.add_argument("--json", metavar="FILE", help="write the report here (default: print only)")
+    ev.add_argument("--allow-train-slices", action="store_true",
+                    help="score even images the checkpoint was trained on")
+    _inference_options(ev)
+    pr = sub.add_parser("predict", help="segment images with a trained model",
+                        description="Segment images at full resolution. Writes per input <stem>_membrane.tif "
+                                    "(float32 (Z, H, W) membrane probability; <stem>_probs.tif (Z, C, H, W) for "
+                                    "more classes) and <stem>_mask.tif (hard mask: 255 = cell, 0 = membrane).")
+    pr.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, multi-page TIFF, or folder")
+    pr.add_argument("--checkpoint", required=True, metavar="CKPT_OR_RUN_DIR", help="checkpoint or run folder")
+    pr.add_argument("--out", required=True, help="output folder")
+    pr.add_argument("--labels", action="store_true", help="also write <stem>_labels.tif: uint32 cell instances")
+    pr.add_argument("--overlay", action="store_true", help="also write PNGs of the image with predicted membranes")
+    _inference_options(pr)
     fetch = sub.add_parser("fetch", help="download a dataset and verify it",
                            description="Download a public dataset and verify the SHA-256 of its pixels.")
     fetch.add_argument("dataset", choices=["isbi2012"], help="dataset name")
@@ -59,6 +87,76 @@ def build_parser() -> argparse.ArgumentParser:
                             "default: the known public locations)")
     fetch.add_argument("--timeout", type=float, default=60.0, help="seconds per connection attempt (default: 60)")
     return parser
+
+
+def _inference_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
+                   help="autocast precision (default: auto, as training)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--tta", action="store_true", help="average the 8 flips/rotations (8x the compute)")
+    p.add_argument("--tile", type=int, default=None,
+                   help="input tile side (default: the geometry that wastes least compute)")
+    p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default: 4)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: one per core)")
+
+
+def _prepare_inference(args):
+    from .device import resolve_device, resolve_precision, set_threads
+    from .evaluate import load_model
+    from .inference import torch_predictor
+
+    if args.batch_size < 1:
+        raise BiounetError(f"--batch-size must be at least 1, got {args.batch_size}")
+    set_threads(args.threads)
+    model, cfg, ckpt = load_model(args.checkpoint, args.device)
+    device = resolve_device(args.device)
+    precision = resolve_precision(args.precision, device)
+    return torch_predictor(model, device, precision), cfg, ckpt
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from .data import kfold_split, read_dataset
+    from .evaluate import check_not_training_slices, evaluate_images, write_json_atomic
+
+    predictor, cfg, ckpt = _prepare_inference(args)
+    fold = args.fold if args.fold is not None else cfg.fold
+    data = read_dataset(args.data, cfg.classes, cfg.in_channels, cfg.ignore_value)
+    if not args.allow_train_slices:
+        check_not_training_slices(cfg, args.data, len(data), fold, cfg.folds)
+    _, val = kfold_split(len(data), fold, cfg.folds)
+    print(f"evaluating {ckpt['path']} (step {ckpt['step']}) on fold {fold}: {len(val)} images", flush=True)
+    report = evaluate_images(predictor, data, val, cfg.depth, cfg.padding, args.tile, args.batch_size, args.tta)
+    report.update(checkpoint=ckpt["path"], step=ckpt["step"], fold=fold, tta=args.tta)
+    for key in ("dice_coeff", "dice_coeff_388", "pixel_error", "pixel_mismatch", "v_rand", "v_info"):
+        if key in report:
+            print(f"{key:15s} {report[key]:.4f}")
+    if "thresholds" in report:
+        print("thresholds     ", ", ".join(f"{k} {v}" for k, v in report["thresholds"].items()))
+    if args.json:
+        write_json_atomic(report, args.json)
+        print(f"report written to {args.json}")
+    return 0
+
+
+def _run_cv(args: argparse.Namespace) -> int:
+    from .crossval import parse_folds, run_cv
+
+    fold_list = args.fold_list
+    del args.fold_list
+    cfg, explicit = resolve(args, TrainConfig())
+    if not cfg.out:
+        raise BiounetError("--out is required: the folder that receives fold-K/ runs, cv.json and cv.md")
+    run_cv(cfg.validate(), explicit, parse_folds(fold_list, cfg.folds), cfg.out)
+    return 0
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from .evaluate import list_inputs, predict_files
+
+    files = list_inputs(args.inputs)
+    predictor, cfg, _ = _prepare_inference(args)
+    predict_files(files, predictor, cfg, args.out, args.tile, args.batch_size, args.tta, args.labels, args.overlay)
+    return 0
 
 
 def _run_train(args: argparse.Namespace, defaults: TrainConfig) -> int:
@@ -103,6 +201,12 @@ def main(argv: list[str] | None = None) -> int:
             return _run_train(args, TrainConfig())
         if args.command == "demo":
             return _run_demo(args)
+        if args.command == "cv":
+            return _run_cv(args)
+        if args.command == "evaluate":
+            return _run_evaluate(args)
+        if args.command == "predict":
+            return _run_predict(args)
         return _run_fetch(args)
     except (BiounetError, FileNotFoundError) as exc:
         if os.environ.get("BIOUNET_DEBUG"):

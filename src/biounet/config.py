@@ -86,6 +86,9 @@ class TrainConfig:
     log_every: int = _opt(10, "log a line every N steps")
     checkpoint_every: int = _opt(100, "save a checkpoint every N steps (and always at the end)")
     keep_checkpoints: int = _opt(10, "rotated weight checkpoints to keep (last.pt is always kept)")
+    validation: bool = _opt(True, "segment and score the held-out fold at full resolution at the end of "
+                          "training (and every --val-every steps); the best dice_coeff is kept as best.pt")
+    val_every: int = _opt(0, "validate every N steps as well (0: only at the end)")
     progress: str = _opt("auto", "progress bar: auto (on a terminal), on, off", ("auto", "on", "off"))
     resume: str | None = _opt(None, "continue a run: its folder or a last.pt checkpoint")
     init_from: str | None = _opt(None, "start from trained weights (fine-tuning); the output layer "
@@ -98,7 +101,7 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}")
-        for name in ("micro_batch_size", "threads", "workers", "brightness", "contrast", "border_weight",
+        for name in ("micro_batch_size", "threads", "workers", "val_every", "brightness", "contrast", "border_weight",
                      "weight_decay", "elastic_sigma"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{_flag(name)} must not be negative, got {getattr(self, name)}")
@@ -222,7 +225,7 @@ def _parse_value(name: str):
     return parse
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) -> None:
+def add_config_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig, skip: tuple[str, ...] = ()) -> None:
     """One flag per config field, its help showing the default; values not given stay absent.
 
     Absent flags (``argparse.SUPPRESS``) let the caller tell what the user typed from what
@@ -232,6 +235,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig)
                         help="YAML file setting any of the options below (flags win)")
     groups: dict[str, argparse._ArgumentGroup] = {}
     for f in fields(TrainConfig):
+        if f.name in skip:
+            continue
         group_name = f.metadata["group"]
         group = groups.setdefault(group_name, parser.add_argument_group(group_name))
         default = getattr(defaults, f.name)

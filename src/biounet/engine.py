@@ -37,7 +37,8 @@ from .model import UNet, check_input_size, output_size
 # Options that may change when a run is resumed: they affect speed and bookkeeping, not the
 # samples, the model or the optimisation.
 RESUMABLE_OVERRIDES = {"steps", "data", "log_every", "checkpoint_every", "keep_checkpoints", "progress",
-                       "device", "threads", "workers", "micro_batch_size", "resume"}
+                       "device", "threads", "workers", "micro_batch_size", "resume", "val_every", "validation"}
+BEST = "best.pt"
 
 
 def build_model(cfg: TrainConfig) -> UNet:
@@ -185,6 +186,7 @@ class RunState:
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     step: int = 0
+    best: float = -1.0  # best validation dice_coeff so far
 
 
 def _run_dir(cfg: TrainConfig) -> Path:
@@ -255,14 +257,15 @@ class Logger:
 
     def _truncate(self, step: int) -> None:
         """Drop log rows past ``step``: a run killed after its last checkpoint logged steps it redoes."""
-        if not self.path.is_file():
-            return
-        lines = self.path.read_text().splitlines()
-        keep = [x for x in lines if x.strip() and json.loads(x)["step"] <= step]
-        if len(keep) != len(lines):
-            tmp = self.path.with_name(".metrics.jsonl.tmp")
-            tmp.write_text("".join(x + "\n" for x in keep))
-            tmp.replace(self.path)
+        for path in (self.path, self.path.with_name("validation.jsonl")):
+            if not path.is_file():
+                continue
+            lines = path.read_text().splitlines()
+            keep = [x for x in lines if x.strip() and json.loads(x)["step"] <= step]
+            if len(keep) != len(lines):
+                tmp = path.with_name(f".{path.name}.tmp")
+                tmp.write_text("".join(x + "\n" for x in keep))
+                tmp.replace(path)
 
     def info(self, text: str) -> None:
         if self.quiet:
@@ -314,7 +317,10 @@ def plot_loss(run_dir: Path) -> Path | None:
 
     steps = np.array([r["step"] for r in rows])
     loss = np.array([r["loss"] for r in rows])
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    val_path = run_dir / "validation.jsonl"
+    val = [json.loads(x) for x in val_path.read_text().splitlines() if x.strip()] if val_path.is_file() else []
+    fig, axes = plt.subplots(1, 2 if val else 1, figsize=(12 if val else 7, 4), dpi=100, squeeze=False)
+    ax = axes[0, 0]
     ax.plot(steps, loss, lw=0.8, alpha=0.45, label="loss per step")
     k = max(1, len(loss) // 20)
     if k > 1:
@@ -325,7 +331,17 @@ def plot_loss(run_dir: Path) -> Path | None:
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend()
-    ax.set_title(run_dir.name)
+    ax.set_title(f"{run_dir.name}: training loss")
+    if val:
+        vx = axes[0, 1]
+        vsteps = [r["step"] for r in val]
+        for key in ("dice_coeff", "v_rand", "v_info"):
+            if key in val[0]:
+                vx.plot(vsteps, [r[key] for r in val], marker="o", label=key)
+        vx.set_xlabel("step")
+        vx.set_title("validation (held-out fold, full resolution)")
+        vx.grid(alpha=0.3)
+        vx.legend()
     fig.tight_layout()
     out = run_dir / "loss.png"
     tmp = run_dir / ".loss.png.tmp"
@@ -342,9 +358,37 @@ def _save(run_dir: Path, cfg: TrainConfig, state: RunState, full: bool, rotated:
         ckpt_io.rotate(run_dir, cfg.keep_checkpoints)
     if full:
         training = {"optimizer": state.optimizer.state_dict(), "scaler": state.scaler.state_dict(),
-                    "torch_rng": torch.get_rng_state()}
+                    "torch_rng": torch.get_rng_state(), "best": state.best}
         ckpt_io.atomic_save(ckpt_io.payload(cfg.to_dict(), state.step, model_state, training),
                             run_dir / ckpt_io.LAST)
+
+
+def validate(state: RunState, cfg: TrainConfig, data: SegmentationData, val_idx: list[int],
+             device: torch.device, precision: str, run_dir: Path, log: "Logger") -> dict[str, Any]:
+    """Segment and score the held-out images; keep best.pt when dice_coeff improves."""
+    from .evaluate import evaluate_images
+    from .inference import torch_predictor
+
+    state.model.eval()
+    try:
+        report = evaluate_images(torch_predictor(state.model, device, precision), data, val_idx, cfg.depth,
+                                 cfg.padding)
+    finally:
+        state.model.train()
+    row = {"step": state.step, **{k: v for k, v in report.items() if k not in ("per_image", "n_images")}}
+    with open(run_dir / "validation.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+    shown = "  ".join(f"{k} {report[k]:.4f}" for k in ("dice_coeff", "dice_coeff_388", "pixel_error", "v_rand",
+                                                         "v_info") if k in report)
+    improved = report["dice_coeff"] > state.best
+    if improved:
+        state.best = report["dice_coeff"]
+        weights = {k: v.detach().cpu() for k, v in state.model.state_dict().items()}
+        best = ckpt_io.payload(cfg.to_dict(), state.step, weights)
+        best["validation"] = row
+        ckpt_io.atomic_save(best, run_dir / BEST)
+    log.info(f"validation at step {state.step} on {len(val_idx)} images: {shown}" + ("  (best so far)" if improved else ""))
+    return report
 
 
 def _prepare_run_dir(cfg: TrainConfig, resuming: bool) -> Path:
@@ -399,6 +443,7 @@ def train(cfg: TrainConfig, explicit: dict[str, Any] | None = None, data: Segmen
         state.scaler.load_state_dict(ckpt["training_state"]["scaler"])
         torch.set_rng_state(ckpt["training_state"]["torch_rng"])
         state.step = ckpt["step"]
+        state.best = ckpt["training_state"].get("best", -1.0)
         log.info(f"resuming {run_dir} at step {state.step}")
     elif cfg.init_from:
         skipped = _load_init(model, cfg.init_from)
@@ -430,6 +475,8 @@ def train(cfg: TrainConfig, explicit: dict[str, Any] | None = None, data: Segmen
             state.step += 1
             log.step(state.step, loss, cfg.batch_size, time.perf_counter() - t0)
             last = state.step == cfg.steps
+            if cfg.validation and val_idx and ((cfg.val_every and state.step % cfg.val_every == 0) or last):
+                validate(state, cfg, data, val_idx, device, precision, run_dir, log)
             if state.step % cfg.checkpoint_every == 0 or last:
                 _save(run_dir, cfg, state, full=True, rotated=True)
     except KeyboardInterrupt:

@@ -1,0 +1,225 @@
+"""Segment and measure: load a trained model, score a fold's validation images, predict files.
+
+Everything runs through :func:`biounet.inference.segment` at full resolution, so what is scored
+is what ``predict`` writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from . import checkpoint as ckpt_io
+from .config import TrainConfig, from_dict
+from .data.readers import IMAGE_SUFFIXES, SegmentationData, read_image_file, scale_image
+from .errors import CheckpointError, ConfigError, DataError
+from .inference import Predictor, segment
+from .metrics import challenge_scores, dice_coeff, dice_coeff_388, hard_scores
+
+BEST = "best.pt"
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run folder means its best checkpoint (else last.pt); a file means itself."""
+    path = Path(path)
+    if path.is_dir():
+        for name in (BEST, ckpt_io.LAST):
+            if (path / name).is_file():
+                return path / name
+        raise CheckpointError(f"{path} holds neither {BEST} nor {ckpt_io.LAST}; pass a run folder or a .pt file")
+    return path
+
+
+def load_model(path: str | Path, device: str = "auto"):
+    """(model in eval mode, its TrainConfig, the checkpoint dict) from a checkpoint or run folder."""
+    import torch
+
+    from .device import resolve_device
+    from .engine import build_model
+
+    ckpt = ckpt_io.load(resolve_checkpoint(path))
+    cfg = from_dict(ckpt["config"])
+    model = build_model(cfg)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{ckpt['path']}: its weights do not fit its own config ({str(exc)[:200]})") from None
+    return model.to(resolve_device(device)).eval(), cfg, ckpt
+
+
+def evaluate_images(predictor: Predictor, data: SegmentationData, indices: list[int], depth: int, padding: str,
+                    tile: int | None = None, batch_size: int = 4, tta: bool = False,
+                    progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Segment ``data`` images ``indices`` at full resolution and score them.
+
+    Returns the report: means of ``dice_coeff``, ``dice_coeff_388``, ``pixel_mismatch`` and,
+    for two classes, the challenge's ``pixel_error``, ``v_rand`` and ``v_info`` with their
+    thresholds; ``per_image`` holds every image's values.
+    """
+    if data.masks is None:
+        raise DataError("evaluation needs masks, but the dataset has none")
+    if not indices:
+        raise ConfigError("no images to evaluate: the fold's validation set is empty (--fold all has none)")
+    per_image, cell_probs, masks = [], [], []
+    for n, i in enumerate(indices):
+        probs = segment(data.images[i], predictor, depth, padding, tile, batch_size, tta)
+        mask = data.masks[i]
+        hard = hard_scores(probs, mask)
+        row = {"name": data.names[i], "index": i, "dice_coeff": dice_coeff(probs, mask),
+               "pixel_mismatch": hard["pixel_mismatch"], "dice": hard["dice"], "iou": hard["iou"]}
+        if not (mask < 0).any():
+            row["dice_coeff_388"] = dice_coeff_388(probs, mask)
+        per_image.append(row)
+        if probs.shape[0] == 2:
+            cell_probs.append(probs[1])
+            masks.append(mask)
+        if progress:
+            progress(n + 1)
+    report: dict[str, Any] = {"n_images": len(indices)}
+    for key in ("dice_coeff", "dice_coeff_388", "pixel_mismatch"):
+        values = [r[key] for r in per_image if key in r]
+        if values:
+            report[key] = float(np.mean(values))
+    if masks:
+        challenge = challenge_scores(cell_probs, masks)
+        thresholds = {}
+        for name in ("pixel_error", "v_rand", "v_info"):
+            report[name] = challenge[name]
+            thresholds[name] = challenge[f"{name}_threshold"]
+            for row, value in zip(per_image, challenge[f"{name}_per_image"]):
+                row[name] = value
+        report["thresholds"] = thresholds
+    report["per_image"] = per_image
+    return report
+
+
+def write_json_atomic(obj: Any, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def check_not_training_slices(ckpt_cfg: TrainConfig, data_path: str | Path, n_images: int, fold: str,
+                              folds: int) -> None:
+    """Refuse to score a model on images it was trained on (same data folder, overlapping split)."""
+    from .data.split import kfold_split
+
+    if not ckpt_cfg.data or Path(ckpt_cfg.data).resolve() != Path(data_path).resolve():
+        return
+    trained, _ = kfold_split(n_images, ckpt_cfg.fold, ckpt_cfg.folds)
+    _, scored = kfold_split(n_images, fold, folds)
+    overlap = sorted(set(trained) & set(scored))
+    if overlap:
+        raise ConfigError(
+            f"the checkpoint was trained on fold {ckpt_cfg.fold!r} of {data_path}, which includes images "
+            f"{overlap[:8]}{'...' if len(overlap) > 8 else ''} that fold {fold} would score; scores on training "
+            f"images are not validation scores. Evaluate the fold the model held out ({ckpt_cfg.fold}) or pass "
+            f"--allow-train-slices")
+
+
+# --- predict ------------------------------------------------------------------------------------
+
+
+def list_inputs(inputs: list[str]) -> list[Path]:
+    """Files to segment: each input is an image file, a multi-page TIFF, or a folder of them."""
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise DataError(f"folder {p} holds no PNG or TIFF images")
+            files.extend(found)
+        elif p.is_file():
+            if p.suffix.lower() not in IMAGE_SUFFIXES:
+                raise DataError(f"{p} is not a PNG or TIFF image")
+            files.append(p)
+        else:
+            raise DataError(f"input {p} does not exist")
+    return files
+
+
+def read_stack(path: Path, in_channels: int) -> np.ndarray:
+    """(Z, C, H, W) float32 in [-1, 1] from an image file or a multi-page TIFF."""
+    pixels = read_image_file(path)
+    is_tiff = path.suffix.lower() in (".tif", ".tiff")
+    colour = pixels.ndim == 3 and pixels.shape[-1] in (3, 4) and pixels.shape[0] > 4
+    single = not is_tiff or pixels.ndim == 2 or colour  # a PNG is one image; a TIFF may be a stack
+    slices = [pixels] if single else list(pixels)
+    return np.stack([scale_image(s, in_channels, f"{path.name} slice {z}") for z, s in enumerate(slices)])
+
+
+def _atomic_image(path: Path, write: Callable[[Path], None]) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        write(tmp)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def overlay(image: np.ndarray, membrane: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8: the grey image with predicted membrane (probability > 0.5) in colour."""
+    grey = ((image[0] + 1) * 127.5).clip(0, 255).astype(np.uint8)
+    rgb = np.stack([grey] * 3, -1).astype(np.float32)
+    on = membrane > 0.5
+    rgb[on] = 0.45 * rgb[on] + 0.55 * np.array([255, 40, 160], np.float32)
+    return rgb.astype(np.uint8)
+
+
+def instance_labels(cell_prob: np.ndarray) -> np.ndarray:
+    """uint32 cell instances: a watershed of the cell probability from its confident cores."""
+    from scipy import ndimage
+    from skimage.segmentation import watershed
+
+    cells = cell_prob > 0.5
+    cores, _ = ndimage.label(cell_prob > 0.9)
+    labels = watershed(-cell_prob, cores, mask=cells)
+    return labels.astype(np.uint32)
+
+
+def predict_files(files: list[Path], predictor: Predictor, cfg: TrainConfig, out_dir: str | Path,
+                  tile: int | None = None, batch_size: int = 4, tta: bool = False, labels: bool = False,
+                  overlays: bool = False, log=print) -> list[Path]:
+    """Segment every file and write the outputs (atomically); returns the paths written."""
+    import tifffile
+    from PIL import Image
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for f in files:
+        stack = read_stack(f, cfg.in_channels)
+        probs = np.stack([segment(img, predictor, cfg.depth, cfg.padding, tile, batch_size, tta) for img in stack])
+        outputs: dict[Path, Callable[[Path], None]] = {}
+        if probs.shape[1] == 2:
+            membrane = probs[:, 0]
+            outputs[out_dir / f"{f.stem}_membrane.tif"] = lambda p, a=membrane: tifffile.imwrite(
+                p, a.astype(np.float32), photometric="minisblack")
+        else:
+            outputs[out_dir / f"{f.stem}_probs.tif"] = lambda p, a=probs: tifffile.imwrite(
+                p, a.astype(np.float32), photometric="minisblack")
+        # two classes: the labels' convention (255 = cell, 0 = membrane), cut where membrane > 0.5
+        hard = np.where(probs[:, 0] > 0.5, 0, 255) if probs.shape[1] == 2 else probs.argmax(1)
+        outputs[out_dir / f"{f.stem}_mask.tif"] = lambda p, a=hard.astype(np.uint8): tifffile.imwrite(
+            p, a, photometric="minisblack")
+        if labels and probs.shape[1] == 2:
+            inst = np.stack([instance_labels(p[1]) for p in probs])
+            outputs[out_dir / f"{f.stem}_labels.tif"] = lambda p, a=inst: tifffile.imwrite(
+                p, a, photometric="minisblack")
+        if overlays and probs.shape[1] == 2:
+            for z, (img, pr) in enumerate(zip(stack, probs)):
+                name = f"{f.stem}_overlay.png" if len(stack) == 1 else f"{f.stem}_overlay_{z:03d}.png"
+                outputs[out_dir / name] = lambda p, a=overlay(img, pr[0]): Image.fromarray(a).save(p, format="PNG")
+        for path, write in outputs.items():
+            _atomic_image(path, write)
+            written.append(path)
+        log(f"{f}: {len(stack)} slice(s) -> {', '.join(p.name for p in outputs if 'overlay' not in p.name)}")
+    return written
