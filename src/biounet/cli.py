@@ -100,6 +100,15 @@ def _inference_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: one per core)")
 
 
+def _progress(total: int, unit: str):
+    """A tqdm bar with an ETA on a terminal; None (quiet) when output goes to a log."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, dynamic_ncols=True, leave=False)
+
+
 def _prepare_inference(args):
     from .device import resolve_device, resolve_precision, set_threads
     from .evaluate import load_model
@@ -125,7 +134,13 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         check_not_training_slices(cfg, args.data, len(data), fold, cfg.folds)
     _, val = kfold_split(len(data), fold, cfg.folds)
     print(f"evaluating {ckpt['path']} (step {ckpt['step']}) on fold {fold}: {len(val)} images", flush=True)
-    report = evaluate_images(predictor, data, val, cfg.depth, cfg.padding, args.tile, args.batch_size, args.tta)
+    bar = _progress(len(val), "image")
+    try:
+        report = evaluate_images(predictor, data, val, cfg.depth, cfg.padding, args.tile, args.batch_size, args.tta,
+                                 progress=(lambda n: bar.update(n - bar.n)) if bar else None)
+    finally:
+        if bar:
+            bar.close()
     report.update(checkpoint=ckpt["path"], step=ckpt["step"], fold=fold, tta=args.tta)
     for key in ("dice_coeff", "dice_coeff_388", "pixel_error", "pixel_mismatch", "v_rand", "v_info"):
         if key in report:
@@ -155,7 +170,13 @@ def _run_predict(args: argparse.Namespace) -> int:
 
     files = list_inputs(args.inputs)
     predictor, cfg, _ = _prepare_inference(args)
-    predict_files(files, predictor, cfg, args.out, args.tile, args.batch_size, args.tta, args.labels, args.overlay)
+    bar = _progress(0, "slice")
+    try:
+        predict_files(files, predictor, cfg, args.out, args.tile, args.batch_size, args.tta, args.labels,
+                      args.overlay, log=bar.write if bar else print, progress=bar.update if bar else None)
+    finally:
+        if bar:
+            bar.close()
     return 0
 
 

@@ -36,8 +36,6 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 def load_model(path: str | Path, device: str = "auto"):
     """(model in eval mode, its TrainConfig, the checkpoint dict) from a checkpoint or run folder."""
-    import torch
-
     from .device import resolve_device
     from .engine import build_model
 
@@ -187,7 +185,7 @@ def instance_labels(cell_prob: np.ndarray) -> np.ndarray:
 
 def predict_files(files: list[Path], predictor: Predictor, cfg: TrainConfig, out_dir: str | Path,
                   tile: int | None = None, batch_size: int = 4, tta: bool = False, labels: bool = False,
-                  overlays: bool = False, log=print) -> list[Path]:
+                  overlays: bool = False, log=print, progress: Callable[[int], None] | None = None) -> list[Path]:
     """Segment every file and write the outputs (atomically); returns the paths written."""
     import tifffile
     from PIL import Image
@@ -197,7 +195,12 @@ def predict_files(files: list[Path], predictor: Predictor, cfg: TrainConfig, out
     written = []
     for f in files:
         stack = read_stack(f, cfg.in_channels)
-        probs = np.stack([segment(img, predictor, cfg.depth, cfg.padding, tile, batch_size, tta) for img in stack])
+        slices = []
+        for img in stack:
+            slices.append(segment(img, predictor, cfg.depth, cfg.padding, tile, batch_size, tta))
+            if progress:
+                progress(1)
+        probs = np.stack(slices)
         outputs: dict[Path, Callable[[Path], None]] = {}
         if probs.shape[1] == 2:
             membrane = probs[:, 0]
