@@ -1,6 +1,7 @@
 """The ``biounet`` command: parses options once and hands one config to the library.
 
-Subcommands: ``train``, ``demo`` (train on embedded synthetic EM-like data), ``fetch``.
+Subcommands: ``train``, ``demo`` (train on embedded synthetic EM-like data), ``cv``,
+``evaluate``, ``predict``, ``fetch``.
 User errors (bad options, missing files) print one line and exit 2; set BIOUNET_DEBUG=1 to see
 the traceback.
 """
@@ -19,7 +20,7 @@ from .errors import BiounetError
 # The embedded demo: a small U-Net (same architecture, width 16) on synthetic EM-like images,
 # sized to finish in a couple of minutes on two CPU cores.
 DEMO_PRESET = TrainConfig(
-    fold="1", base_width=16, tile_size=252, batch_size=4, steps=150, lr=1e-3, log_every=10,
+    fold="1", base_width=16, tile_size=252, batch_size=4, steps=100, lr=1e-3, log_every=10,
     checkpoint_every=50, keep_checkpoints=3, name="demo",
 )
 DEMO_IMAGES, DEMO_SIZE = 12, 256

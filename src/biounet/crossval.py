@@ -32,6 +32,7 @@ def run_cv(cfg: TrainConfig, explicit: dict[str, Any], fold_list: list[str], out
            log=print) -> dict[str, Any]:
     """Train (or resume) and evaluate every fold of ``fold_list``; writes cv.json and cv.md."""
     from .data import kfold_split, read_dataset
+    from .device import resolve_device, resolve_precision
     from .engine import train
     from .evaluate import evaluate_images, load_model, write_json_atomic
     from .inference import torch_predictor
@@ -43,7 +44,9 @@ def run_cv(cfg: TrainConfig, explicit: dict[str, Any], fold_list: list[str], out
     reports = {}
     for fold in fold_list:
         run = out / f"fold-{fold}"
-        fold_cfg = cfg.replace(fold=fold, out=str(run), resume=None)
+        # cv scores the final weights below; validating them at the end of training too would
+        # segment the same images twice (intermediate --val-every validations still run)
+        fold_cfg = cfg.replace(fold=fold, out=str(run), resume=None, validation=cfg.validation and cfg.val_every > 0)
         last = run / ckpt_io.LAST
         if last.is_file():
             step = ckpt_io.load(last)["step"]
@@ -56,8 +59,6 @@ def run_cv(cfg: TrainConfig, explicit: dict[str, Any], fold_list: list[str], out
             log(f"fold {fold}: training")
             train(fold_cfg, explicit, data=data)
         model, run_cfg, ckpt = load_model(last, cfg.device)
-        from .device import resolve_device, resolve_precision
-
         device = resolve_device(cfg.device)
         predictor = torch_predictor(model, device, resolve_precision(cfg.precision, device))
         _, val = kfold_split(len(data), fold, cfg.folds)
