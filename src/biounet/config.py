@@ -80,6 +80,8 @@ class TrainConfig:
     workers: int = _opt(0, "DataLoader worker processes preparing tiles (0: in the main process)",
                         group="optimisation")
     seed: int = _opt(0, "seed of the weights and of every sample's randomness", group="optimisation")
+    dist_timeout: float = _opt(600.0, "under torchrun: seconds a collective waits for the other processes "
+                               "before the job fails (a dead or stuck rank)", group="optimisation")
     # run folder and checkpoints
     out: str | None = _opt(None, "run folder (default runs/<name>)")
     name: str | None = _opt(None, "run name for the default run folder (default: a timestamp)")
@@ -107,6 +109,8 @@ class TrainConfig:
                 raise ConfigError(f"--{_flag(name)} must not be negative, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
+        if self.dist_timeout <= 0:
+            raise ConfigError(f"--dist-timeout must be positive, got {self.dist_timeout}")
         if self.border_sigma <= 0:
             raise ConfigError(f"--border-sigma must be positive, got {self.border_sigma}")
         if self.classes < 2:

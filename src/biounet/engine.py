@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import resource
 import signal
 import sys
@@ -29,15 +30,19 @@ from . import checkpoint as ckpt_io
 from .config import TrainConfig, from_dict, save_yaml
 from .data import AugmentConfig, IGNORE, TileDataset, TileSampler, kfold_split, read_dataset, weight_maps
 from .data.readers import SegmentationData
-from .device import (autocast, available_memory_bytes, grad_scaler, memory_format, resolve_device,
-                     resolve_precision, set_threads)
+from . import distributed
+from .device import autocast, available_memory_bytes, grad_scaler, memory_format, resolve_precision, set_threads
+from .distributed import DistInfo
 from .errors import CheckpointError, ConfigError, TrainingDiverged
 from .model import UNet, check_input_size, output_size
 
 # Options that may change when a run is resumed: they affect speed and bookkeeping, not the
 # samples, the model or the optimisation.
 RESUMABLE_OVERRIDES = {"steps", "data", "log_every", "checkpoint_every", "keep_checkpoints", "progress",
-                       "device", "threads", "workers", "micro_batch_size", "resume", "val_every", "validation"}
+                       "device", "threads", "workers", "micro_batch_size", "resume", "val_every", "validation",
+                       "dist_timeout"}
+# Fault injection for tests of a dying rank: rank R kills itself right after the checkpoint of step K.
+FAULT_RANK, FAULT_STEP = "BIOUNET_FAULT_KILL_RANK", "BIOUNET_FAULT_KILL_AFTER_STEP"
 BEST = "best.pt"
 
 
@@ -133,26 +138,32 @@ class StepBatches:
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                micro_batches: list[tuple[torch.Tensor, ...]], device: torch.device, precision: str,
-               step: int) -> float:
+               step: int, dist_info: DistInfo = DistInfo()) -> float:
     """One optimizer step over a global batch given as micro-batches; returns the mean pixel loss.
 
-    Each micro-batch's loss sum is divided by the pixel count of the whole batch, so the
-    accumulated gradient is the same whatever the micro-batch split.
+    Each micro-batch's loss sum is divided by the pixel count of the whole global batch (summed
+    over all processes), so the accumulated gradient is the same whatever the micro-batch split
+    or the number of processes. DistributedDataParallel averages gradients over the processes,
+    so each process's loss is scaled by the world size to turn that average into the sum.
     """
-    n_pixels = sum(int((m != IGNORE).sum()) for _, m, _ in micro_batches)
+    local_pixels = sum(int((m != IGNORE).sum()) for _, m, _ in micro_batches)
+    n_pixels = distributed.all_sum(local_pixels, dist_info, device)
     if n_pixels == 0:
         raise TrainingDiverged(f"step {step}: every pixel of the batch is ignored; check --ignore-value")
     optimizer.zero_grad(set_to_none=True)
     total = torch.zeros((), device=device)
-    for images, masks, weights in micro_batches:
+    for k, (images, masks, weights) in enumerate(micro_batches):
         images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format(device, precision))
         masks, weights = masks.to(device, non_blocking=True), weights.to(device, non_blocking=True)
-        with autocast(device, precision):
-            logits = model(images)
-        loss = pixel_loss_sum(logits, masks, weights) / n_pixels
-        scaler.scale(loss).backward()
+        # gradients are exchanged once per step, at the last micro-batch (nanoGPT's habit)
+        sync = not dist_info.enabled or k == len(micro_batches) - 1
+        with contextlib.nullcontext() if sync else model.no_sync():
+            with autocast(device, precision):
+                logits = model(images)
+            loss = pixel_loss_sum(logits, masks, weights) / n_pixels
+            scaler.scale(loss * dist_info.world).backward()
         total += loss.detach()
-    value = float(total)
+    value = distributed.all_sum(float(total), dist_info, device)
     if not math.isfinite(value):
         raise TrainingDiverged(f"the loss is {value} at step {step}: training diverged. Checkpoints already "
                                f"written are intact; lower --lr, or try --precision fp32")
@@ -244,9 +255,11 @@ def resume_config(cfg: TrainConfig, explicit: dict[str, Any]) -> tuple[TrainConf
 class Logger:
     """Writes metrics.jsonl, prints a line every ``log_every`` steps, and drives a progress bar."""
 
-    def __init__(self, run_dir: Path, cfg: TrainConfig, first_step: int, quiet: bool = False):
+    def __init__(self, run_dir: Path, cfg: TrainConfig, first_step: int, quiet: bool = False, write: bool = True):
         self.path = run_dir / "metrics.jsonl"
-        self._truncate(first_step)
+        self.write = write
+        if write:
+            self._truncate(first_step)
         self.cfg, self.quiet = cfg, quiet
         show_bar = cfg.progress == "on" or (cfg.progress == "auto" and sys.stderr.isatty())
         self.bar = None
@@ -279,6 +292,8 @@ class Logger:
         self.window_images += images
         self.window_time += seconds
         self.window_loss.append(loss)
+        if not self.write:
+            return
         with open(self.path, "a") as f:
             f.write(json.dumps({"step": step, "loss": loss, "images_per_s": images / seconds,
                                 "step_s": seconds, "time": time.time()}) + "\n")
@@ -391,15 +406,6 @@ def validate(state: RunState, cfg: TrainConfig, data: SegmentationData, val_idx:
     return report
 
 
-def _prepare_run_dir(cfg: TrainConfig, resuming: bool) -> Path:
-    run_dir = _run_dir(cfg)
-    if not resuming and (run_dir / ckpt_io.LAST).exists():
-        raise ConfigError(f"run folder {run_dir} already holds a run; continue it with --resume {run_dir} "
-                          f"or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
-
-
 def train(cfg: TrainConfig, explicit: dict[str, Any] | None = None, data: SegmentationData | None = None,
           quiet: bool = False) -> dict[str, Any]:
     """Train a U-Net as ``cfg`` says; returns a summary (also written to summary.json).
@@ -411,9 +417,24 @@ def train(cfg: TrainConfig, explicit: dict[str, Any] | None = None, data: Segmen
     if cfg.resume:
         cfg, ckpt = resume_config(cfg, explicit or {})
     cfg.validate()
-    device = resolve_device(cfg.device)
+    info, device = distributed.setup(cfg.device, cfg.dist_timeout)
+    try:
+        return _train(cfg, ckpt, info, device, data, quiet)
+    finally:
+        distributed.teardown(info)
+
+
+def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device: torch.device,
+           data: SegmentationData | None, quiet: bool) -> dict[str, Any]:
     precision = resolve_precision(cfg.precision, device)
-    threads = set_threads(cfg.threads)
+    if info.enabled and device.type == "cpu" and not cfg.threads:
+        threads = set_threads(distributed.cpu_threads_per_process(info))
+    else:
+        threads = set_threads(cfg.threads)
+    if cfg.batch_size % info.world:
+        raise ConfigError(f"--batch-size {cfg.batch_size} does not divide over {info.world} processes; "
+                          f"use a multiple of {info.world}")
+    share = cfg.batch_size // info.world
     in_tile, out_tile = tile_geometry(cfg)
     if data is None:
         if not cfg.data:
@@ -429,14 +450,23 @@ def train(cfg: TrainConfig, explicit: dict[str, Any] | None = None, data: Segmen
     sampler = TileSampler(data, train_idx, in_tile, out_tile, augment, cfg.seed,
                           [weights.get(i) for i in range(len(data))] if weights else None)
 
-    micro = choose_micro_batch(cfg, cfg.batch_size, device, precision)
+    if cfg.micro_batch_size and share % cfg.micro_batch_size:
+        # e.g. resumed with another world size: the recorded micro-batch no longer divides the share
+        cfg = cfg.replace(micro_batch_size=0)
+    micro = distributed.broadcast(choose_micro_batch(cfg, share, device, precision), info)
     cfg = cfg.replace(micro_batch_size=micro)
-    run_dir = _prepare_run_dir(cfg, resuming=ckpt is not None)
+    run_dir = _run_dir(cfg)
+    if ckpt is None and (run_dir / ckpt_io.LAST).exists():
+        raise ConfigError(f"run folder {run_dir} already holds a run; continue it with --resume {run_dir} "
+                          f"or choose another --out")
+    distributed.barrier(info)  # every rank has looked before rank 0 writes anything
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
 
     model = build_model(cfg).to(device).to(memory_format=memory_format(device, precision))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     state = RunState(model, optimizer, grad_scaler(device, precision))
-    log = Logger(run_dir, cfg, ckpt["step"] if ckpt else 0, quiet)
+    log = Logger(run_dir, cfg, ckpt["step"] if ckpt else 0, quiet or not info.is_main, write=info.is_main)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["training_state"]["optimizer"])
@@ -449,20 +479,29 @@ def train(cfg: TrainConfig, explicit: dict[str, Any] | None = None, data: Segmen
         skipped = _load_init(model, cfg.init_from)
         log.info(f"initialised from {cfg.init_from}" + (f" (skipped {', '.join(skipped)}: class count differs)"
                                                          if skipped else ""))
-    save_yaml(cfg, run_dir / "config.yaml")
+    if info.is_main:
+        save_yaml(cfg, run_dir / "config.yaml")
+    # every rank starts from the same weights: built from the same seed, or loaded from the same file
+    net = model
+    if info.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     n_params = sum(p.numel() for p in model.parameters())
     log.info(f"run {run_dir}: {len(train_idx)} training / {len(val_idx)} held-out images (fold {cfg.fold}), "
              f"tiles {in_tile}->{out_tile}, U-Net width {cfg.base_width} depth {cfg.depth} "
              f"({n_params / 1e6:.1f} M parameters)")
-    log.info(f"device {device}, precision {precision}, {threads} threads, batch {cfg.batch_size} as "
-             f"{cfg.batch_size // micro} micro-batch(es) of {micro}")
+    split = f" over {info.world} processes, {share} each," if info.enabled else ""
+    log.info(f"device {device}, precision {precision}, {threads} threads{' per process' if info.enabled else ''}, "
+             f"batch {cfg.batch_size}{split} as {share // micro} micro-batch(es) of {micro}")
     if state.step >= cfg.steps:
         log.info(f"nothing to do: the run is at step {state.step} of {cfg.steps}; raise --steps to train longer")
 
-    loader = DataLoader(TileDataset(sampler), batch_sampler=StepBatches(state.step, cfg.steps, cfg.batch_size, micro),
-                        num_workers=cfg.workers, pin_memory=device.type == "cuda",
-                        persistent_workers=False)
-    per_step = cfg.batch_size // micro
+    batches = StepBatches(state.step, cfg.steps, cfg.batch_size, micro, info.rank, info.world)
+    loader = DataLoader(TileDataset(sampler), batch_sampler=batches, num_workers=cfg.workers,
+                        pin_memory=device.type == "cuda", persistent_workers=False)
+    per_step = share // micro
+    fault_rank, fault_step = int(os.environ.get(FAULT_RANK, -1)), int(os.environ.get(FAULT_STEP, -1))
     started = time.perf_counter()
     first_step = state.step
     model.train()
@@ -471,17 +510,23 @@ def train(cfg: TrainConfig, explicit: dict[str, Any] | None = None, data: Segmen
         while state.step < cfg.steps:
             t0 = time.perf_counter()
             micro_batches = [next(it) for _ in range(per_step)]
-            loss = train_step(model, optimizer, state.scaler, micro_batches, device, precision, state.step + 1)
+            loss = train_step(net, optimizer, state.scaler, micro_batches, device, precision, state.step + 1, info)
             state.step += 1
             log.step(state.step, loss, cfg.batch_size, time.perf_counter() - t0)
             last = state.step == cfg.steps
             if cfg.validation and val_idx and ((cfg.val_every and state.step % cfg.val_every == 0) or last):
-                validate(state, cfg, data, val_idx, device, precision, run_dir, log)
+                if info.is_main:  # one process scores the held-out images; the others wait
+                    validate(state, cfg, data, val_idx, device, precision, run_dir, log)
+                distributed.barrier(info)
             if state.step % cfg.checkpoint_every == 0 or last:
-                _save(run_dir, cfg, state, full=True, rotated=True)
+                if info.is_main:
+                    _save(run_dir, cfg, state, full=True, rotated=True)
+                distributed.barrier(info)
+            if info.rank == fault_rank and state.step == fault_step:
+                os.kill(os.getpid(), signal.SIGKILL)
     except KeyboardInterrupt:
         log.close()
-        if state.step > first_step:
+        if state.step > first_step and info.is_main:
             _save(run_dir, cfg, state, full=True, rotated=False)
             plot_loss(run_dir)
         print(f"interrupted at step {state.step}; continue with: biounet train --resume {run_dir}",
@@ -489,6 +534,8 @@ def train(cfg: TrainConfig, explicit: dict[str, Any] | None = None, data: Segmen
         raise
     finally:
         log.close()
+    if not info.is_main:
+        return {"run_dir": str(run_dir), "step": state.step, "rank": info.rank}
     wall = time.perf_counter() - started
     plot_loss(run_dir)
     steps_done = state.step - first_step
