@@ -486,6 +486,9 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device
     if info.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
+        if cfg.batch_norm and device.type == "cuda":  # batch statistics over the global batch
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            state.model = model
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     n_params = sum(p.numel() for p in model.parameters())
     log.info(f"run {run_dir}: {len(train_idx)} training / {len(val_idx)} held-out images (fold {cfg.fold}), "
