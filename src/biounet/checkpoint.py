@@ -19,6 +19,7 @@ import torch
 
 from . import __version__
 from .errors import CheckpointError
+from .fileio import atomic_write
 
 FORMAT_VERSION = 1
 LAST = "last.pt"
@@ -44,25 +45,12 @@ def environment() -> dict[str, Any]:
 
 def atomic_save(obj: dict[str, Any], path: str | Path) -> None:
     """Write ``obj`` to ``path`` so that a crash leaves either the old file or the new one, whole."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+
+    atomic_write(path, write, durable=True)
 
 
 def load(path: str | Path) -> dict[str, Any]:

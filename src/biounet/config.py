@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .fileio import atomic_write_text
 
 
 def _opt(default: Any, help: str, choices: tuple | None = None, group: str = "run") -> Any:
@@ -211,7 +212,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 def save_yaml(cfg: TrainConfig, path: str | Path) -> None:
     """Write the resolved configuration (every option) as YAML."""
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
 def _parse_value(name: str):

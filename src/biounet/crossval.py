@@ -16,6 +16,7 @@ import numpy as np
 from . import checkpoint as ckpt_io
 from .config import TrainConfig
 from .errors import ConfigError
+from .fileio import atomic_write_text
 
 METRICS = ("dice_coeff", "dice_coeff_388", "pixel_error", "pixel_mismatch", "v_rand", "v_info")
 
@@ -74,7 +75,7 @@ def run_cv(cfg: TrainConfig, explicit: dict[str, Any], fold_list: list[str], out
             summary["mean"][key] = float(np.mean(values))
             summary["std"][key] = float(np.std(values))
     write_json_atomic(summary, out / "cv.json")
-    (out / "cv.md").write_text(cv_table(summary))
+    atomic_write_text(out / "cv.md", cv_table(summary))
     log(f"wrote {out / 'cv.json'} and {out / 'cv.md'}")
     return summary
 

@@ -34,6 +34,7 @@ from . import distributed
 from .device import autocast, available_memory_bytes, grad_scaler, memory_format, resolve_precision, set_threads
 from .distributed import DistInfo
 from .errors import CheckpointError, ConfigError, TrainingDiverged
+from .fileio import atomic_write, atomic_write_text
 from .model import UNet, check_input_size, output_size
 
 # Options that may change when a run is resumed: they affect speed and bookkeeping, not the
@@ -276,9 +277,7 @@ class Logger:
             lines = path.read_text().splitlines()
             keep = [x for x in lines if x.strip() and json.loads(x)["step"] <= step]
             if len(keep) != len(lines):
-                tmp = path.with_name(f".{path.name}.tmp")
-                tmp.write_text("".join(x + "\n" for x in keep))
-                tmp.replace(path)
+                atomic_write_text(path, "".join(x + "\n" for x in keep))
 
     def info(self, text: str) -> None:
         if self.quiet:
@@ -358,11 +357,8 @@ def plot_loss(run_dir: Path) -> Path | None:
         vx.grid(alpha=0.3)
         vx.legend()
     fig.tight_layout()
-    out = run_dir / "loss.png"
-    tmp = run_dir / ".loss.png.tmp"
-    fig.savefig(tmp, format="png")
+    out = atomic_write(run_dir / "loss.png", lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
-    tmp.replace(out)
     return out
 
 
@@ -552,7 +548,7 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device
         "wall_s": wall, "device": str(device), "precision": precision, "threads": threads,
         "micro_batch_size": micro, "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     if steps_done:
         log.info(f"done: step {state.step}, loss {summary['final_loss']:.4f}, median {summary['images_per_s_median']:.2f} "
                  f"images/s, {_hms(wall)} wall, peak memory {summary['peak_rss_gib']:.2f} GiB; "

@@ -7,7 +7,6 @@ is what ``predict`` writes.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,6 +16,7 @@ from . import checkpoint as ckpt_io
 from .config import TrainConfig, from_dict
 from .data.readers import IMAGE_SUFFIXES, SegmentationData, read_image_file, scale_image
 from .errors import CheckpointError, ConfigError, DataError
+from .fileio import atomic_write, atomic_write_text
 from .inference import Predictor, segment
 from .metrics import challenge_scores, dice_coeff, dice_coeff_388, hard_scores
 
@@ -98,9 +98,7 @@ def evaluate_images(predictor: Predictor, data: SegmentationData, indices: list[
 def write_json_atomic(obj: Any, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def check_not_training_slices(ckpt_cfg: TrainConfig, data_path: str | Path, n_images: int, fold: str,
@@ -151,16 +149,6 @@ def read_stack(path: Path, in_channels: int) -> np.ndarray:
     single = not is_tiff or pixels.ndim == 2 or colour  # a PNG is one image; a TIFF may be a stack
     slices = [pixels] if single else list(pixels)
     return np.stack([scale_image(s, in_channels, f"{path.name} slice {z}") for z, s in enumerate(slices)])
-
-
-def _atomic_image(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    try:
-        write(tmp)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def overlay(image: np.ndarray, membrane: np.ndarray) -> np.ndarray:
@@ -222,7 +210,7 @@ def predict_files(files: list[Path], predictor: Predictor, cfg: TrainConfig, out
                 name = f"{f.stem}_overlay.png" if len(stack) == 1 else f"{f.stem}_overlay_{z:03d}.png"
                 outputs[out_dir / name] = lambda p, a=overlay(img, pr[0]): Image.fromarray(a).save(p, format="PNG")
         for path, write in outputs.items():
-            _atomic_image(path, write)
+            atomic_write(path, write)
             written.append(path)
         log(f"{f}: {len(stack)} slice(s) -> {', '.join(p.name for p in outputs if 'overlay' not in p.name)}")
     return written
