@@ -23,6 +23,7 @@ from .fileio import atomic_write
 
 FORMAT_VERSION = 1
 LAST = "last.pt"
+BEST = "best.pt"  # the best validation score, outside the rotation
 
 
 def environment() -> dict[str, Any]:

@@ -111,17 +111,13 @@ def _progress(total: int, unit: str):
 
 
 def _prepare_inference(args):
-    from .device import resolve_device, resolve_precision, set_threads
-    from .evaluate import load_model
-    from .inference import torch_predictor
+    from .device import set_threads
+    from .evaluate import load_predictor
 
     if args.batch_size < 1:
         raise BiounetError(f"--batch-size must be at least 1, got {args.batch_size}")
     set_threads(args.threads)
-    model, cfg, ckpt = load_model(args.checkpoint, args.device)
-    device = resolve_device(args.device)
-    precision = resolve_precision(args.precision, device)
-    return torch_predictor(model, device, precision), cfg, ckpt
+    return load_predictor(args.checkpoint, args.device, args.precision)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
@@ -191,14 +187,12 @@ def _run_train(args: argparse.Namespace, defaults: TrainConfig) -> int:
 
 def _run_demo(args: argparse.Namespace) -> int:
     from .data import write_synthetic_dataset
-    from .engine import train
+    from .engine import check_new_run_dir, train
 
     cfg, explicit = resolve(args, DEMO_PRESET)
     if not cfg.resume:
         out = Path(cfg.out) if cfg.out else Path("runs") / (cfg.name or "demo")
-        if (out / "last.pt").exists():
-            raise BiounetError(f"{out} already holds a demo run; pass --out to choose another folder, "
-                               f"or --resume {out} to continue it")
+        check_new_run_dir(out)  # before the synthetic images are written into it
         if not cfg.data:
             print(f"writing {DEMO_IMAGES} synthetic EM-like images to {out / 'synthetic'}", flush=True)
             write_synthetic_dataset(out / "synthetic", DEMO_IMAGES, DEMO_SIZE, seed=cfg.seed)

@@ -33,10 +33,8 @@ def run_cv(cfg: TrainConfig, explicit: dict[str, Any], fold_list: list[str], out
            log=print) -> dict[str, Any]:
     """Train (or resume) and evaluate every fold of ``fold_list``; writes cv.json and cv.md."""
     from .data import kfold_split, read_dataset
-    from .device import resolve_device, resolve_precision
     from .engine import train
-    from .evaluate import evaluate_images, load_model, write_json_atomic
-    from .inference import torch_predictor
+    from .evaluate import evaluate_images, load_predictor, write_json_atomic
 
     if not cfg.data:
         raise ConfigError("--data is required: the ISBI 2012 folder or a folder with images/ and masks/")
@@ -59,9 +57,7 @@ def run_cv(cfg: TrainConfig, explicit: dict[str, Any], fold_list: list[str], out
         else:
             log(f"fold {fold}: training")
             train(fold_cfg, explicit, data=data)
-        model, run_cfg, ckpt = load_model(last, cfg.device)
-        device = resolve_device(cfg.device)
-        predictor = torch_predictor(model, device, resolve_precision(cfg.precision, device))
+        predictor, run_cfg, ckpt = load_predictor(last, cfg.device, cfg.precision)
         _, val = kfold_split(len(data), fold, cfg.folds)
         report = evaluate_images(predictor, data, val, run_cfg.depth, run_cfg.padding)
         report.update(fold=fold, step=ckpt["step"], checkpoint=ckpt["path"])

@@ -44,7 +44,6 @@ RESUMABLE_OVERRIDES = {"steps", "data", "log_every", "checkpoint_every", "keep_c
                        "dist_timeout"}
 # Fault injection for tests of a dying rank: rank R kills itself right after the checkpoint of step K.
 FAULT_RANK, FAULT_STEP = "BIOUNET_FAULT_KILL_RANK", "BIOUNET_FAULT_KILL_AFTER_STEP"
-BEST = "best.pt"
 
 
 def build_model(cfg: TrainConfig) -> UNet:
@@ -74,6 +73,12 @@ def pixel_loss_sum(logits: torch.Tensor, target: torch.Tensor, weight: torch.Ten
     return (ce * weight).sum()
 
 
+def _meta_model(cfg: TrainConfig) -> UNet:
+    """The network with shapes only (no memory, no initialisation cost), for estimates."""
+    with torch.device("meta"):
+        return build_model(cfg.replace(seed=0))
+
+
 def activation_bytes_per_sample(cfg: TrainConfig, precision: str) -> int:
     """Estimated memory one training sample's activations take (forward saved tensors + backward).
 
@@ -83,8 +88,7 @@ def activation_bytes_per_sample(cfg: TrainConfig, precision: str) -> int:
     gradient buffers of the backward pass; it was calibrated against the peak resident memory
     of a 572x572 step (width 16 and 64, fp32: 0.2 and 0.8 GiB per sample).
     """
-    with torch.device("meta"):
-        model = build_model(cfg.replace(seed=0))
+    model = _meta_model(cfg)
     total = 0
     elem = 4 if precision == "fp32" else 2
 
@@ -107,7 +111,7 @@ def choose_micro_batch(cfg: TrainConfig, per_rank_batch: int, device: torch.devi
     """The largest divisor of the batch whose activations fit in half the free memory."""
     if cfg.micro_batch_size:
         return cfg.micro_batch_size
-    params = sum(p.numel() for p in build_model(cfg.replace(seed=0)).parameters())
+    params = sum(p.numel() for p in _meta_model(cfg).parameters())
     state = params * 4 * 4  # weights, gradients, two Adam moments
     budget = 0.5 * available_memory_bytes(device) - state
     per_sample = activation_bytes_per_sample(cfg, precision)
@@ -208,6 +212,13 @@ def _run_dir(cfg: TrainConfig) -> Path:
     return Path("runs") / name
 
 
+def check_new_run_dir(run_dir: Path) -> None:
+    """Refuse to start a new run in a folder that holds one: its checkpoints would be overwritten."""
+    if (run_dir / ckpt_io.LAST).exists():
+        raise ConfigError(f"run folder {run_dir} already holds a run; continue it with --resume {run_dir} "
+                          f"or choose another --out")
+
+
 def _load_init(model: UNet, path: str) -> list[str]:
     """Copy weights from a checkpoint for fine-tuning; skips the output layer if classes differ."""
     ckpt = ckpt_io.load(path)
@@ -268,6 +279,7 @@ class Logger:
             from tqdm import tqdm
             self.bar = tqdm(total=cfg.steps, initial=first_step, unit="step", dynamic_ncols=True, leave=False)
         self.window_images, self.window_time, self.window_loss = 0, 0.0, []
+        self.losses, self.rates = [], []  # this session's steps, for the summary
 
     def _truncate(self, step: int) -> None:
         """Drop log rows past ``step``: a run killed after its last checkpoint logged steps it redoes."""
@@ -291,6 +303,8 @@ class Logger:
         self.window_images += images
         self.window_time += seconds
         self.window_loss.append(loss)
+        self.losses.append(loss)
+        self.rates.append(images / seconds)
         if not self.write:
             return
         with open(self.path, "a") as f:
@@ -397,7 +411,7 @@ def validate(state: RunState, cfg: TrainConfig, data: SegmentationData, val_idx:
         weights = {k: v.detach().cpu() for k, v in state.model.state_dict().items()}
         best = ckpt_io.payload(cfg.to_dict(), state.step, weights)
         best["validation"] = row
-        ckpt_io.atomic_save(best, run_dir / BEST)
+        ckpt_io.atomic_save(best, run_dir / ckpt_io.BEST)
     log.info(f"validation at step {state.step} on {len(val_idx)} images: {shown}" + ("  (best so far)" if improved else ""))
     return report
 
@@ -437,14 +451,12 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device
             raise ConfigError("--data is required: the ISBI 2012 folder or a folder with images/ and masks/")
         data = read_dataset(cfg.data, cfg.classes, cfg.in_channels, cfg.ignore_value)
     train_idx, val_idx = kfold_split(len(data), cfg.fold, cfg.folds)
-    weights = weight_maps([data.masks[i] for i in train_idx], cfg.classes, cfg.border_weight,
-                          cfg.border_sigma, cfg.class_balance)
-    if weights is not None:  # index by dataset position
-        weights = dict(zip(train_idx, weights))
+    maps = weight_maps([data.masks[i] for i in train_idx], cfg.classes, cfg.border_weight,
+                       cfg.border_sigma, cfg.class_balance)
+    weights = dict(zip(train_idx, maps)) if maps is not None else None
     augment = AugmentConfig(cfg.flip, cfg.rotate90, cfg.elastic, cfg.elastic_sigma, cfg.elastic_grid,
                             cfg.brightness, cfg.contrast)
-    sampler = TileSampler(data, train_idx, in_tile, out_tile, augment, cfg.seed,
-                          [weights.get(i) for i in range(len(data))] if weights else None)
+    sampler = TileSampler(data, train_idx, in_tile, out_tile, augment, cfg.seed, weights)
 
     if cfg.micro_batch_size and share % cfg.micro_batch_size:
         # e.g. resumed with another world size: the recorded micro-batch no longer divides the share
@@ -452,9 +464,8 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device
     micro = distributed.broadcast(choose_micro_batch(cfg, share, device, precision), info)
     cfg = cfg.replace(micro_batch_size=micro)
     run_dir = _run_dir(cfg)
-    if ckpt is None and (run_dir / ckpt_io.LAST).exists():
-        raise ConfigError(f"run folder {run_dir} already holds a run; continue it with --resume {run_dir} "
-                          f"or choose another --out")
+    if ckpt is None:
+        check_new_run_dir(run_dir)
     distributed.barrier(info)  # every rank has looked before rank 0 writes anything
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -538,13 +549,11 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device
     wall = time.perf_counter() - started
     plot_loss(run_dir)
     steps_done = state.step - first_step
-    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    rates = [r["images_per_s"] for r in rows[-steps_done:]] if steps_done else []
     summary = {
         "run_dir": str(run_dir), "step": state.step, "steps_this_session": steps_done,
-        "final_loss": rows[-1]["loss"] if rows else None,
-        "first_loss": rows[0]["loss"] if rows else None,
-        "images_per_s_median": float(np.median(rates)) if rates else None,
+        "final_loss": log.losses[-1] if log.losses else None,
+        "first_loss": log.losses[0] if log.losses else None,  # of this session
+        "images_per_s_median": float(np.median(log.rates)) if log.rates else None,
         "wall_s": wall, "device": str(device), "precision": precision, "threads": threads,
         "micro_batch_size": micro, "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     }

@@ -20,17 +20,15 @@ from .fileio import atomic_write, atomic_write_text
 from .inference import Predictor, segment
 from .metrics import challenge_scores, dice_coeff, dice_coeff_388, hard_scores
 
-BEST = "best.pt"
-
 
 def resolve_checkpoint(path: str | Path) -> Path:
     """A run folder means its best checkpoint (else last.pt); a file means itself."""
     path = Path(path)
     if path.is_dir():
-        for name in (BEST, ckpt_io.LAST):
+        for name in (ckpt_io.BEST, ckpt_io.LAST):
             if (path / name).is_file():
                 return path / name
-        raise CheckpointError(f"{path} holds neither {BEST} nor {ckpt_io.LAST}; pass a run folder or a .pt file")
+        raise CheckpointError(f"{path} holds neither {ckpt_io.BEST} nor {ckpt_io.LAST}; pass a run folder or a .pt file")
     return path
 
 
@@ -47,6 +45,16 @@ def load_model(path: str | Path, device: str = "auto"):
     except RuntimeError as exc:
         raise CheckpointError(f"{ckpt['path']}: its weights do not fit its own config ({str(exc)[:200]})") from None
     return model.to(resolve_device(device)).eval(), cfg, ckpt
+
+
+def load_predictor(path: str | Path, device: str = "auto", precision: str = "auto"):
+    """(predictor, TrainConfig, checkpoint) for a checkpoint or run folder, under ``precision``."""
+    from .device import resolve_device, resolve_precision
+    from .inference import torch_predictor
+
+    model, cfg, ckpt = load_model(path, device)
+    dev = resolve_device(device)
+    return torch_predictor(model, dev, resolve_precision(precision, dev)), cfg, ckpt
 
 
 def evaluate_images(predictor: Predictor, data: SegmentationData, indices: list[int], depth: int, padding: str,

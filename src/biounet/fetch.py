@@ -38,15 +38,9 @@ def pixel_sha256(path: str | Path) -> str:
         raise DataError(f"{path} is not a readable TIFF ({exc})") from None
 
 
-def _download(url: str, dest: Path, timeout: float) -> None:
-    part = dest.with_name(dest.name + ".part")
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as f:
-            shutil.copyfileobj(response, f, length=1 << 20)
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
-    part.replace(dest.with_name(dest.name + ".download"))
+def _download(url: str, part: Path, timeout: float) -> None:
+    with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as f:
+        shutil.copyfileobj(response, f, length=1 << 20)
 
 
 def fetch_isbi2012(folder: str | Path, urls: list[str] | None = None, timeout: float = 60.0,
@@ -70,24 +64,25 @@ def fetch_isbi2012(folder: str | Path, urls: list[str] | None = None, timeout: f
             raise DataError(f"{dest} exists but its pixels do not match the published ISBI 2012 data; "
                             f"move it away and run the fetch again")
         errors = []
+        part = dest.with_name(dest.name + ".part")
         for base in sources:
             url = f"{base}/{name}"
-            tmp = dest.with_name(dest.name + ".download")
             try:
                 log(f"downloading {url}")
-                _download(url, dest, timeout)
-            except (urllib.error.URLError, OSError, ValueError) as exc:
+                _download(url, part, timeout)
+                ok = pixel_sha256(part) == digest
+            except (urllib.error.URLError, OSError, ValueError) as exc:  # DataError is a ValueError
+                part.unlink(missing_ok=True)
                 errors.append(f"{url}: {getattr(exc, 'reason', exc)}")
                 continue
-            try:
-                ok = pixel_sha256(tmp) == digest
-            except DataError:
-                ok = False
+            except BaseException:
+                part.unlink(missing_ok=True)
+                raise
             if not ok:
-                tmp.unlink(missing_ok=True)
+                part.unlink(missing_ok=True)
                 errors.append(f"{url}: downloaded, but the pixels do not match the expected SHA-256")
                 continue
-            tmp.replace(dest)
+            part.replace(dest)
             log(f"{dest}: pixels verified")
             done[name] = dest
             break

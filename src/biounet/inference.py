@@ -99,19 +99,17 @@ def sliding_window(image: np.ndarray, predictor: Predictor, plan: TilePlan, batc
     (th, tw), (oh, ow), (sh, sw) = plan.in_tile, plan.out_tile, plan.stride
     same = (th, tw) == (oh, ow)
     pad = plan.margin
-    ny = max(1, math.ceil((H + (2 * pad if same else 0) - oh) / sh) + 1) if same else math.ceil(H / oh)
-    nx = max(1, math.ceil((W + (2 * pad if same else 0) - ow) / sw) + 1) if same else math.ceil(W / ow)
-    # Output-space origin of tile (iy, ix), in padded output coordinates that start at -pad (same)
-    # or 0 (valid); the padded input extends the image by mirroring on every side.
+    if same:  # overlapping tiles cover the image plus a mirrored band of ``pad`` on every side
+        ny = max(1, math.ceil((H + 2 * pad - oh) / sh) + 1)
+        nx = max(1, math.ceil((W + 2 * pad - ow) / sw) + 1)
+    else:  # abutting output tiles; each input tile adds ``pad`` of context on every side
+        ny, nx = math.ceil(H / oh), math.ceil(W / ow)
+    # tile (iy, ix) reads padded input [iy*sh, iy*sh + th) and fills output [iy*sh, iy*sh + oh) of
+    # a canvas whose origin is the image's top-left corner (valid) or ``pad`` above and left of it (same)
     extent_h, extent_w = (ny - 1) * sh + oh, (nx - 1) * sw + ow
-    if same:
-        top, left = pad, pad
-        bottom, right = extent_h - H - pad, extent_w - W - pad
-    else:
-        top, left = pad, pad
-        bottom, right = extent_h - H + pad, extent_w - W + pad
-    padded = np.pad(image, ((0, 0), (top, max(bottom, 0)), (left, max(right, 0))), mode="symmetric"
-                    if min(H, W) == 1 else "reflect")
+    bottom = extent_h - H + (pad if not same else -pad)
+    right = extent_w - W + (pad if not same else -pad)
+    padded = np.pad(image, ((0, 0), (pad, bottom), (pad, right)), mode="symmetric" if min(H, W) == 1 else "reflect")
     origins = [(iy * sh, ix * sw) for iy in range(ny) for ix in range(nx)]
     window = _blend_window(oh, ow) if same else None
     acc, norm = None, None

@@ -63,9 +63,10 @@ def scale_image(pixels: np.ndarray, in_channels: int, name: str = "image") -> np
     if pixels.shape[0] != in_channels:
         raise DataError(f"{name} has {pixels.shape[0]} channel(s) but the model takes {in_channels}; "
                         f"set --in-channels {pixels.shape[0]} (or convert the images)")
-    if pixels.dtype == bool or np.issubdtype(pixels.dtype, np.integer):
-        info = np.iinfo(pixels.dtype) if pixels.dtype != bool else np.iinfo(np.uint8)
-        lo, hi = float(info.min), float(info.max) if pixels.dtype != bool else 1.0
+    if pixels.dtype == bool:
+        lo, hi = 0.0, 1.0
+    elif np.issubdtype(pixels.dtype, np.integer):
+        lo, hi = float(np.iinfo(pixels.dtype).min), float(np.iinfo(pixels.dtype).max)
     elif np.issubdtype(pixels.dtype, np.floating):
         lo, hi = float(np.nanmin(pixels)), float(np.nanmax(pixels))
     else:
@@ -83,10 +84,8 @@ def mask_to_classes(mask: np.ndarray, classes: int, ignore_value: int | None, na
         mask = mask[..., 0]  # a grey mask saved as RGB
     if mask.ndim != 2:
         raise DataError(f"{name} has shape {mask.shape}; expected a 2D label image")
-    if not np.issubdtype(mask.dtype, np.integer) and mask.dtype != bool:
-        if np.any(mask != np.round(mask)):
-            raise DataError(f"{name} holds non-integer values; masks must be label images")
-        mask = mask.astype(np.int64)
+    if not np.issubdtype(mask.dtype, np.integer) and mask.dtype != bool and np.any(mask != np.round(mask)):
+        raise DataError(f"{name} holds non-integer values; masks must be label images")
     mask = mask.astype(np.int64)
     ignored = mask == ignore_value if ignore_value is not None else np.zeros(mask.shape, bool)
     values = np.unique(mask[~ignored])

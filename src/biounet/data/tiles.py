@@ -22,10 +22,11 @@ class TileSampler:
 
     Returns image (C, in_tile, in_tile) float32 in about [-1, 1], mask (out_tile, out_tile) int64
     class indices (IGNORE = -1 for ignored pixels), weight (out_tile, out_tile) float32.
+    ``weights`` maps a dataset index to its (H, W) loss weight map (None: every pixel weighs 1).
     """
 
     def __init__(self, data: SegmentationData, indices: list[int], in_tile: int, out_tile: int,
-                 augment: AugmentConfig, seed: int, weights: list[np.ndarray] | None = None):
+                 augment: AugmentConfig, seed: int, weights: dict[int, np.ndarray] | None = None):
         if data.masks is None:
             raise DataError("training needs masks, but the dataset has none")
         if not indices:
