@@ -1,7 +1,7 @@
 """The ``biounet`` command: parses options once and hands one config to the library.
 
 Subcommands: ``train``, ``demo`` (train on embedded synthetic EM-like data), ``cv``,
-``evaluate``, ``predict``, ``fetch``.
+``evaluate``, ``predict``, ``export``, ``bench``, ``fetch``.
 User errors (bad options, missing files) print one line and exit 2; set BIOUNET_DEBUG=1 to see
 the traceback.
 """
@@ -61,8 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="segment a fold's validation images and score them",
                         description="Segment the held-out images of a fold at full resolution (overlap-tile) "
                                     "and write the metrics report.")
-    ev.add_argument("--checkpoint", required=True, metavar="CKPT_OR_RUN_DIR",
-                    help="checkpoint file, or a run folder (its best.pt, else last.pt)")
+    _model_options(ev)
     ev.add_argument("--data", required=True, help="the ISBI 2012 folder or a folder of image/mask pairs")
     ev.add_argument("--fold", default=None, help="fold to score (default: the one the checkpoint held out)")
     ev.add_argument("--json", metavar="FILE", help="write the report here (default: print only)")
@@ -74,11 +73,44 @@ def build_parser() -> argparse.ArgumentParser:
                                     "(float32 (Z, H, W) membrane probability; <stem>_probs.tif (Z, C, H, W) for "
                                     "more classes) and <stem>_mask.tif (hard mask: 255 = cell, 0 = membrane).")
     pr.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, multi-page TIFF, or folder")
-    pr.add_argument("--checkpoint", required=True, metavar="CKPT_OR_RUN_DIR", help="checkpoint or run folder")
+    _model_options(pr)
     pr.add_argument("--out", required=True, help="output folder")
     pr.add_argument("--labels", action="store_true", help="also write <stem>_labels.tif: uint32 cell instances")
     pr.add_argument("--overlay", action="store_true", help="also write PNGs of the image with predicted membranes")
     _inference_options(pr)
+    ex = sub.add_parser("export", help="export a trained network to ONNX or a torch.export program",
+                        description="Write the network of a checkpoint as ONNX (for onnxruntime, no PyTorch "
+                                    "needed) or as a torch.export program (.pt2), with a dynamic batch, height "
+                                    "and width and the preprocessing contract stored in the file.")
+    ex.add_argument("--checkpoint", required=True, metavar="CKPT_OR_RUN_DIR",
+                    help="checkpoint file, or a run folder (its best.pt, else last.pt)")
+    ex.add_argument("--format", required=True, choices=["onnx", "program"],
+                    help="onnx (.onnx, onnxruntime) or program (.pt2, torch.export)")
+    ex.add_argument("--out", required=True, metavar="FILE", help="file to write (.onnx or .pt2)")
+    ex.add_argument("--opset", type=int, default=18, help="ONNX opset (default: 18)")
+    bench = sub.add_parser("bench", help="measure training and inference speed and memory here",
+                           description="Measure, in one run and each in a process of its own: the machine's "
+                                       "matrix-product peaks, training and inference images/s of the default "
+                                       "path and of a plain float32 eager baseline, counted GFLOP per image, "
+                                       "seconds per 512x512 slice, the peak memory of a batch-16 step and the "
+                                       "augmentation cost. Prints one table.")
+    bench.add_argument("--json", metavar="FILE", help="also write the figures to FILE")
+    bench.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto)")
+    bench.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
+                       help="precision of the default path (default: auto, as training)")
+    bench.add_argument("--base-width", type=int, default=64, help="network width (default: 64, the paper's)")
+    bench.add_argument("--depth", type=int, default=4, help="network depth (default: 4)")
+    bench.add_argument("--tile-size", type=int, default=572, help="training/inference tile side (default: 572)")
+    bench.add_argument("--batch-size", type=int, default=16, help="global training batch (default: 16)")
+    bench.add_argument("--threads", type=int, default=0, help="CPU threads (default: one per core)")
+    bench.add_argument("--repeats", type=int, default=3, help="timed runs per figure; the median is "
+                       "reported (default: 3)")
+    bench.add_argument("--warmup", type=int, default=1, help="untimed runs first (default: 1)")
+    bench.add_argument("--infer-batch", type=int, default=4, help="tiles per inference pass (default: 4)")
+    bench.add_argument("--micro-sweep", default="", metavar="LIST",
+                       help="comma-separated micro-batch sizes to time one by one, e.g. 1,2,4,8 (default: none)")
+    bench.add_argument("--no-baseline", action="store_true", help="skip the float32 eager baseline")
+    bench.add_argument("--no-memory", action="store_true", help="skip the whole batch-16 step (memory)")
     fetch = sub.add_parser("fetch", help="download a dataset and verify it",
                            description="Download a public dataset and verify the SHA-256 of its pixels.")
     fetch.add_argument("dataset", choices=["isbi2012"], help="dataset name")
@@ -88,6 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
                             "default: the known public locations)")
     fetch.add_argument("--timeout", type=float, default=60.0, help="seconds per connection attempt (default: 60)")
     return parser
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--checkpoint", metavar="CKPT_OR_RUN_DIR",
+                       help="checkpoint file, or a run folder (its best.pt, else last.pt)")
+    group.add_argument("--model", metavar="FILE", help="a file written by `biounet export`: .onnx (run by "
+                       "onnxruntime, no PyTorch needed) or .pt2")
 
 
 def _inference_options(p: argparse.ArgumentParser) -> None:
@@ -111,11 +151,19 @@ def _progress(total: int, unit: str):
 
 
 def _prepare_inference(args):
+    if args.batch_size < 1:
+        raise BiounetError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.model:  # an exported file: the ONNX path imports no PyTorch
+        from .export import load_exported
+
+        if args.precision not in ("auto", "fp32"):
+            raise BiounetError(f"--precision {args.precision}: an exported model runs in float32; drop --precision")
+        if args.threads:
+            os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+        return load_exported(args.model, args.device)
     from .device import set_threads
     from .evaluate import load_predictor
 
-    if args.batch_size < 1:
-        raise BiounetError(f"--batch-size must be at least 1, got {args.batch_size}")
     set_threads(args.threads)
     return load_predictor(args.checkpoint, args.device, args.precision)
 
@@ -202,6 +250,32 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_export(args: argparse.Namespace) -> int:
+    from .export import export_model
+
+    path = export_model(args.checkpoint, args.format, args.out, args.opset)
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    return 0
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from .bench import BenchConfig, format_table, run_bench, write_json
+
+    try:
+        sweep = [int(x) for x in args.micro_sweep.split(",") if x.strip()]
+    except ValueError:
+        raise BiounetError(f"--micro-sweep must be comma-separated integers, got {args.micro_sweep!r}") from None
+    cfg = BenchConfig(device=args.device, base_width=args.base_width, depth=args.depth, tile_size=args.tile_size,
+                      batch_size=args.batch_size, precision=args.precision, threads=args.threads,
+                      repeats=args.repeats, warmup=args.warmup, infer_batch=args.infer_batch, micro_sweep=sweep,
+                      baseline=not args.no_baseline, memory=not args.no_memory)
+    result = run_bench(cfg, log=lambda text: print(text, file=sys.stderr, flush=True))
+    print(format_table(result))
+    if args.json:
+        write_json(result, args.json)
+    return 0
+
+
 def _run_fetch(args: argparse.Namespace) -> int:
     from .fetch import fetch_isbi2012
 
@@ -223,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
             return _run_evaluate(args)
         if args.command == "predict":
             return _run_predict(args)
+        if args.command == "export":
+            return _run_export(args)
+        if args.command == "bench":
+            return _run_bench(args)
         return _run_fetch(args)
     except (BiounetError, FileNotFoundError) as exc:
         if os.environ.get("BIOUNET_DEBUG"):

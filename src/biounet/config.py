@@ -71,8 +71,15 @@ class TrainConfig:
     batch_size: int = _opt(16, "global batch: tiles per optimizer step", group="optimisation")
     micro_batch_size: int = _opt(0, "tiles per forward/backward pass (gradient accumulation); 0 "
                                  "chooses the largest that fits the available memory", group="optimisation")
+    memory_gib: float = _opt(0.0, "memory the automatic micro-batch may plan for, in GiB (0: half the free "
+                             "memory, and on the CPU at most 4 GiB of activations, beyond which larger "
+                             "micro-batches are no faster)", group="optimisation")
     lr: float = _opt(1e-4, "Adam learning rate", group="optimisation")
     weight_decay: float = _opt(5e-4, "Adam weight decay (L2, as the reference)", group="optimisation")
+    lr_schedule: str = _opt("constant", "learning rate over the run: constant (the reference), cosine "
+                            "(decays to 0 at --steps) or poly (linear decay to 0)",
+                            ("constant", "cosine", "poly"), group="optimisation")
+    warmup_steps: int = _opt(0, "steps of linear learning-rate warm-up from 0 to --lr", group="optimisation")
     precision: str = _opt("auto", "autocast precision; auto: bf16 on CPUs with AMX or AVX512-BF16, "
                           "bf16 (or fp16 with a gradient scaler) on CUDA, else fp32",
                           ("auto", "bf16", "fp16", "fp32"), group="optimisation")
@@ -105,7 +112,7 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}")
         for name in ("micro_batch_size", "threads", "workers", "val_every", "brightness", "contrast", "border_weight",
-                     "weight_decay", "elastic_sigma"):
+                     "weight_decay", "elastic_sigma", "warmup_steps", "memory_gib"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{_flag(name)} must not be negative, got {getattr(self, name)}")
         if self.lr <= 0:

@@ -41,7 +41,7 @@ from .model import UNet, check_input_size, output_size
 # samples, the model or the optimisation.
 RESUMABLE_OVERRIDES = {"steps", "data", "log_every", "checkpoint_every", "keep_checkpoints", "progress",
                        "device", "threads", "workers", "micro_batch_size", "resume", "val_every", "validation",
-                       "dist_timeout"}
+                       "dist_timeout", "memory_gib"}
 # Fault injection for tests of a dying rank: rank R kills itself right after the checkpoint of step K.
 FAULT_RANK, FAULT_STEP = "BIOUNET_FAULT_KILL_RANK", "BIOUNET_FAULT_KILL_AFTER_STEP"
 
@@ -107,13 +107,27 @@ def activation_bytes_per_sample(cfg: TrainConfig, precision: str) -> int:
     return int(total * 1.6)
 
 
+# On the CPU a single 572x572 tile already keeps every core busy, so micro-batches beyond this
+# much activation memory buy no speed, only resident memory (see README, Performance).
+CPU_ACTIVATION_CAP = 4 * 2**30
+
+
 def choose_micro_batch(cfg: TrainConfig, per_rank_batch: int, device: torch.device, precision: str) -> int:
-    """The largest divisor of the batch whose activations fit in half the free memory."""
+    """The largest divisor of the batch whose activations fit the memory budget.
+
+    The budget is ``cfg.memory_gib`` when set, else half the free memory; on the CPU the
+    activations are also capped at ``CPU_ACTIVATION_CAP``.
+    """
     if cfg.micro_batch_size:
         return cfg.micro_batch_size
     params = sum(p.numel() for p in _meta_model(cfg).parameters())
     state = params * 4 * 4  # weights, gradients, two Adam moments
-    budget = 0.5 * available_memory_bytes(device) - state
+    if cfg.memory_gib:
+        budget = cfg.memory_gib * 2**30 - state
+    else:
+        budget = 0.5 * available_memory_bytes(device) - state
+        if device.type == "cpu":
+            budget = min(budget, CPU_ACTIVATION_CAP)
     per_sample = activation_bytes_per_sample(cfg, precision)
     divisors = [d for d in range(per_rank_batch, 0, -1) if per_rank_batch % d == 0]
     return next((d for d in divisors if d * per_sample <= budget), 1)
@@ -139,6 +153,30 @@ class StepBatches:
 
     def __len__(self) -> int:
         return (self.last_step - self.first_step) * (self.batch // self.world // self.micro)
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Adam:
+    """Adam with L2 weight decay, as the reference; the fused kernel (one pass over all
+    parameters) on CUDA and CPU, where this PyTorch has it."""
+    try:
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                fused=device.type in ("cuda", "cpu"))
+    except (RuntimeError, TypeError):  # an older PyTorch or a device without the fused kernel
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Learning rate of optimizer step ``step`` (1-based): a pure function of the step, so a
+    resumed run follows the same schedule without any saved scheduler state."""
+    if step <= cfg.warmup_steps:
+        return cfg.lr * step / cfg.warmup_steps
+    span = max(cfg.steps - cfg.warmup_steps, 1)
+    done = min((step - 1 - cfg.warmup_steps) / span, 1.0)
+    if cfg.lr_schedule == "cosine":
+        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * done))
+    if cfg.lr_schedule == "poly":
+        return cfg.lr * (1.0 - done)
+    return cfg.lr
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
@@ -299,7 +337,7 @@ class Logger:
         else:
             print(text, flush=True)
 
-    def step(self, step: int, loss: float, images: int, seconds: float) -> None:
+    def step(self, step: int, loss: float, images: int, seconds: float, lr: float | None = None) -> None:
         self.window_images += images
         self.window_time += seconds
         self.window_loss.append(loss)
@@ -309,7 +347,7 @@ class Logger:
             return
         with open(self.path, "a") as f:
             f.write(json.dumps({"step": step, "loss": loss, "images_per_s": images / seconds,
-                                "step_s": seconds, "time": time.time()}) + "\n")
+                                "step_s": seconds, "lr": lr, "time": time.time()}) + "\n")
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(loss=f"{loss:.4f}")
@@ -471,7 +509,7 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device
         run_dir.mkdir(parents=True, exist_ok=True)
 
     model = build_model(cfg).to(device).to(memory_format=memory_format(device, precision))
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(model, cfg, device)
     state = RunState(model, optimizer, grad_scaler(device, precision))
     log = Logger(run_dir, cfg, ckpt["step"] if ckpt else 0, quiet or not info.is_main, write=info.is_main)
     if ckpt is not None:
@@ -520,9 +558,12 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device
         while state.step < cfg.steps:
             t0 = time.perf_counter()
             micro_batches = [next(it) for _ in range(per_step)]
+            lr = lr_at(cfg, state.step + 1)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             loss = train_step(net, optimizer, state.scaler, micro_batches, device, precision, state.step + 1, info)
             state.step += 1
-            log.step(state.step, loss, cfg.batch_size, time.perf_counter() - t0)
+            log.step(state.step, loss, cfg.batch_size, time.perf_counter() - t0, lr)
             last = state.step == cfg.steps
             if cfg.validation and val_idx and ((cfg.val_every and state.step % cfg.val_every == 0) or last):
                 if info.is_main:  # one process scores the held-out images; the others wait

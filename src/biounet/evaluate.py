@@ -12,7 +12,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import checkpoint as ckpt_io
 from .config import TrainConfig, from_dict
 from .data.readers import IMAGE_SUFFIXES, SegmentationData, read_image_file, scale_image
 from .errors import CheckpointError, ConfigError, DataError
@@ -23,6 +22,8 @@ from .metrics import challenge_scores, dice_coeff, dice_coeff_388, hard_scores
 
 def resolve_checkpoint(path: str | Path) -> Path:
     """A run folder means its best checkpoint (else last.pt); a file means itself."""
+    from . import checkpoint as ckpt_io
+
     path = Path(path)
     if path.is_dir():
         for name in (ckpt_io.BEST, ckpt_io.LAST):
@@ -34,6 +35,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 def load_model(path: str | Path, device: str = "auto"):
     """(model in eval mode, its TrainConfig, the checkpoint dict) from a checkpoint or run folder."""
+    from . import checkpoint as ckpt_io
     from .device import resolve_device
     from .engine import build_model
 

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import ConfigError
-from .model import _valid_out, output_size, valid_margin
+from .geometry import _valid_out, output_size, valid_margin
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 MAX_TILE = 1024  # largest input tile side chosen automatically (memory grows with its area)

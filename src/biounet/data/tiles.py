@@ -9,8 +9,6 @@ DataLoader workers or its number of processes.
 from __future__ import annotations
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
 from ..errors import DataError
 from .augment import AugmentConfig, elastic_displacement, flip_rotate, intensity, warp
@@ -85,8 +83,12 @@ class TileSampler:
         return img_t.astype(np.float32, copy=False), mask_t.astype(np.int64), w_t.astype(np.float32, copy=False)
 
 
-class TileDataset(Dataset):
-    """Map-style view of a TileSampler for DataLoader: item ``k`` is the sample of global index k."""
+class TileDataset:
+    """Map-style view of a TileSampler for DataLoader: item ``k`` is the sample of global index k.
+
+    Items are NumPy arrays (the DataLoader's collation turns them into tensors), so the data
+    package needs no PyTorch.
+    """
 
     def __init__(self, sampler: TileSampler):
         self.sampler = sampler
@@ -94,6 +96,5 @@ class TileDataset(Dataset):
     def __len__(self) -> int:
         return 2**62  # unbounded: batches are drawn by global index
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        image, mask, weight = self.sampler(index)
-        return torch.from_numpy(image), torch.from_numpy(mask), torch.from_numpy(weight)
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.sampler(index)

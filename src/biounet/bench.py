@@ -1,0 +1,381 @@
+"""``biounet bench``: how fast biounet trains and segments here, against this machine's own limits.
+
+One run measures, each figure in a fresh process of its own (so that a peak resident memory is
+the peak of that configuration alone, and no measurement warms another's caches):
+
+- the machine's matrix-product peak in bf16 and fp32 (the ceiling every figure is compared to);
+- GFLOP per image, counted with PyTorch's FLOP counter on the meta device (not assumed);
+- training images/s of biounet's default path (the precision, memory layout, micro-batch and
+  fused optimizer that ``biounet train`` picks here) and of a plain float32 eager baseline (NCHW,
+  micro-batch 1, the textbook loop);
+- inference images/s on 572x572 tiles (default path vs the same baseline) and the seconds to
+  segment a whole 512x512 slice through the overlap-tile path (no TTA);
+- the peak resident memory of one whole batch-16 training step on the default path, and
+  images/s and peak memory for each micro-batch size of a sweep;
+- the augmentation cost of a batch (elastic deformation included) against the training step.
+
+Timings are medians of ``repeats`` timed runs after ``warmup`` untimed ones.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import multiprocessing
+import platform
+import resource
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import ConfigError
+from .fileio import atomic_write_text
+
+GIB = 2**30
+
+
+@dataclass
+class BenchConfig:
+    """What to benchmark; the network defaults are ``biounet train``'s."""
+
+    device: str = "auto"
+    base_width: int = 64
+    depth: int = 4
+    tile_size: int = 572
+    batch_size: int = 16
+    precision: str = "auto"
+    threads: int = 0
+    repeats: int = 3
+    warmup: int = 1
+    infer_batch: int = 4
+    micro_sweep: list[int] = field(default_factory=list)
+    baseline: bool = True
+    memory: bool = True
+
+    def validate(self) -> "BenchConfig":
+        for name in ("base_width", "depth", "tile_size", "batch_size", "repeats", "infer_batch"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.warmup < 0:
+            raise ConfigError(f"--warmup must not be negative, got {self.warmup}")
+        for m in self.micro_sweep:
+            if m < 1 or self.batch_size % m:
+                raise ConfigError(f"--micro-sweep {m}: each size must divide --batch-size {self.batch_size}")
+        return self
+
+
+# ---------------------------------------------------------------- helpers run in the child process
+
+def _setup(spec: dict) -> tuple[Any, Any]:
+    import torch
+
+    from .device import resolve_device, set_threads
+
+    set_threads(spec["threads"])
+    device = resolve_device(spec["device"])
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    return torch, device
+
+
+def _sync(torch, device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _peaks(torch, device) -> dict[str, float]:
+    out = {"peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB}
+    if device.type == "cuda":
+        out["cuda_peak_gib"] = torch.cuda.max_memory_allocated(device) / GIB
+    return out
+
+
+def _timed(fn: Callable[[], Any], torch, device, warmup: int, repeats: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    _sync(torch, device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        _sync(torch, device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def _train_cfg(spec: dict):
+    from .config import TrainConfig
+
+    return TrainConfig(base_width=spec["base_width"], depth=spec["depth"], tile_size=spec["tile_size"],
+                       batch_size=spec["batch_size"], precision=spec["precision"], device=spec["device"])
+
+
+def probe_matmul(spec: dict) -> dict:
+    """Matrix-product rate in TFLOP/s for bf16 and fp32.
+
+    The side grows from 256 until one product takes 50 ms (or reaches 8192 on a GPU, 4096 on a
+    CPU), so a slow emulated bf16 is measured as quickly as a fast one.
+    """
+    torch, device = _setup(spec)
+    largest = 8192 if device.type == "cuda" else 4096
+    out = {}
+    for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        n = 256
+        while True:
+            a = torch.randn(n, n, device=device).to(dtype)
+            b = torch.randn(n, n, device=device).to(dtype)
+            once = min(_timed(lambda: torch.mm(a, b), torch, device, 1, 2))
+            if once >= 0.05 or n >= largest:
+                break
+            n *= 2
+        times = _timed(lambda: torch.mm(a, b), torch, device, 1, max(spec["repeats"], 5))
+        out[f"matmul_{name}_tflops"] = 2 * n**3 / statistics.median(times) / 1e12
+        out[f"matmul_{name}_n"] = n
+    return out
+
+
+def probe_flops(spec: dict) -> dict:
+    """GFLOP per image, forward and forward+backward, counted on the meta device."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .engine import _meta_model
+
+    cfg = _train_cfg(spec)
+    model = _meta_model(cfg)
+    out = {}
+    for side, key in ((cfg.tile_size, "tile"), (spec["slice_tile"], "slice_tile")):
+        x = torch.empty(1, cfg.in_channels, side, side, device="meta")
+        with FlopCounterMode(display=False) as fwd:
+            model(x)
+        out[f"gflop_infer_{key}"] = fwd.get_total_flops() / 1e9
+        if key == "tile":
+            with FlopCounterMode(display=False) as both:
+                model(x).float().sum().backward()
+            out["gflop_train_tile"] = both.get_total_flops() / 1e9
+    return out
+
+
+def _batches(torch, cfg, micro: int, count: int, in_channels: int = 1):
+    from .engine import tile_geometry
+
+    in_t, out_t = tile_geometry(cfg)
+    gen = torch.Generator().manual_seed(0)
+    return [(torch.rand(micro, in_channels, in_t, in_t, generator=gen) * 2 - 1,
+             torch.randint(0, cfg.classes, (micro, out_t, out_t), generator=gen),
+             torch.ones(micro, out_t, out_t)) for _ in range(count)]
+
+
+def probe_train(spec: dict) -> dict:
+    """Images/s of optimizer steps of ``micro * accum`` images on biounet's default path
+    (``engine.train_step``) or, with ``baseline``, a plain fp32 NCHW eager loop."""
+    torch, device = _setup(spec)
+    import torch.nn.functional as F
+
+    from .device import memory_format, resolve_precision
+    from .engine import build_model, choose_micro_batch, make_optimizer, train_step
+
+    cfg = _train_cfg(spec)
+    if spec["baseline"]:
+        precision, micro = "fp32", spec["micro"] or 1
+        model = build_model(cfg).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        precision = resolve_precision(cfg.precision, device)
+        micro = spec["micro"] or choose_micro_batch(cfg, cfg.batch_size, device, precision)
+        model = build_model(cfg).to(device).to(memory_format=memory_format(device, precision))
+        optimizer = make_optimizer(model, cfg, device)
+    accum = spec["accum"] or cfg.batch_size // micro
+    batches = _batches(torch, cfg, micro, accum, cfg.in_channels)
+    model.train()
+    if spec["baseline"]:
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            for x, y, _ in batches:
+                x, y = x.to(device), y.to(device)
+                F.cross_entropy(model(x), y).div(accum).backward()
+            optimizer.step()
+    else:
+        from .device import grad_scaler
+
+        scaler = grad_scaler(device, precision)
+
+        def step():
+            train_step(model, optimizer, scaler, batches, device, precision, 1)
+    times = _timed(step, torch, device, spec["warmup"], spec["repeats"])
+    return {"images_per_s": micro * accum / statistics.median(times), "step_s": times, "micro": micro,
+            "accum": accum, "precision": precision, **_peaks(torch, device)}
+
+
+def probe_infer(spec: dict) -> dict:
+    """Images/s on tiles (default path: inference mode, autocast, tile batches; baseline: fp32
+    NCHW, one tile at a time, no_grad) and, for the default path, seconds per 512x512 slice."""
+    torch, device = _setup(spec)
+
+    from .device import resolve_precision
+    from .engine import build_model
+    from .inference import segment, torch_predictor
+
+    cfg = _train_cfg(spec)
+    model = build_model(cfg).eval()
+    side = cfg.tile_size
+    if spec["baseline"]:
+        model = model.to(device)
+        batch = 1
+        x = torch.rand(batch, cfg.in_channels, side, side) * 2 - 1
+
+        def run():
+            with torch.no_grad():
+                return model(x.to(device)).cpu()
+        times = _timed(run, torch, device, spec["warmup"], spec["repeats"])
+        return {"images_per_s": batch / statistics.median(times), "precision": "fp32", "batch": batch}
+    precision = resolve_precision(cfg.precision, device)
+    predict = torch_predictor(model, device, precision)
+    batch = spec["infer_batch"]
+    tiles = (np.random.default_rng(0).random((batch, cfg.in_channels, side, side), dtype=np.float32) * 2 - 1)
+    times = _timed(lambda: predict(tiles), torch, device, spec["warmup"], spec["repeats"])
+    image = np.random.default_rng(1).random((cfg.in_channels, 512, 512), dtype=np.float32) * 2 - 1
+    slice_times = _timed(lambda: segment(image, predict, cfg.depth, cfg.padding, batch_size=batch),
+                         torch, device, spec["warmup"], spec["repeats"])
+    return {"images_per_s": batch / statistics.median(times), "precision": precision, "batch": batch,
+            "slice512_s": statistics.median(slice_times)}
+
+
+def probe_augment(spec: dict) -> dict:
+    """Seconds to draw one batch of augmented training tiles (elastic, flips, intensity) in one
+    process, on synthetic EM-like 512x512 slices."""
+    torch, device = _setup(spec)
+    from .data import AugmentConfig, SegmentationData, TileSampler, synthetic_em_image
+    from .data.readers import mask_to_classes, scale_image
+    from .engine import tile_geometry
+
+    cfg = _train_cfg(spec)
+    rng = np.random.default_rng(0)
+    pairs = [synthetic_em_image(rng, 512) for _ in range(4)]
+    data = SegmentationData([scale_image(im, 1) for im, _ in pairs],
+                            [mask_to_classes(lb, 2, None) for _, lb in pairs], [f"s{i}" for i in range(4)])
+    in_t, out_t = tile_geometry(cfg)
+    sampler = TileSampler(data, list(range(4)), in_t, out_t, AugmentConfig(), 0)
+    counter = iter(range(10**9))
+
+    def batch():
+        for _ in range(cfg.batch_size):
+            sampler(next(counter))
+    times = _timed(batch, torch, device, spec["warmup"], spec["repeats"])
+    return {"batch_s": statistics.median(times)}
+
+
+def _in_fresh_process(fn: Callable[[dict], dict], spec: dict) -> dict:
+    """Run one probe in a new (spawned) interpreter, so its peak memory is its own."""
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        return pool.submit(fn, spec).result()
+
+
+# ---------------------------------------------------------------- the run
+
+def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every probe and return the figures (see the module docstring)."""
+    import torch
+
+    from .device import resolve_device, resolve_precision
+    from .engine import tile_geometry
+    from .inference import plan_tiles
+
+    cfg.validate()
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    tile_geometry(_train_cfg({**asdict(cfg)}))  # a clear error for a tile the network cannot take
+    spec = {**asdict(cfg), "device": str(device), "micro": 0, "accum": 0, "baseline": False,
+            "slice_tile": plan_tiles(512, 512, cfg.depth).in_tile[0]}
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
+    r: dict[str, Any] = {"device": str(device), "device_name": name, "precision": precision,
+                         "torch": torch.__version__, "config": asdict(cfg)}
+
+    def probe(label: str, fn, **changes) -> dict:
+        t0 = time.perf_counter()
+        out = _in_fresh_process(fn, {**spec, **changes})
+        log(f"  {label}: {time.perf_counter() - t0:.0f} s")
+        return out
+
+    log(f"biounet bench on {name} ({device}), default precision {precision}")
+    r.update(probe("matrix-product peaks", probe_matmul))
+    peak = r[f"matmul_{'fp32' if precision == 'fp32' else 'bf16'}_tflops"]
+    r["peak_tflops"] = peak
+    r.update(probe("FLOP count", probe_flops))
+    train = probe("training, default path", probe_train)
+    r.update(train_images_per_s=train["images_per_s"], train_micro=train["micro"],
+             train_precision=train["precision"])
+    infer = probe("inference, default path", probe_infer)
+    r.update(infer_images_per_s=infer["images_per_s"], infer_batch=infer["batch"], slice512_s=infer["slice512_s"])
+    r["train_tflops"] = r["train_images_per_s"] * r["gflop_train_tile"] / 1e3
+    r["infer_tflops"] = r["infer_images_per_s"] * r["gflop_infer_tile"] / 1e3
+    r["train_frac_of_peak"] = r["train_tflops"] / peak
+    r["infer_frac_of_peak"] = r["infer_tflops"] / peak
+    if cfg.baseline:
+        base = probe("training, fp32 eager baseline", probe_train, baseline=True, micro=1, accum=1)
+        ibase = probe("inference, fp32 eager baseline", probe_infer, baseline=True)
+        r.update(baseline_train_images_per_s=base["images_per_s"], baseline_infer_images_per_s=ibase["images_per_s"])
+        r["train_speedup_vs_fp32"] = r["train_images_per_s"] / base["images_per_s"]
+        r["infer_speedup_vs_fp32"] = r["infer_images_per_s"] / ibase["images_per_s"]
+    aug = probe("augmentation", probe_augment)
+    r["augment_batch_s"] = aug["batch_s"]
+    r["augment_frac_of_step"] = aug["batch_s"] / (cfg.batch_size / r["train_images_per_s"])
+    if cfg.memory:
+        mem = probe(f"memory of one batch-{cfg.batch_size} step", probe_train, warmup=0, repeats=1,
+                    micro=r["train_micro"])
+        r["peak_rss_gib_batch16"] = mem["peak_rss_gib"]
+        r["batch16_step_images_per_s"] = mem["images_per_s"]
+        if "cuda_peak_gib" in mem:
+            r["cuda_peak_gib_batch16"] = mem["cuda_peak_gib"]
+    sweep = []
+    for m in cfg.micro_sweep:
+        out = probe(f"micro-batch {m}", probe_train, micro=m, accum=1)
+        sweep.append({"micro": m, "images_per_s": out["images_per_s"], "peak_rss_gib": out["peak_rss_gib"],
+                      **({"cuda_peak_gib": out["cuda_peak_gib"]} if "cuda_peak_gib" in out else {})})
+    r["micro_sweep"] = sweep
+    return r
+
+
+def format_table(r: dict[str, Any]) -> str:
+    """The figures as a Markdown table (what ``biounet bench`` prints)."""
+    c = r["config"]
+    rows = [
+        ("device", f"{r['device_name']} ({r['device']}), torch {r['torch']}"),
+        ("matrix-product peak, bf16 / fp32", f"{r['matmul_bf16_tflops']:.2f} / {r['matmul_fp32_tflops']:.2f} TFLOP/s"),
+        ("network", f"width {c['base_width']}, depth {c['depth']}, {c['tile_size']}x{c['tile_size']} tiles"),
+        ("GFLOP per image: train / infer (counted)", f"{r['gflop_train_tile']:.0f} / {r['gflop_infer_tile']:.0f}"),
+        ("default path", f"{r['train_precision']}, micro-batch {r['train_micro']}, inference batch {r['infer_batch']}"),
+        ("training", f"{r['train_images_per_s']:.3f} images/s = {r['train_tflops']:.3f} TFLOP/s = "
+                     f"{100 * r['train_frac_of_peak']:.0f} % of the {r['precision']} peak"),
+        ("inference (tiles)", f"{r['infer_images_per_s']:.3f} images/s = {r['infer_tflops']:.3f} TFLOP/s = "
+                              f"{100 * r['infer_frac_of_peak']:.0f} % of peak"),
+        ("512x512 slice, overlap-tile, no TTA", f"{r['slice512_s']:.3f} s ({r['gflop_infer_slice_tile']:.0f} GFLOP)"),
+    ]
+    if "train_speedup_vs_fp32" in r:
+        rows += [("fp32 eager baseline: train / infer", f"{r['baseline_train_images_per_s']:.3f} / "
+                  f"{r['baseline_infer_images_per_s']:.3f} images/s"),
+                 ("speed-up vs baseline: train / infer", f"{r['train_speedup_vs_fp32']:.2f}x / "
+                  f"{r['infer_speedup_vs_fp32']:.2f}x")]
+    rows.append(("augmentation of a batch", f"{r['augment_batch_s']:.2f} s = "
+                 f"{100 * r['augment_frac_of_step']:.1f} % of a training step (one process)"))
+    if "peak_rss_gib_batch16" in r:
+        extra = f", GPU {r['cuda_peak_gib_batch16']:.2f} GiB" if "cuda_peak_gib_batch16" in r else ""
+        rows.append((f"peak memory, one batch-{c['batch_size']} step", f"{r['peak_rss_gib_batch16']:.2f} GiB resident"
+                     f"{extra} ({r['batch16_step_images_per_s']:.3f} images/s)"))
+    for s in r["micro_sweep"]:
+        extra = f", GPU {s['cuda_peak_gib']:.2f} GiB" if "cuda_peak_gib" in s else ""
+        rows.append((f"micro-batch {s['micro']}", f"{s['images_per_s']:.3f} images/s, {s['peak_rss_gib']:.2f} GiB"
+                     f" resident{extra}"))
+    width = max(len(k) for k, _ in rows)
+    lines = [f"| {'measure':<{width}} | value |", f"|{'-' * (width + 2)}|-------|"]
+    lines += [f"| {k:<{width}} | {v} |" for k, v in rows]
+    return "\n".join(lines)
+
+
+def write_json(r: dict[str, Any], path: str | Path) -> None:
+    atomic_write_text(Path(path), json.dumps(r, indent=2) + "\n")
