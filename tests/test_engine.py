@@ -16,7 +16,7 @@ def _batch(isbi_data, cfg, start, count):
     sampler = TileSampler(isbi_data, list(range(24)), in_tile, out_tile, AugmentConfig(), seed=cfg.seed)
     ds = TileDataset(sampler)
     items = [ds[k] for k in range(start, start + count)]
-    return [torch.stack(x) for x in zip(*items)]
+    return [torch.stack([torch.as_tensor(a) for a in x]) for x in zip(*items)]
 
 
 def test_overfits_one_fixed_batch_of_real_isbi_tiles(isbi_data):
@@ -30,7 +30,8 @@ def test_overfits_one_fixed_batch_of_real_isbi_tiles(isbi_data):
     assert losses[-1] < 0.3 * losses[0], (losses[0], losses[-1])
 
 
-def test_gradient_does_not_depend_on_the_micro_batch_split(isbi_data):
+@pytest.mark.parametrize("dice_weight", [0.0, 1.0])
+def test_gradient_does_not_depend_on_the_micro_batch_split(isbi_data, dice_weight):
     cfg = tiny_config()
     images, masks, weights = _batch(isbi_data, cfg, 0, 4)
     masks[0, :5] = -1  # ignored pixels must not skew the normalisation
@@ -39,7 +40,8 @@ def test_gradient_does_not_depend_on_the_micro_batch_split(isbi_data):
         model = build_model(cfg)
         opt = torch.optim.SGD(model.parameters(), lr=0.0)
         parts = [(images[i:i + micro], masks[i:i + micro], weights[i:i + micro]) for i in range(0, 4, micro)]
-        train_step(model, opt, torch.amp.GradScaler("cpu", enabled=False), parts, torch.device("cpu"), "fp32", 1)
+        train_step(model, opt, torch.amp.GradScaler("cpu", enabled=False), parts, torch.device("cpu"), "fp32", 1,
+                   dice_weight=dice_weight)
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-7)
     torch.testing.assert_close(grads[2], grads[0], rtol=1e-4, atol=1e-7)
@@ -163,7 +165,12 @@ def test_auto_micro_batch_follows_available_memory(monkeypatch):
     per_sample = engine.activation_bytes_per_sample(cfg, "fp32")
     assert 0.5e9 < per_sample < 8e9  # a 572x572 sample at width 64 needs gigabytes of activations
     monkeypatch.setattr(engine, "available_memory_bytes", lambda d: 100 * 2**30)
-    assert engine.choose_micro_batch(cfg, 16, torch.device("cpu"), "fp32") >= 4
+    # a GPU takes what fits; the CPU stops at CPU_ACTIVATION_CAP (larger micro-batches are no faster there)
+    assert engine.choose_micro_batch(cfg, 16, torch.device("cuda"), "fp32") == 16
+    cpu_micro = engine.choose_micro_batch(cfg, 16, torch.device("cpu"), "fp32")
+    assert 1 <= cpu_micro < 16 and cpu_micro * per_sample <= engine.CPU_ACTIVATION_CAP
+    # an explicit budget overrides both
+    assert engine.choose_micro_batch(cfg.replace(memory_gib=200.0), 16, torch.device("cpu"), "fp32") == 16
     monkeypatch.setattr(engine, "available_memory_bytes", lambda d: int(2.2 * per_sample + 2e9))
     assert engine.choose_micro_batch(cfg, 16, torch.device("cpu"), "fp32") == 1
     assert engine.choose_micro_batch(cfg.replace(micro_batch_size=8), 16, torch.device("cpu"), "fp32") == 8
@@ -188,3 +195,49 @@ def test_resume_after_a_hard_crash_redoes_the_unsaved_steps_once(isbi_data, tmp_
     train(tiny_config(resume=str(run), steps=5), {"resume": str(run)}, data=isbi_data, quiet=True)
     steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5]
+
+
+def test_learning_rate_schedules():
+    cfg = tiny_config(lr=1e-3, steps=100, warmup_steps=10, lr_schedule="cosine")
+    assert engine.lr_at(cfg, 1) == pytest.approx(1e-4) and engine.lr_at(cfg, 10) == pytest.approx(1e-3)
+    assert engine.lr_at(cfg, 11) == pytest.approx(1e-3)
+    assert engine.lr_at(cfg, 56) == pytest.approx(5e-4, rel=0.05)
+    assert engine.lr_at(cfg, 100) < 1e-6
+    poly = cfg.replace(lr_schedule="poly", warmup_steps=0)
+    assert engine.lr_at(poly, 51) == pytest.approx(5e-4)
+    assert engine.lr_at(cfg.replace(lr_schedule="constant", warmup_steps=0), 77) == 1e-3
+
+
+def test_bf16_fast_path_agrees_with_float32(isbi_data):
+    """The bf16 autocast path (biounet's default on AMX CPUs and GPUs) against float32: same
+    probabilities to within 0.05 and the same loss curve to within 3 % over a short run."""
+    cfg = tiny_config(base_width=8, depth=3, tile_size=124, batch_size=4)
+    images, masks, weights = _batch(isbi_data, cfg, 0, 4)
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        p32 = model(images).softmax(1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            p16 = model(images.contiguous(memory_format=torch.channels_last)).float().softmax(1)
+    assert (p32 - p16).abs().max() < 0.05
+    curves = {}
+    for precision in ("fp32", "bf16"):
+        model = build_model(cfg)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        scaler = torch.amp.GradScaler("cpu", enabled=False)
+        curves[precision] = [train_step(model, opt, scaler, [(images, masks, weights)], torch.device("cpu"),
+                                        precision, s) for s in range(6)]
+    for a, b in zip(curves["fp32"], curves["bf16"]):
+        assert abs(a - b) <= 0.03 * a, curves
+
+
+def test_soft_dice_loss_is_the_reference_metric():
+    from biounet.metrics import dice_coeff
+
+    logits = torch.randn(3, 2, 20, 20)
+    target = torch.randint(0, 2, (3, 20, 20))
+    probs = logits.softmax(1).numpy()
+    want = sum(1 - dice_coeff(probs[i], target[i].numpy()) for i in range(3))
+    assert engine.soft_dice_loss_sum(logits, target).item() == pytest.approx(want, abs=1e-4)
+    # a perfect, confident prediction has no loss
+    perfect = torch.nn.functional.one_hot(target, 2).permute(0, 3, 1, 2).float() * 50
+    assert engine.soft_dice_loss_sum(perfect, target).item() < 1e-5

@@ -73,12 +73,11 @@ class BenchConfig:
 def _setup(spec: dict) -> tuple[Any, Any]:
     import torch
 
-    from .device import resolve_device, set_threads
+    from .device import resolve_device, set_threads, tune_for_fixed_shapes
 
     set_threads(spec["threads"])
     device = resolve_device(spec["device"])
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    tune_for_fixed_shapes(device)
     return torch, device
 
 

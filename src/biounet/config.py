@@ -66,6 +66,9 @@ class TrainConfig:
                                 "switches it off)", group="loss")
     border_sigma: float = _opt(5.0, "sigma of the border weight map in pixels", group="loss")
     class_balance: bool = _opt(False, "weight pixels by inverse class frequency", group="loss")
+    dice_loss_weight: float = _opt(0.0, "add this weight times (1 - soft dice) per image, the reference's "
+                                   "dice_coeff, to the cross-entropy (0: cross-entropy only, as the reference)",
+                                   group="loss")
     # optimisation
     steps: int = _opt(600, "optimizer steps to train", group="optimisation")
     batch_size: int = _opt(16, "global batch: tiles per optimizer step", group="optimisation")
@@ -112,7 +115,7 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}")
         for name in ("micro_batch_size", "threads", "workers", "val_every", "brightness", "contrast", "border_weight",
-                     "weight_decay", "elastic_sigma", "warmup_steps", "memory_gib"):
+                     "weight_decay", "elastic_sigma", "warmup_steps", "memory_gib", "dice_loss_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{_flag(name)} must not be negative, got {getattr(self, name)}")
         if self.lr <= 0:

@@ -47,6 +47,12 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
+def tune_for_fixed_shapes(device: torch.device) -> None:
+    """Let cuDNN time its convolution algorithms once per input shape (tiles have few shapes)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
 def autocast(device: torch.device, precision: str):
     """Mixed-precision context for the forward pass (a no-op for fp32)."""
     if precision == "fp32":

@@ -31,7 +31,8 @@ from .config import TrainConfig, from_dict, save_yaml
 from .data import AugmentConfig, IGNORE, TileDataset, TileSampler, kfold_split, read_dataset, weight_maps
 from .data.readers import SegmentationData
 from . import distributed
-from .device import autocast, available_memory_bytes, grad_scaler, memory_format, resolve_precision, set_threads
+from .device import (autocast, available_memory_bytes, grad_scaler, memory_format, resolve_precision, set_threads,
+                     tune_for_fixed_shapes)
 from .distributed import DistInfo
 from .errors import CheckpointError, ConfigError, TrainingDiverged
 from .fileio import atomic_write, atomic_write_text
@@ -71,6 +72,19 @@ def pixel_loss_sum(logits: torch.Tensor, target: torch.Tensor, weight: torch.Ten
     """
     ce = F.cross_entropy(logits.float(), target, reduction="none", ignore_index=IGNORE)
     return (ce * weight).sum()
+
+
+def soft_dice_loss_sum(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Sum over the images of 1 - soft dice, the reference's ``dice_coeff`` per image: 2 <p, y> /
+    (<p, p> + <y, y>) over every class channel of the softmax p and one-hot y, ignored pixels
+    left out. A sum over images, so micro-batches add up to the whole batch's value."""
+    probs = logits.float().softmax(1)
+    valid = (target != IGNORE).unsqueeze(1)
+    onehot = F.one_hot(target.clamp(min=0), probs.shape[1]).permute(0, 3, 1, 2).float() * valid
+    probs = probs * valid
+    inter = (probs * onehot).sum((1, 2, 3))
+    denom = (probs * probs).sum((1, 2, 3)) + (onehot * onehot).sum((1, 2, 3))
+    return (1 - 2 * inter / denom.clamp(min=1e-6)).sum()
 
 
 def _meta_model(cfg: TrainConfig) -> UNet:
@@ -181,16 +195,18 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                micro_batches: list[tuple[torch.Tensor, ...]], device: torch.device, precision: str,
-               step: int, dist_info: DistInfo = DistInfo()) -> float:
+               step: int, dist_info: DistInfo = DistInfo(), dice_weight: float = 0.0) -> float:
     """One optimizer step over a global batch given as micro-batches; returns the mean pixel loss.
 
     Each micro-batch's loss sum is divided by the pixel count of the whole global batch (summed
     over all processes), so the accumulated gradient is the same whatever the micro-batch split
     or the number of processes. DistributedDataParallel averages gradients over the processes,
     so each process's loss is scaled by the world size to turn that average into the sum.
+    ``dice_weight`` adds that weight times the mean over the batch's images of 1 - soft dice.
     """
     local_pixels = sum(int((m != IGNORE).sum()) for _, m, _ in micro_batches)
     n_pixels = distributed.all_sum(local_pixels, dist_info, device)
+    n_images = sum(len(m) for _, m, _ in micro_batches) * dist_info.world
     if n_pixels == 0:
         raise TrainingDiverged(f"step {step}: every pixel of the batch is ignored; check --ignore-value")
     optimizer.zero_grad(set_to_none=True)
@@ -204,6 +220,8 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler:
             with autocast(device, precision):
                 logits = model(images)
             loss = pixel_loss_sum(logits, masks, weights) / n_pixels
+            if dice_weight:
+                loss = loss + dice_weight * soft_dice_loss_sum(logits, masks) / n_images
             scaler.scale(loss * dist_info.world).backward()
         total += loss.detach()
     value = distributed.all_sum(float(total), dist_info, device)
@@ -475,6 +493,7 @@ def train(cfg: TrainConfig, explicit: dict[str, Any] | None = None, data: Segmen
 def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device: torch.device,
            data: SegmentationData | None, quiet: bool) -> dict[str, Any]:
     precision = resolve_precision(cfg.precision, device)
+    tune_for_fixed_shapes(device)
     if info.enabled and device.type == "cpu" and not cfg.threads:
         threads = set_threads(distributed.cpu_threads_per_process(info))
     else:
@@ -561,7 +580,8 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device
             lr = lr_at(cfg, state.step + 1)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss = train_step(net, optimizer, state.scaler, micro_batches, device, precision, state.step + 1, info)
+            loss = train_step(net, optimizer, state.scaler, micro_batches, device, precision, state.step + 1, info,
+                              cfg.dice_loss_weight)
             state.step += 1
             log.step(state.step, loss, cfg.batch_size, time.perf_counter() - t0, lr)
             last = state.step == cfg.steps

@@ -180,9 +180,10 @@ def torch_predictor(model, device=None, precision: str = "fp32") -> Predictor:
     """A predictor running a PyTorch model under inference mode and the given autocast precision."""
     import torch
 
-    from .device import autocast, memory_format
+    from .device import autocast, memory_format, tune_for_fixed_shapes
 
     device = torch.device(device or next(model.parameters()).device)
+    tune_for_fixed_shapes(device)
     fmt = memory_format(device, precision)
     model = model.to(device).to(memory_format=fmt).eval()
 
