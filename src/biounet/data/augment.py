@@ -47,10 +47,16 @@ def elastic_displacement(rng: np.random.Generator, shape: tuple[int, int], sigma
 
     Displacements drawn from N(0, sigma^2) on a coarse ``grid`` x ``grid`` lattice spanning the
     tile are interpolated bicubically to every pixel (a separable product: cheap at any size).
+    The products are elementwise NumPy, not BLAS: in many DataLoader workers a threaded BLAS
+    would start a thread pool per worker and oversubscribe the cores.
     """
     coarse = rng.normal(0.0, sigma, size=(2, grid, grid)).astype(np.float32)
     rows, cols = _cubic_matrix(shape[0], grid), _cubic_matrix(shape[1], grid)
-    return np.einsum("hi,cij,wj->chw", rows, coarse, cols, optimize=True)
+    along_rows = np.einsum("hi,cij->chj", rows, coarse, optimize=False)  # (2, H, grid)
+    out = along_rows[:, :, 0, None] * cols[None, None, :, 0]
+    for j in range(1, grid):
+        out += along_rows[:, :, j, None] * cols[None, None, :, j]
+    return out
 
 
 def warp(array: np.ndarray, coords: np.ndarray, order: int) -> np.ndarray:
