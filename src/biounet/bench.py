@@ -306,7 +306,9 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     peak = r[f"matmul_{'fp32' if precision == 'fp32' else 'bf16'}_tflops"]
     r["peak_tflops"] = peak
     r.update(probe("FLOP count", probe_flops))
-    train = probe("training, default path", probe_train)
+    # timed optimizer steps of one micro-batch each: the per-image cost of a whole step without
+    # its wait (the whole batch-16 step runs once below, for its memory)
+    train = probe("training, default path", probe_train, accum=1)
     r.update(train_images_per_s=train["images_per_s"], train_micro=train["micro"],
              train_precision=train["precision"])
     infer = probe("inference, default path", probe_infer)
@@ -345,7 +347,7 @@ def format_table(r: dict[str, Any]) -> str:
     c = r["config"]
     rows = [
         ("device", f"{r['device_name']} ({r['device']}), torch {r['torch']}"),
-        ("matrix-product peak, bf16 / fp32", f"{r['matmul_bf16_tflops']:.2f} / {r['matmul_fp32_tflops']:.2f} TFLOP/s"),
+        ("matrix-product peak, bf16 / fp32", f"{r['matmul_bf16_tflops']:.3g} / {r['matmul_fp32_tflops']:.3g} TFLOP/s"),
         ("network", f"width {c['base_width']}, depth {c['depth']}, {c['tile_size']}x{c['tile_size']} tiles"),
         ("GFLOP per image: train / infer (counted)", f"{r['gflop_train_tile']:.0f} / {r['gflop_infer_tile']:.0f}"),
         ("default path", f"{r['train_precision']}, micro-batch {r['train_micro']}, inference batch {r['infer_batch']}"),

@@ -75,7 +75,7 @@ class TrainConfig:
     micro_batch_size: int = _opt(0, "tiles per forward/backward pass (gradient accumulation); 0 "
                                  "chooses the largest that fits the available memory", group="optimisation")
     memory_gib: float = _opt(0.0, "memory the automatic micro-batch may plan for, in GiB (0: half the free "
-                             "memory, and on the CPU at most 4 GiB of activations, beyond which larger "
+                             "memory, and on the CPU at most 1 GiB of activations, beyond which larger "
                              "micro-batches are no faster)", group="optimisation")
     lr: float = _opt(1e-4, "Adam learning rate", group="optimisation")
     weight_decay: float = _opt(5e-4, "Adam weight decay (L2, as the reference)", group="optimisation")
