@@ -158,9 +158,7 @@ def _prepare_inference(args):
 
         if args.precision not in ("auto", "fp32"):
             raise BiounetError(f"--precision {args.precision}: an exported model runs in float32; drop --precision")
-        if args.threads:
-            os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-        return load_exported(args.model, args.device)
+        return load_exported(args.model, args.device, args.threads)
     from .device import set_threads
     from .evaluate import load_predictor
 

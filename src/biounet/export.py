@@ -157,7 +157,7 @@ def check_batch(batch: np.ndarray, meta: dict[str, Any]) -> None:
 class OnnxPredictor:
     """An exported ONNX model run by onnxruntime; callable as a tiler predictor. No PyTorch."""
 
-    def __init__(self, path: str | Path, device: str = "auto"):
+    def __init__(self, path: str | Path, device: str = "auto", threads: int = 0):
         path = Path(path)
         try:
             import onnxruntime as ort
@@ -175,8 +175,11 @@ class OnnxPredictor:
             providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
         else:
             providers = ["CPUExecutionProvider"]
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(str(path), providers=providers)
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
             text = str(exc).splitlines()[0][:300]
             hint = ("it was exported for a newer ONNX opset than this onnxruntime supports: upgrade "
@@ -201,11 +204,12 @@ class OnnxPredictor:
 class ProgramPredictor:
     """An exported ``torch.export`` program; callable as a tiler predictor."""
 
-    def __init__(self, path: str | Path, device: str = "auto"):
+    def __init__(self, path: str | Path, device: str = "auto", threads: int = 0):
         import torch
 
-        from .device import resolve_device
+        from .device import resolve_device, set_threads
 
+        set_threads(threads)
         path = Path(path)
         if not path.is_file():
             raise ExportError(f"model file {path} does not exist")
@@ -230,13 +234,14 @@ class ProgramPredictor:
             return self.module(self._torch.from_numpy(batch).to(self.device)).float().cpu().numpy()
 
 
-def load_exported(path: str | Path, device: str = "auto") -> tuple[Any, TrainConfig, dict[str, Any]]:
-    """(predictor, TrainConfig, description) for an exported ``.onnx`` or ``.pt2`` file."""
+def load_exported(path: str | Path, device: str = "auto", threads: int = 0) -> tuple[Any, TrainConfig, dict[str, Any]]:
+    """(predictor, TrainConfig, description) for an exported ``.onnx`` or ``.pt2`` file;
+    ``threads`` CPU threads (0: the runtime's default)."""
     path = Path(path)
     if path.suffix == ".onnx":
-        predictor = OnnxPredictor(path, device)
+        predictor = OnnxPredictor(path, device, threads)
     elif path.suffix == ".pt2":
-        predictor = ProgramPredictor(path, device)
+        predictor = ProgramPredictor(path, device, threads)
     else:
         raise ExportError(f"--model {path}: expected a .onnx or .pt2 file written by `biounet export` "
                           f"(for a checkpoint use --checkpoint)")
