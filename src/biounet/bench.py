@@ -288,7 +288,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     cfg.validate()
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
-    tile_geometry(_train_cfg({**asdict(cfg)}))  # a clear error for a tile the network cannot take
+    tile_geometry(_train_cfg(asdict(cfg)))  # a clear error for a tile the network cannot take
     spec = {**asdict(cfg), "device": str(device), "micro": 0, "accum": 0, "baseline": False,
             "slice_tile": plan_tiles(512, 512, cfg.depth).in_tile[0]}
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
