@@ -197,7 +197,8 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                micro_batches: list[tuple[torch.Tensor, ...]], device: torch.device, precision: str,
                step: int, dist_info: DistInfo = DistInfo(), dice_weight: float = 0.0) -> float:
-    """One optimizer step over a global batch given as micro-batches; returns the mean pixel loss.
+    """One optimizer step over a global batch given as micro-batches; returns its loss (the mean
+    pixel cross-entropy, plus the weighted dice term when ``dice_weight`` is set).
 
     Each micro-batch's loss sum is divided by the pixel count of the whole global batch (summed
     over all processes), so the accumulated gradient is the same whatever the micro-batch split
