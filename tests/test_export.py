@@ -12,6 +12,7 @@ from biounet.data import kfold_split
 from biounet.engine import train
 from biounet.evaluate import evaluate_images, load_predictor
 from biounet.export import ExportError, OnnxPredictor, ProgramPredictor, export_model, load_exported
+from biounet.inference import segment
 from conftest import tiny_config
 
 METRICS = ("dice_coeff", "dice_coeff_388", "pixel_error", "pixel_mismatch", "v_rand", "v_info")
@@ -59,8 +60,6 @@ def test_onnx_parity_on_isbi_fold1(exported, isbi_data):
     onnx_pred, cfg, _ = load_exported(onnx_path, "cpu")
     torch_pred, _, _ = load_predictor(run, "cpu", "fp32")
     for i in val:
-        from biounet.inference import segment
-
         a = segment(isbi_data.images[i], onnx_pred, cfg.depth, cfg.padding)
         b = segment(isbi_data.images[i], torch_pred, cfg.depth, cfg.padding)
         assert np.abs(a - b).max() <= 1e-4

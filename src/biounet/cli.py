@@ -281,25 +281,17 @@ def _run_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+COMMANDS = {"demo": _run_demo, "cv": _run_cv, "evaluate": _run_evaluate, "predict": _run_predict,
+            "export": _run_export, "bench": _run_bench, "fetch": _run_fetch}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
             return _run_train(args, TrainConfig())
-        if args.command == "demo":
-            return _run_demo(args)
-        if args.command == "cv":
-            return _run_cv(args)
-        if args.command == "evaluate":
-            return _run_evaluate(args)
-        if args.command == "predict":
-            return _run_predict(args)
-        if args.command == "export":
-            return _run_export(args)
-        if args.command == "bench":
-            return _run_bench(args)
-        return _run_fetch(args)
+        return COMMANDS[args.command](args)
     except (BiounetError, FileNotFoundError) as exc:
         if os.environ.get("BIOUNET_DEBUG"):
             raise

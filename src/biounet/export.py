@@ -142,8 +142,8 @@ def _check_meta(meta: dict[str, Any], path: Path) -> dict[str, Any]:
     return meta
 
 
-def check_batch(batch: np.ndarray, meta: dict[str, Any]) -> None:
-    """A clear error for a batch the exported network cannot take."""
+def check_batch(batch: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
+    """The batch as contiguous float32; a clear error for one the exported network cannot take."""
     shape = batch.shape
     if batch.ndim != 4 or shape[1] != meta["in_channels"]:
         raise ExportError(f"input of shape {shape}: the model takes (N, {meta['in_channels']}, H, W) float32")
@@ -152,6 +152,7 @@ def check_batch(batch: np.ndarray, meta: dict[str, Any]) -> None:
         if side < smallest or (side - offset) % step or side > MAX_SIDE:
             raise ExportError(f"input of shape {shape}: each side must be {offset} + {step} * k between "
                               f"{smallest} and {MAX_SIDE} (e.g. {smallest + step * 2}); the tiler picks such sizes")
+    return np.ascontiguousarray(batch, dtype=np.float32)
 
 
 class OnnxPredictor:
@@ -196,8 +197,7 @@ class OnnxPredictor:
         self.providers = self.session.get_providers()
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        check_batch(batch, self.meta)
+        batch = check_batch(batch, self.meta)
         return self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
 
 
@@ -228,8 +228,7 @@ class ProgramPredictor:
         self._torch = torch
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        check_batch(batch, self.meta)
+        batch = check_batch(batch, self.meta)
         with self._torch.inference_mode():
             return self.module(self._torch.from_numpy(batch).to(self.device)).float().cpu().numpy()
 
