@@ -241,3 +241,51 @@ def test_soft_dice_loss_is_the_reference_metric():
     # a perfect, confident prediction has no loss
     perfect = torch.nn.functional.one_hot(target, 2).permute(0, 3, 1, 2).float() * 50
     assert engine.soft_dice_loss_sum(perfect, target).item() < 1e-5
+
+
+def test_compiled_training_matches_eager(isbi_data, tmp_path):
+    """--compile trains the same network: same losses and weights, checkpoints without compile's prefixes."""
+    runs = {}
+    for compile_ in (False, True):
+        out = tmp_path / f"run-{compile_}"
+        train(tiny_config(out=str(out), steps=3, compile=compile_), data=isbi_data, quiet=True)
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        runs[compile_] = ([r["loss"] for r in rows], torch.load(out / "last.pt", weights_only=True)["model"])
+    (eager_losses, eager_w), (comp_losses, comp_w) = runs[False], runs[True]
+    assert comp_losses == pytest.approx(eager_losses, rel=1e-4)
+    assert comp_w.keys() == eager_w.keys()
+    # fused kernels round differently, and Adam turns a rounding-sized gradient into a step of up to
+    # lr = 1e-3, so single weights may differ by a step; the weights as a whole must agree
+    diff = torch.cat([(comp_w[k].float() - eager_w[k].float()).flatten() for k in eager_w])
+    scale = torch.cat([eager_w[k].float().flatten() for k in eager_w])
+    assert diff.abs().max() <= 3e-3 and diff.norm() <= 1e-3 * scale.norm(), (diff.abs().max(), diff.norm())
+
+
+def test_compile_failure_is_a_clear_error_and_writes_nothing(isbi_data, tmp_path, monkeypatch):
+    def broken(module, **kw):
+        def fail(*a, **k):
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+        return fail
+    monkeypatch.setattr(torch, "compile", broken)
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match="--compile failed: RuntimeError: InvalidCxxCompiler.*without --compile"):
+        train(tiny_config(out=str(out), compile=True), data=isbi_data, quiet=True)
+    assert not list(out.glob("*.pt"))
+
+
+def test_validation_with_tta_scores_the_averaged_prediction(isbi_data, tmp_path):
+    from biounet.evaluate import evaluate_images
+    from biounet.inference import torch_predictor
+
+    out = tmp_path / "run"
+    cfg = tiny_config(out=str(out), steps=2, validation=True, val_tta=True)
+    train(cfg, data=isbi_data, quiet=True)
+    row = json.loads((out / "validation.jsonl").read_text().splitlines()[-1])
+    assert row["tta"] is True
+    model = build_model(cfg)
+    model.load_state_dict(torch.load(out / "last.pt", weights_only=True)["model"])
+    val = [4, 6, 7, 9, 18, 19]
+    with_tta = evaluate_images(torch_predictor(model), isbi_data, val, cfg.depth, cfg.padding, tta=True)
+    without = evaluate_images(torch_predictor(model), isbi_data, val, cfg.depth, cfg.padding)
+    assert row["dice_coeff"] == pytest.approx(with_tta["dice_coeff"], abs=1e-6)
+    assert abs(with_tta["dice_coeff"] - without["dice_coeff"]) > 1e-6

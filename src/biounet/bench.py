@@ -55,6 +55,7 @@ class BenchConfig:
     micro_sweep: list[int] = field(default_factory=list)
     baseline: bool = True
     memory: bool = True
+    compile: bool = False
 
     def validate(self) -> "BenchConfig":
         for name in ("base_width", "depth", "tile_size", "batch_size", "repeats", "infer_batch"):
@@ -175,7 +176,7 @@ def probe_train(spec: dict) -> dict:
     torch, device = _setup(spec)
     import torch.nn.functional as F
 
-    from .device import memory_format, resolve_precision
+    from .device import compiled, memory_format, resolve_precision
     from .engine import build_model, choose_micro_batch, make_optimizer, train_step
 
     cfg = _train_cfg(spec)
@@ -188,6 +189,7 @@ def probe_train(spec: dict) -> dict:
         micro = spec["micro"] or choose_micro_batch(cfg, cfg.batch_size, device, precision)
         model = build_model(cfg).to(device).to(memory_format=memory_format(device, precision))
         optimizer = make_optimizer(model, cfg, device)
+    net = compiled(model, spec["compile"] and not spec["baseline"])
     accum = spec["accum"] or cfg.batch_size // micro
     batches = _batches(torch, cfg, micro, accum, cfg.in_channels)
     model.train()
@@ -204,7 +206,7 @@ def probe_train(spec: dict) -> dict:
         scaler = grad_scaler(device, precision)
 
         def step():
-            train_step(model, optimizer, scaler, batches, device, precision, 1)
+            train_step(net, optimizer, scaler, batches, device, precision, 1)
     times = _timed(step, torch, device, spec["warmup"], spec["repeats"])
     return {"images_per_s": micro * accum / statistics.median(times), "step_s": times, "micro": micro,
             "accum": accum, "precision": precision, **_peaks(torch, device)}
@@ -233,7 +235,7 @@ def probe_infer(spec: dict) -> dict:
         times = _timed(run, torch, device, spec["warmup"], spec["repeats"])
         return {"images_per_s": batch / statistics.median(times), "precision": "fp32", "batch": batch}
     precision = resolve_precision(cfg.precision, device)
-    predict = torch_predictor(model, device, precision)
+    predict = torch_predictor(model, device, precision, compile=spec["compile"])
     batch = spec["infer_batch"]
     tiles = (np.random.default_rng(0).random((batch, cfg.in_channels, side, side), dtype=np.float32) * 2 - 1)
     times = _timed(lambda: predict(tiles), torch, device, spec["warmup"], spec["repeats"])
@@ -317,6 +319,13 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     r["infer_tflops"] = r["infer_images_per_s"] * r["gflop_infer_tile"] / 1e3
     r["train_frac_of_peak"] = r["train_tflops"] / peak
     r["infer_frac_of_peak"] = r["infer_tflops"] / peak
+    if cfg.compile:  # what compiling buys: the same default path, eager, in the same run
+        eager = probe("training, default path eager", probe_train, accum=1, compile=False)
+        ieager = probe("inference, default path eager", probe_infer, compile=False)
+        r.update(eager_train_images_per_s=eager["images_per_s"], eager_infer_images_per_s=ieager["images_per_s"],
+                 eager_slice512_s=ieager["slice512_s"])
+        r["compile_speedup_train"] = r["train_images_per_s"] / eager["images_per_s"]
+        r["compile_speedup_infer"] = r["infer_images_per_s"] / ieager["images_per_s"]
     if cfg.baseline:
         base = probe("training, fp32 eager baseline", probe_train, baseline=True, micro=1, accum=1)
         ibase = probe("inference, fp32 eager baseline", probe_infer, baseline=True)
@@ -350,13 +359,19 @@ def format_table(r: dict[str, Any]) -> str:
         ("matrix-product peak, bf16 / fp32", f"{r['matmul_bf16_tflops']:.3g} / {r['matmul_fp32_tflops']:.3g} TFLOP/s"),
         ("network", f"width {c['base_width']}, depth {c['depth']}, {c['tile_size']}x{c['tile_size']} tiles"),
         ("GFLOP per image: train / infer (counted)", f"{r['gflop_train_tile']:.0f} / {r['gflop_infer_tile']:.0f}"),
-        ("default path", f"{r['train_precision']}, micro-batch {r['train_micro']}, inference batch {r['infer_batch']}"),
+        ("default path", f"{r['train_precision']}, micro-batch {r['train_micro']}, inference batch {r['infer_batch']}"
+                         + (", torch.compile" if c.get("compile") else ", eager")),
         ("training", f"{r['train_images_per_s']:.3f} images/s = {r['train_tflops']:.3f} TFLOP/s = "
                      f"{100 * r['train_frac_of_peak']:.0f} % of the {r['precision']} peak"),
         ("inference (tiles)", f"{r['infer_images_per_s']:.3f} images/s = {r['infer_tflops']:.3f} TFLOP/s = "
                               f"{100 * r['infer_frac_of_peak']:.0f} % of peak"),
         ("512x512 slice, overlap-tile, no TTA", f"{r['slice512_s']:.3f} s ({r['gflop_infer_slice_tile']:.0f} GFLOP)"),
     ]
+    if "compile_speedup_train" in r:
+        rows += [("same path eager: train / infer / slice", f"{r['eager_train_images_per_s']:.3f} / "
+                  f"{r['eager_infer_images_per_s']:.3f} images/s / {r['eager_slice512_s']:.3f} s"),
+                 ("torch.compile speed-up: train / infer", f"{r['compile_speedup_train']:.2f}x / "
+                  f"{r['compile_speedup_infer']:.2f}x")]
     if "train_speedup_vs_fp32" in r:
         rows += [("fp32 eager baseline: train / infer", f"{r['baseline_train_images_per_s']:.3f} / "
                   f"{r['baseline_infer_images_per_s']:.3f} images/s"),

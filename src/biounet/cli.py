@@ -111,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="comma-separated micro-batch sizes to time one by one, e.g. 1,2,4,8 (default: none)")
     bench.add_argument("--no-baseline", action="store_true", help="skip the float32 eager baseline")
     bench.add_argument("--no-memory", action="store_true", help="skip the whole batch-16 step (memory)")
+    bench.add_argument("--compile", action="store_true", help="run the default path through torch.compile "
+                       "(as `biounet train --compile`); the baseline stays eager")
     fetch = sub.add_parser("fetch", help="download a dataset and verify it",
                            description="Download a public dataset and verify the SHA-256 of its pixels.")
     fetch.add_argument("dataset", choices=["isbi2012"], help="dataset name")
@@ -266,7 +268,7 @@ def _run_bench(args: argparse.Namespace) -> int:
     cfg = BenchConfig(device=args.device, base_width=args.base_width, depth=args.depth, tile_size=args.tile_size,
                       batch_size=args.batch_size, precision=args.precision, threads=args.threads,
                       repeats=args.repeats, warmup=args.warmup, infer_batch=args.infer_batch, micro_sweep=sweep,
-                      baseline=not args.no_baseline, memory=not args.no_memory)
+                      baseline=not args.no_baseline, memory=not args.no_memory, compile=args.compile)
     result = run_bench(cfg, log=lambda text: print(text, file=sys.stderr, flush=True))
     print(format_table(result))
     if args.json:

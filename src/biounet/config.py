@@ -88,6 +88,9 @@ class TrainConfig:
                           ("auto", "bf16", "fp16", "fp32"), group="optimisation")
     device: str = _opt("auto", "cpu, cuda or cuda:N; auto picks CUDA when present", group="optimisation")
     threads: int = _opt(0, "CPU threads for PyTorch (0: PyTorch's default, one per core)", group="optimisation")
+    compile: bool = _opt(False, "compile the training step's network with torch.compile (TorchInductor; needs a C++ "
+                         "compiler on the CPU, Triton on CUDA); the first step spends a minute or more compiling",
+                         group="optimisation")
     workers: int = _opt(0, "DataLoader worker processes preparing tiles (0: in the main process)",
                         group="optimisation")
     seed: int = _opt(0, "seed of the weights and of every sample's randomness", group="optimisation")
@@ -102,6 +105,8 @@ class TrainConfig:
     validation: bool = _opt(True, "segment and score the held-out fold at full resolution at the end of "
                           "training (and every --val-every steps); the best dice_coeff is kept as best.pt")
     val_every: int = _opt(0, "validate every N steps as well (0: only at the end)")
+    val_tta: bool = _opt(False, "validate with test-time augmentation: average the 8 flips/rotations (8x the "
+                         "validation compute), as `biounet evaluate --tta`")
     progress: str = _opt("auto", "progress bar: auto (on a terminal), on, off", ("auto", "on", "off"))
     resume: str | None = _opt(None, "continue a run: its folder or a last.pt checkpoint")
     init_from: str | None = _opt(None, "start from trained weights (fine-tuning); the output layer "

@@ -71,6 +71,23 @@ def memory_format(device: torch.device, precision: str) -> torch.memory_format:
     return torch.contiguous_format
 
 
+def compiled(module: torch.nn.Module, enabled: bool) -> torch.nn.Module:
+    """``torch.compile(module)`` for fixed shapes when ``enabled``, else the module itself.
+
+    The compiled module shares its parameters with ``module``; the work happens at its first
+    call (a minute or more), and again for every new input shape.
+    """
+    return torch.compile(module, dynamic=False) if enabled else module
+
+
+def compile_failed(exc: Exception) -> ConfigError:
+    """The error for a first compiled call that failed (no C++ compiler, no Triton, an unsupported op)."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return ConfigError(f"--compile failed: {type(exc).__name__}: {first[:300]}. Run without --compile "
+                       "(eager PyTorch), or install what the message names (a C++ compiler on the CPU, "
+                       "Triton on CUDA)")
+
+
 def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     """A loss scaler, active only for fp16 (bf16 has float32's exponent range and needs none)."""
     return torch.amp.GradScaler(device.type, enabled=precision == "fp16")

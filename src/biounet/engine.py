@@ -31,10 +31,10 @@ from .config import TrainConfig, from_dict, save_yaml
 from .data import AugmentConfig, IGNORE, TileDataset, TileSampler, kfold_split, read_dataset, weight_maps
 from .data.readers import SegmentationData
 from . import distributed
-from .device import (autocast, available_memory_bytes, grad_scaler, memory_format, resolve_precision, set_threads,
-                     tune_for_fixed_shapes)
+from .device import (autocast, available_memory_bytes, compile_failed, compiled, grad_scaler, memory_format,
+                     resolve_precision, set_threads, tune_for_fixed_shapes)
 from .distributed import DistInfo
-from .errors import CheckpointError, ConfigError, TrainingDiverged
+from .errors import BiounetError, CheckpointError, ConfigError, TrainingDiverged
 from .fileio import atomic_write, atomic_write_text
 from .model import UNet, check_input_size, output_size
 
@@ -42,7 +42,7 @@ from .model import UNet, check_input_size, output_size
 # samples, the model or the optimisation.
 RESUMABLE_OVERRIDES = {"steps", "data", "log_every", "checkpoint_every", "keep_checkpoints", "progress",
                        "device", "threads", "workers", "micro_batch_size", "resume", "val_every", "validation",
-                       "dist_timeout", "memory_gib"}
+                       "dist_timeout", "memory_gib", "compile", "val_tta"}
 # Fault injection for tests of a dying rank: rank R kills itself right after the checkpoint of step K.
 FAULT_RANK, FAULT_STEP = "BIOUNET_FAULT_KILL_RANK", "BIOUNET_FAULT_KILL_AFTER_STEP"
 
@@ -455,10 +455,10 @@ def validate(state: RunState, cfg: TrainConfig, data: SegmentationData, val_idx:
     state.model.eval()
     try:
         report = evaluate_images(torch_predictor(state.model, device, precision), data, val_idx, cfg.depth,
-                                 cfg.padding)
+                                 cfg.padding, tta=cfg.val_tta)
     finally:
         state.model.train()
-    row = {"step": state.step, **{k: v for k, v in report.items() if k not in ("per_image", "n_images")}}
+    row = {"step": state.step, "tta": cfg.val_tta, **{k: v for k, v in report.items() if k not in ("per_image", "n_images")}}
     with open(run_dir / "validation.jsonl", "a") as f:
         f.write(json.dumps(row) + "\n")
     shown = "  ".join(f"{k} {report[k]:.4f}" for k in ("dice_coeff", "dice_coeff_388", "pixel_error", "v_rand",
@@ -556,13 +556,15 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
             state.model = model
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    net = compiled(net, cfg.compile)  # validation and checkpoints use the eager ``model``: same parameters
     n_params = sum(p.numel() for p in model.parameters())
     log.info(f"run {run_dir}: {len(train_idx)} training / {len(val_idx)} held-out images (fold {cfg.fold}), "
              f"tiles {in_tile}->{out_tile}, U-Net width {cfg.base_width} depth {cfg.depth} "
              f"({n_params / 1e6:.1f} M parameters)")
     split = f" over {info.world} processes, {share} each," if info.enabled else ""
     log.info(f"device {device}, precision {precision}, {threads} threads{' per process' if info.enabled else ''}, "
-             f"batch {cfg.batch_size}{split} as {share // micro} micro-batch(es) of {micro}")
+             f"batch {cfg.batch_size}{split} as {share // micro} micro-batch(es) of {micro}"
+             + (", compiled (the first step compiles)" if cfg.compile else ""))
     if state.step >= cfg.steps:
         log.info(f"nothing to do: the run is at step {state.step} of {cfg.steps}; raise --steps to train longer")
 
@@ -582,8 +584,15 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device
             lr = lr_at(cfg, state.step + 1)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss = train_step(net, optimizer, state.scaler, micro_batches, device, precision, state.step + 1, info,
-                              cfg.dice_loss_weight)
+            try:
+                loss = train_step(net, optimizer, state.scaler, micro_batches, device, precision, state.step + 1,
+                                  info, cfg.dice_loss_weight)
+            except BiounetError:
+                raise
+            except Exception as exc:
+                if cfg.compile and state.step == first_step:  # nothing of this session is written yet
+                    raise compile_failed(exc) from exc
+                raise
             state.step += 1
             log.step(state.step, loss, cfg.batch_size, time.perf_counter() - t0, lr)
             last = state.step == cfg.steps

@@ -176,22 +176,24 @@ def segment(image: np.ndarray, predictor: Predictor, depth: int = 4, padding: st
     return np.ascontiguousarray(total / len(variants), dtype=np.float32)
 
 
-def torch_predictor(model, device=None, precision: str = "fp32") -> Predictor:
-    """A predictor running a PyTorch model under inference mode and the given autocast precision."""
+def torch_predictor(model, device=None, precision: str = "fp32", compile: bool = False) -> Predictor:
+    """A predictor running a PyTorch model under inference mode and the given autocast precision
+    (with ``compile``, through ``torch.compile``: each new batch shape compiles once)."""
     import torch
 
-    from .device import autocast, memory_format, tune_for_fixed_shapes
+    from .device import autocast, compiled, memory_format, tune_for_fixed_shapes
 
     device = torch.device(device or next(model.parameters()).device)
     tune_for_fixed_shapes(device)
     fmt = memory_format(device, precision)
     model = model.to(device).to(memory_format=fmt).eval()
+    net = compiled(model, compile)
 
     def predict(batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(batch)).to(device).contiguous(memory_format=fmt)
             with autocast(device, precision):
-                y = model(x)
+                y = net(x)
             return y.float().cpu().numpy()
 
     return predict
