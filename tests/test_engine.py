@@ -261,6 +261,13 @@ def test_compiled_training_matches_eager(isbi_data, tmp_path):
     assert diff.abs().max() <= 3e-3 and diff.norm() <= 1e-3 * scale.norm(), (diff.abs().max(), diff.norm())
 
 
+def test_compile_defaults_to_cuda_only():
+    from biounet.device import resolve_compile
+
+    assert resolve_compile(None, torch.device("cuda")) and not resolve_compile(None, torch.device("cpu"))
+    assert resolve_compile(True, torch.device("cpu")) and not resolve_compile(False, torch.device("cuda"))
+
+
 def test_compile_failure_is_a_clear_error_and_writes_nothing(isbi_data, tmp_path, monkeypatch):
     def broken(module, **kw):
         def fail(*a, **k):
@@ -268,7 +275,7 @@ def test_compile_failure_is_a_clear_error_and_writes_nothing(isbi_data, tmp_path
         return fail
     monkeypatch.setattr(torch, "compile", broken)
     out = tmp_path / "run"
-    with pytest.raises(ConfigError, match="--compile failed: RuntimeError: InvalidCxxCompiler.*without --compile"):
+    with pytest.raises(ConfigError, match=r"torch.compile\) failed: RuntimeError: InvalidCxxCompiler.*--no-compile"):
         train(tiny_config(out=str(out), compile=True), data=isbi_data, quiet=True)
     assert not list(out.glob("*.pt"))
 

@@ -55,7 +55,7 @@ class BenchConfig:
     micro_sweep: list[int] = field(default_factory=list)
     baseline: bool = True
     memory: bool = True
-    compile: bool = False
+    compile: bool | None = None  # None: as `biounet train` (on for CUDA)
 
     def validate(self) -> "BenchConfig":
         for name in ("base_width", "depth", "tile_size", "batch_size", "repeats", "infer_batch"):
@@ -176,7 +176,7 @@ def probe_train(spec: dict) -> dict:
     torch, device = _setup(spec)
     import torch.nn.functional as F
 
-    from .device import compiled, memory_format, resolve_precision
+    from .device import compiled, memory_format, resolve_compile, resolve_precision
     from .engine import build_model, choose_micro_batch, make_optimizer, train_step
 
     cfg = _train_cfg(spec)
@@ -189,7 +189,7 @@ def probe_train(spec: dict) -> dict:
         micro = spec["micro"] or choose_micro_batch(cfg, cfg.batch_size, device, precision)
         model = build_model(cfg).to(device).to(memory_format=memory_format(device, precision))
         optimizer = make_optimizer(model, cfg, device)
-    net = compiled(model, spec["compile"] and not spec["baseline"])
+    net = compiled(model, resolve_compile(spec["compile"], device) and not spec["baseline"])
     accum = spec["accum"] or cfg.batch_size // micro
     batches = _batches(torch, cfg, micro, accum, cfg.in_channels)
     model.train()
@@ -235,7 +235,7 @@ def probe_infer(spec: dict) -> dict:
         times = _timed(run, torch, device, spec["warmup"], spec["repeats"])
         return {"images_per_s": batch / statistics.median(times), "precision": "fp32", "batch": batch}
     precision = resolve_precision(cfg.precision, device)
-    predict = torch_predictor(model, device, precision, compile=spec["compile"])
+    predict = torch_predictor(model, device, precision, compile=resolve_compile(spec["compile"], device))
     batch = spec["infer_batch"]
     tiles = (np.random.default_rng(0).random((batch, cfg.in_channels, side, side), dtype=np.float32) * 2 - 1)
     times = _timed(lambda: predict(tiles), torch, device, spec["warmup"], spec["repeats"])
@@ -283,19 +283,20 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     """Run every probe and return the figures (see the module docstring)."""
     import torch
 
-    from .device import resolve_device, resolve_precision
+    from .device import resolve_compile, resolve_device, resolve_precision
     from .engine import tile_geometry
     from .inference import plan_tiles
 
     cfg.validate()
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
+    use_compile = resolve_compile(cfg.compile, device)
     tile_geometry(_train_cfg(asdict(cfg)))  # a clear error for a tile the network cannot take
     spec = {**asdict(cfg), "device": str(device), "micro": 0, "accum": 0, "baseline": False,
-            "slice_tile": plan_tiles(512, 512, cfg.depth).in_tile[0]}
+            "slice_tile": plan_tiles(512, 512, cfg.depth).in_tile[0], "compile": use_compile}
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
     r: dict[str, Any] = {"device": str(device), "device_name": name, "precision": precision,
-                         "torch": torch.__version__, "config": asdict(cfg)}
+                         "torch": torch.__version__, "config": asdict(cfg), "compile": use_compile}
 
     def probe(label: str, fn, **changes) -> dict:
         t0 = time.perf_counter()
@@ -319,7 +320,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     r["infer_tflops"] = r["infer_images_per_s"] * r["gflop_infer_tile"] / 1e3
     r["train_frac_of_peak"] = r["train_tflops"] / peak
     r["infer_frac_of_peak"] = r["infer_tflops"] / peak
-    if cfg.compile:  # what compiling buys: the same default path, eager, in the same run
+    if use_compile:  # what compiling buys: the same default path, eager, in the same run
         eager = probe("training, default path eager", probe_train, accum=1, compile=False)
         ieager = probe("inference, default path eager", probe_infer, compile=False)
         r.update(eager_train_images_per_s=eager["images_per_s"], eager_infer_images_per_s=ieager["images_per_s"],
@@ -360,7 +361,7 @@ def format_table(r: dict[str, Any]) -> str:
         ("network", f"width {c['base_width']}, depth {c['depth']}, {c['tile_size']}x{c['tile_size']} tiles"),
         ("GFLOP per image: train / infer (counted)", f"{r['gflop_train_tile']:.0f} / {r['gflop_infer_tile']:.0f}"),
         ("default path", f"{r['train_precision']}, micro-batch {r['train_micro']}, inference batch {r['infer_batch']}"
-                         + (", torch.compile" if c.get("compile") else ", eager")),
+                         + (", torch.compile" if r.get("compile") else ", eager")),
         ("training", f"{r['train_images_per_s']:.3f} images/s = {r['train_tflops']:.3f} TFLOP/s = "
                      f"{100 * r['train_frac_of_peak']:.0f} % of the {r['precision']} peak"),
         ("inference (tiles)", f"{r['infer_images_per_s']:.3f} images/s = {r['infer_tflops']:.3f} TFLOP/s = "

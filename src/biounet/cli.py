@@ -111,8 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="comma-separated micro-batch sizes to time one by one, e.g. 1,2,4,8 (default: none)")
     bench.add_argument("--no-baseline", action="store_true", help="skip the float32 eager baseline")
     bench.add_argument("--no-memory", action="store_true", help="skip the whole batch-16 step (memory)")
-    bench.add_argument("--compile", action="store_true", help="run the default path through torch.compile "
-                       "(as `biounet train --compile`); the baseline stays eager")
+    bench.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                       help="run the default path through torch.compile, and the same path eager for comparison "
+                       "(default: as `biounet train`, on for CUDA); the baseline stays eager")
     fetch = sub.add_parser("fetch", help="download a dataset and verify it",
                            description="Download a public dataset and verify the SHA-256 of its pixels.")
     fetch.add_argument("dataset", choices=["isbi2012"], help="dataset name")

@@ -88,9 +88,9 @@ class TrainConfig:
                           ("auto", "bf16", "fp16", "fp32"), group="optimisation")
     device: str = _opt("auto", "cpu, cuda or cuda:N; auto picks CUDA when present", group="optimisation")
     threads: int = _opt(0, "CPU threads for PyTorch (0: PyTorch's default, one per core)", group="optimisation")
-    compile: bool = _opt(False, "compile the training step's network with torch.compile (TorchInductor; needs a C++ "
-                         "compiler on the CPU, Triton on CUDA); the first step spends a minute or more compiling",
-                         group="optimisation")
+    compile: bool | None = _opt(None, "compile the training step's network with torch.compile (TorchInductor: "
+                                "Triton on CUDA, a C++ compiler on the CPU); the first step spends a minute or "
+                                "more compiling. Unset: on for CUDA, off on the CPU", group="optimisation")
     workers: int = _opt(0, "DataLoader worker processes preparing tiles (0: in the main process)",
                         group="optimisation")
     seed: int = _opt(0, "seed of the weights and of every sample's randomness", group="optimisation")

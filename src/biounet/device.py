@@ -71,6 +71,13 @@ def memory_format(device: torch.device, precision: str) -> torch.memory_format:
     return torch.contiguous_format
 
 
+def resolve_compile(compile: bool | None, device: torch.device) -> bool:
+    """Whether to compile: as asked, or by default on CUDA (1.48x the training images/s of the
+    eager bf16 path on an H200) and not on the CPU (1.12x for the CPU recipe, after about 70 s
+    of compiling that needs a C++ compiler)."""
+    return device.type == "cuda" if compile is None else compile
+
+
 def compiled(module: torch.nn.Module, enabled: bool) -> torch.nn.Module:
     """``torch.compile(module)`` for fixed shapes when ``enabled``, else the module itself.
 
@@ -83,9 +90,9 @@ def compiled(module: torch.nn.Module, enabled: bool) -> torch.nn.Module:
 def compile_failed(exc: Exception) -> ConfigError:
     """The error for a first compiled call that failed (no C++ compiler, no Triton, an unsupported op)."""
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return ConfigError(f"--compile failed: {type(exc).__name__}: {first[:300]}. Run without --compile "
-                       "(eager PyTorch), or install what the message names (a C++ compiler on the CPU, "
-                       "Triton on CUDA)")
+    return ConfigError(f"compiling the network (torch.compile) failed: {type(exc).__name__}: {first[:300]}. "
+                       "Run with --no-compile (eager PyTorch), or install what the message names (a C++ "
+                       "compiler on the CPU, Triton on CUDA)")
 
 
 def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:

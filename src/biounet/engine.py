@@ -32,7 +32,7 @@ from .data import AugmentConfig, IGNORE, TileDataset, TileSampler, kfold_split, 
 from .data.readers import SegmentationData
 from . import distributed
 from .device import (autocast, available_memory_bytes, compile_failed, compiled, grad_scaler, memory_format,
-                     resolve_precision, set_threads, tune_for_fixed_shapes)
+                     resolve_compile, resolve_precision, set_threads, tune_for_fixed_shapes)
 from .distributed import DistInfo
 from .errors import BiounetError, CheckpointError, ConfigError, TrainingDiverged
 from .fileio import atomic_write, atomic_write_text
@@ -556,7 +556,8 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
             state.model = model
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    net = compiled(net, cfg.compile)  # validation and checkpoints use the eager ``model``: same parameters
+    use_compile = resolve_compile(cfg.compile, device)
+    net = compiled(net, use_compile)  # validation and checkpoints use the eager ``model``: same parameters
     n_params = sum(p.numel() for p in model.parameters())
     log.info(f"run {run_dir}: {len(train_idx)} training / {len(val_idx)} held-out images (fold {cfg.fold}), "
              f"tiles {in_tile}->{out_tile}, U-Net width {cfg.base_width} depth {cfg.depth} "
@@ -564,7 +565,7 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device
     split = f" over {info.world} processes, {share} each," if info.enabled else ""
     log.info(f"device {device}, precision {precision}, {threads} threads{' per process' if info.enabled else ''}, "
              f"batch {cfg.batch_size}{split} as {share // micro} micro-batch(es) of {micro}"
-             + (", compiled (the first step compiles)" if cfg.compile else ""))
+             + (", compiled (the first step compiles)" if use_compile else ""))
     if state.step >= cfg.steps:
         log.info(f"nothing to do: the run is at step {state.step} of {cfg.steps}; raise --steps to train longer")
 
@@ -590,7 +591,7 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device
             except BiounetError:
                 raise
             except Exception as exc:
-                if cfg.compile and state.step == first_step:  # nothing of this session is written yet
+                if use_compile and state.step == first_step:  # nothing of this session is written yet
                     raise compile_failed(exc) from exc
                 raise
             state.step += 1
