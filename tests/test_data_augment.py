@@ -28,6 +28,31 @@ def test_warp_with_zero_displacement_is_identity():
     np.testing.assert_allclose(warp(img, coords, order=1), img, atol=1e-6)
 
 
+def test_warp_matches_scipy_inside_and_mirrors_outside(monkeypatch):
+    """OpenCV's remap samples as SciPy's map_coordinates (mode 'mirror'), also beyond the borders,
+    and carries labels with the ignore value; the SciPy fallback for huge images agrees too."""
+    from scipy import ndimage
+
+    from biounet.data import augment
+
+    rng = np.random.default_rng(2)
+    img = rng.standard_normal((40, 50)).astype(np.float32)
+    labels = rng.integers(-1, 3, (40, 50)).astype(np.int64)
+    coords = (np.mgrid[-8:48, -8:58].astype(np.float32)
+              + elastic_displacement(rng, (56, 66), 4.0, 3))
+    want_img = ndimage.map_coordinates(img, coords, order=1, mode="mirror", prefilter=False)
+    want_lab = ndimage.map_coordinates(labels, coords, order=0, mode="mirror", prefilter=False)
+    got_img, got_lab = warp(img, coords, order=1), warp(labels, coords, order=0)
+    assert got_lab.dtype == labels.dtype and set(np.unique(got_lab)) <= {-1, 0, 1, 2}
+    np.testing.assert_allclose(got_img, want_img, atol=1e-3)
+    assert np.mean(got_lab == want_lab) > 0.999  # ties exactly half-way may round either way
+    integer = np.mgrid[-5:45, -7:57].astype(np.float32)  # whole pixels: exact, mirrored outside
+    np.testing.assert_array_equal(warp(labels, integer, order=0),
+                                  ndimage.map_coordinates(labels, integer, order=0, mode="mirror"))
+    monkeypatch.setattr(augment, "CV_MAX_SIDE", 10)
+    np.testing.assert_allclose(warp(img, coords, order=1), want_img, atol=1e-6)
+
+
 def test_flip_rotate_moves_all_arrays_alike():
     a = np.arange(36).reshape(6, 6)
     for seed in range(16):

@@ -63,11 +63,9 @@ class TileSampler:
         weight = self.weights[i] if self.weights is not None else None
         aug = self.augment
         if aug.elastic and aug.elastic_sigma > 0:
-            disp = elastic_displacement(rng, (T, T), aug.elastic_sigma, aug.elastic_grid)
-            grid = np.mgrid[0:T, 0:T].astype(np.float32)
-            grid[0] += y0 - m
-            grid[1] += x0 - m
-            coords = grid + disp
+            coords = elastic_displacement(rng, (T, T), aug.elastic_sigma, aug.elastic_grid)
+            coords[0] += np.arange(y0 - m, y0 - m + T, dtype=np.float32)[:, None]  # + each pixel's own row
+            coords[1] += np.arange(x0 - m, x0 - m + T, dtype=np.float32)[None, :]  # and column
             inner = coords[:, m:m + O, m:m + O]
             img_t = warp(image, coords, order=1)
             mask_t = warp(mask, inner, order=0)
