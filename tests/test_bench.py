@@ -34,3 +34,19 @@ def test_flop_count_matches_the_paper_network():
                      "device": "cpu", "slice_tile": 700})
     assert abs(r["gflop_infer_tile"] - 301) < 3 and abs(r["gflop_train_tile"] - 902) < 9
     assert r["gflop_infer_slice_tile"] > r["gflop_infer_tile"] * (700 / 572) ** 2 * 0.9
+
+
+def test_bench_compiled_path_reports_what_compiling_buys(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "--device", "cpu", "--base-width", "4", "--depth", "2", "--tile-size", "60",
+               "--batch-size", "2", "--repeats", "1", "--warmup", "1", "--infer-batch", "2", "--compile",
+               "--no-baseline", "--no-memory", "--json", str(out)])
+    assert rc == 0
+    r = json.loads(out.read_text())
+    assert r["compile"] is True
+    for key in ("eager_train_images_per_s", "eager_infer_images_per_s", "compile_speedup_train",
+                "compile_speedup_infer"):
+        assert r[key] > 0, key
+    assert r["compile_speedup_train"] == r["train_images_per_s"] / r["eager_train_images_per_s"]
+    table = capsys.readouterr().out
+    assert "torch.compile speed-up" in table and ", torch.compile" in table

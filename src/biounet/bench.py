@@ -217,7 +217,7 @@ def probe_infer(spec: dict) -> dict:
     NCHW, one tile at a time, no_grad) and, for the default path, seconds per 512x512 slice."""
     torch, device = _setup(spec)
 
-    from .device import resolve_precision
+    from .device import resolve_compile, resolve_precision
     from .engine import build_model
     from .inference import segment, torch_predictor
 
