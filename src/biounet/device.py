@@ -73,8 +73,8 @@ def memory_format(device: torch.device, precision: str) -> torch.memory_format:
 
 def resolve_compile(compile: bool | None, device: torch.device) -> bool:
     """Whether to compile: as asked, or by default on CUDA (1.48x the training images/s of the
-    eager bf16 path on an H200) and not on the CPU (1.12x for the CPU recipe, after about 70 s
-    of compiling that needs a C++ compiler)."""
+    eager bf16 path on an H200) and not on the CPU (1.16x for the CPU recipe, after about a
+    minute of compiling that needs a C++ compiler)."""
     return device.type == "cuda" if compile is None else compile
 
 
