@@ -83,8 +83,9 @@ def warp(array: np.ndarray, coords: np.ndarray, order: int) -> np.ndarray:
     (``order`` 1) or by nearest neighbour (0); outside, the image is mirrored about its edge
     pixels (d c b | a b c d | c b a).
 
-    OpenCV's remap does the sampling: 21 ms -> 2 ms per 572x572 tile against SciPy's
-    map_coordinates here (it interpolates at 1/32 pixel, far below what the deformation moves).
+    OpenCV's remap does the sampling: about 2 ms against 21 ms for SciPy's map_coordinates per
+    572x572 tile here. OpenCV 5 matched SciPy to 1e-7 here; OpenCV 4 rounds sample positions to
+    1/32 pixel, far below what the deformation moves.
     """
     rows = np.ascontiguousarray(coords[0], dtype=np.float32)
     cols = np.ascontiguousarray(coords[1], dtype=np.float32)
