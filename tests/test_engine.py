@@ -269,15 +269,29 @@ def test_compile_defaults_to_cuda_only():
 
 
 def test_compile_failure_is_a_clear_error_and_writes_nothing(isbi_data, tmp_path, monkeypatch):
+    from torch._inductor.exc import InvalidCxxCompiler
+
     def broken(module, **kw):
         def fail(*a, **k):
-            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+            raise InvalidCxxCompiler()
         return fail
     monkeypatch.setattr(torch, "compile", broken)
     out = tmp_path / "run"
-    with pytest.raises(ConfigError, match=r"torch.compile\) failed: RuntimeError: InvalidCxxCompiler.*--no-compile"):
+    with pytest.raises(ConfigError, match=r"torch.compile\) failed: InvalidCxxCompiler: No working C\+\+ "
+                                          r"compiler.*--no-compile"):
         train(tiny_config(out=str(out), compile=True), data=isbi_data, quiet=True)
     assert not list(out.glob("*.pt"))
+
+
+def test_errors_of_the_network_are_not_blamed_on_compiling(isbi_data, tmp_path, monkeypatch):
+    def broken(module, **kw):
+        def fail(*a, **k):
+            raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+        return fail
+    monkeypatch.setattr(torch, "compile", broken)
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied") as info:
+        train(tiny_config(out=str(tmp_path / "run"), compile=True), data=isbi_data, quiet=True)
+    assert not isinstance(info.value, ConfigError)
 
 
 def test_validation_with_tta_scores_the_averaged_prediction(isbi_data, tmp_path):

@@ -87,6 +87,15 @@ def compiled(module: torch.nn.Module, enabled: bool) -> torch.nn.Module:
     return torch.compile(module, dynamic=False) if enabled else module
 
 
+def is_compile_error(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from torch.compile's machinery (Dynamo, Inductor, the C++ or Triton
+    toolchain) rather than from the network or the data."""
+    from torch._dynamo.exc import TorchDynamoException
+    from torch._inductor.exc import CppCompileError, InvalidCxxCompiler
+
+    return isinstance(exc, (TorchDynamoException, InvalidCxxCompiler, CppCompileError))
+
+
 def compile_failed(exc: Exception) -> ConfigError:
     """The error for a first compiled call that failed (no C++ compiler, no Triton, an unsupported op)."""
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

@@ -31,10 +31,10 @@ from .config import TrainConfig, from_dict, save_yaml
 from .data import AugmentConfig, IGNORE, TileDataset, TileSampler, kfold_split, read_dataset, weight_maps
 from .data.readers import SegmentationData
 from . import distributed
-from .device import (autocast, available_memory_bytes, compile_failed, compiled, grad_scaler, memory_format,
-                     resolve_compile, resolve_precision, set_threads, tune_for_fixed_shapes)
+from .device import (autocast, available_memory_bytes, compile_failed, compiled, grad_scaler, is_compile_error,
+                     memory_format, resolve_compile, resolve_precision, set_threads, tune_for_fixed_shapes)
 from .distributed import DistInfo
-from .errors import BiounetError, CheckpointError, ConfigError, TrainingDiverged
+from .errors import CheckpointError, ConfigError, TrainingDiverged
 from .fileio import atomic_write, atomic_write_text
 from .model import UNet, check_input_size, output_size
 
@@ -588,10 +588,8 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device
             try:
                 loss = train_step(net, optimizer, state.scaler, micro_batches, device, precision, state.step + 1,
                                   info, cfg.dice_loss_weight)
-            except BiounetError:
-                raise
             except Exception as exc:
-                if use_compile and state.step == first_step:  # nothing of this session is written yet
+                if use_compile and is_compile_error(exc):  # checkpoints already written stay intact
                     raise compile_failed(exc) from exc
                 raise
             state.step += 1
