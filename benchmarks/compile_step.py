@@ -10,31 +10,29 @@ the cost a new machine pays); the medians leave out that first step.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import json
-import multiprocessing
 import os
 import statistics
 import time
 
+from biounet.bench import _in_fresh_process
 
-def _time_steps(config: str, compile_: bool, steps: int) -> dict:
+
+def _time_steps(spec: dict) -> dict:
+    config, compile_, steps = spec["config"], spec["compile"], spec["steps"]
     if compile_:
         os.environ["TORCHINDUCTOR_FORCE_DISABLE_CACHES"] = "1"
     import torch
 
+    from biounet.bench import _batches
     from biounet.config import from_dict, load_yaml
     from biounet.device import compiled, grad_scaler, resolve_device, resolve_precision
-    from biounet.engine import build_model, make_optimizer, tile_geometry, train_step
+    from biounet.engine import build_model, make_optimizer, train_step
 
     cfg = from_dict({**load_yaml(config), "compile": compile_}).validate()
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
-    in_t, out_t = tile_geometry(cfg)
-    gen = torch.Generator().manual_seed(0)
-    batch = [(torch.rand(cfg.batch_size, cfg.in_channels, in_t, in_t, generator=gen) * 2 - 1,
-              torch.randint(0, cfg.classes, (cfg.batch_size, out_t, out_t), generator=gen),
-              torch.ones(cfg.batch_size, out_t, out_t))]
+    batch = _batches(torch, cfg, cfg.batch_size, 1, cfg.in_channels)
     model = build_model(cfg).to(device)
     optimizer = make_optimizer(model, cfg, device)
     net, scaler = compiled(model, compile_), grad_scaler(device, precision)
@@ -55,11 +53,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6, help="timed steps after the first (default: 6)")
     ap.add_argument("--json", metavar="FILE", help="also write the figures to FILE")
     args = ap.parse_args()
-    ctx = multiprocessing.get_context("spawn")
-    result = {}
-    for mode, flag in (("eager", False), ("compiled", True)):
-        with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-            result[mode] = pool.submit(_time_steps, args.config, flag, args.steps).result()
+    result = {mode: _in_fresh_process(_time_steps, {"config": args.config, "compile": flag, "steps": args.steps})
+              for mode, flag in (("eager", False), ("compiled", True))}
     result["speedup"] = result["eager"]["median_step_s"] / result["compiled"]["median_step_s"]
     for mode in ("eager", "compiled"):
         r = result[mode]

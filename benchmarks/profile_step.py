@@ -16,6 +16,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
+from biounet.bench import _batches
 from biounet.config import TrainConfig
 from biounet.device import grad_scaler, memory_format, resolve_device, resolve_precision
 from biounet.engine import build_model, make_optimizer, tile_geometry, train_step
@@ -33,9 +34,8 @@ def main() -> None:
                       device=args.device)
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
-    in_t, out_t = tile_geometry(cfg)
-    batch = [(torch.rand(args.micro, 1, in_t, in_t) * 2 - 1, torch.randint(0, 2, (args.micro, out_t, out_t)),
-              torch.ones(args.micro, out_t, out_t))]
+    in_t = tile_geometry(cfg)[0]
+    batch = _batches(torch, cfg, args.micro, 1, cfg.in_channels)
     model = build_model(cfg).to(device).to(memory_format=memory_format(device, precision))
     optimizer, scaler = make_optimizer(model, cfg, device), grad_scaler(device, precision)
     train_step(model, optimizer, scaler, batch, device, precision, 1)  # warm-up
