@@ -34,3 +34,28 @@ def test_cv_trains_evaluates_and_resumes_fold_by_fold(isbi_dir, tmp_path, capsys
     capsys.readouterr()
     assert main(args) == 0  # finished folds are kept, not retrained
     assert capsys.readouterr().out.count("trained (2 steps), evaluating") == 2
+
+
+@pytest.mark.slow
+def test_cv_scores_as_the_recipe_validates_and_once(isbi_dir, tmp_path):
+    from biounet.data import kfold_split, read_dataset
+    from biounet.evaluate import evaluate_images, load_predictor
+
+    out = tmp_path / "cv"
+    tiny = [a for a in TINY if a != "--no-validation"]
+    assert main(["cv", "--data", str(isbi_dir), "--out", str(out), "--folds", "1", *tiny,
+                 "--val-every", "1", "--val-tta"]) == 0
+    run = out / "fold-1"
+    # step 1 is validated during training; the final step only by cv itself
+    rows = [json.loads(line) for line in (run / "validation.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1]
+    report = json.loads((run / "evaluation.json").read_text())
+    assert report["tta"] is True and report["step"] == 2
+    predictor, cfg, _ = load_predictor(run / "last.pt", "cpu", "fp32")
+    data = read_dataset(str(isbi_dir), 2, 1, None)
+    _, val = kfold_split(len(data), "1", 5)
+    with_tta = evaluate_images(predictor, data, val, cfg.depth, cfg.padding, tta=True)
+    plain = evaluate_images(predictor, data, val, cfg.depth, cfg.padding)
+    assert report["dice_coeff"] == pytest.approx(with_tta["dice_coeff"], abs=1e-6)
+    assert report["dice_coeff"] != pytest.approx(plain["dice_coeff"], abs=1e-6)
+    assert "test-time augmentation" in (out / "cv.md").read_text()

@@ -2,8 +2,9 @@
 
 Each fold trains into ``OUT/fold-K`` (an interrupted fold resumes, a finished one is kept) and is
 scored on its held-out images with its final weights (``last.pt``: choosing ``best.pt`` on the
-same images would flatter the score). ``cv.json`` holds every report; ``cv.md`` a table of every
-metric per fold with mean and standard deviation.
+same images would flatter the score), with test-time augmentation when the recipe sets ``val_tta``.
+``cv.json`` holds every report; ``cv.md`` a table of every metric per fold with mean and
+standard deviation.
 """
 
 from __future__ import annotations
@@ -43,28 +44,30 @@ def run_cv(cfg: TrainConfig, explicit: dict[str, Any], fold_list: list[str], out
     reports = {}
     for fold in fold_list:
         run = out / f"fold-{fold}"
-        # cv scores the final weights below; validating them at the end of training too would
-        # segment the same images twice (intermediate --val-every validations still run)
+        # cv scores the final weights below, so training skips its own validation of the last
+        # step (the same images would be segmented twice); --val-every validations still run
         fold_cfg = cfg.replace(fold=fold, out=str(run), resume=None, validation=cfg.validation and cfg.val_every > 0)
         last = run / ckpt_io.LAST
         if last.is_file():
             step = ckpt_io.load(last)["step"]
             if step < cfg.steps:
                 log(f"fold {fold}: resuming at step {step}")
-                train(fold_cfg.replace(resume=str(run)), {"resume": str(run), "steps": cfg.steps}, data=data)
+                train(fold_cfg.replace(resume=str(run)), {"resume": str(run), "steps": cfg.steps}, data=data,
+                      validate_at_end=False)
             else:
                 log(f"fold {fold}: trained ({step} steps), evaluating")
         else:
             log(f"fold {fold}: training")
-            train(fold_cfg, explicit, data=data)
+            train(fold_cfg, explicit, data=data, validate_at_end=False)
         predictor, run_cfg, ckpt = load_predictor(last, cfg.device, cfg.precision)
         _, val = kfold_split(len(data), fold, cfg.folds)
-        report = evaluate_images(predictor, data, val, run_cfg.depth, run_cfg.padding)
-        report.update(fold=fold, step=ckpt["step"], checkpoint=ckpt["path"])
+        # scored as the recipe validates: with the 8 flips/rotations when it sets --val-tta
+        report = evaluate_images(predictor, data, val, run_cfg.depth, run_cfg.padding, tta=cfg.val_tta)
+        report.update(fold=fold, step=ckpt["step"], checkpoint=ckpt["path"], tta=cfg.val_tta)
         write_json_atomic(report, run / "evaluation.json")
         reports[fold] = report
         log(f"fold {fold}: " + "  ".join(f"{k} {report[k]:.4f}" for k in METRICS if k in report))
-    summary = {"folds": reports, "mean": {}, "std": {}}
+    summary = {"folds": reports, "tta": cfg.val_tta, "mean": {}, "std": {}}
     for key in METRICS:
         values = [r[key] for r in reports.values() if key in r]
         if values:
@@ -84,4 +87,6 @@ def cv_table(summary: dict[str, Any]) -> str:
         lines.append(f"| {fold} | " + " | ".join(f"{r[k]:.4f}" for k in keys) + " |")
     lines.append("| mean +- std | " + " | ".join(f"{summary['mean'][k]:.4f} +- {summary['std'][k]:.4f}"
                                                for k in keys) + " |")
+    if summary.get("tta"):
+        lines += ["", "Scored with test-time augmentation (the mean of the 8 flips and rotations)."]
     return "\n".join(lines) + "\n"

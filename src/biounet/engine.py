@@ -475,11 +475,12 @@ def validate(state: RunState, cfg: TrainConfig, data: SegmentationData, val_idx:
 
 
 def train(cfg: TrainConfig, explicit: dict[str, Any] | None = None, data: SegmentationData | None = None,
-          quiet: bool = False) -> dict[str, Any]:
+          quiet: bool = False, validate_at_end: bool = True) -> dict[str, Any]:
     """Train a U-Net as ``cfg`` says; returns a summary (also written to summary.json).
 
     ``explicit`` names the options the user set (for --resume); ``data`` may pass a dataset
-    already in memory instead of reading ``cfg.data``.
+    already in memory instead of reading ``cfg.data``. ``validate_at_end=False`` skips the
+    validation of the final step (``biounet cv`` scores the final weights itself).
     """
     ckpt = None
     if cfg.resume:
@@ -487,13 +488,13 @@ def train(cfg: TrainConfig, explicit: dict[str, Any] | None = None, data: Segmen
     cfg.validate()
     info, device = distributed.setup(cfg.device, cfg.dist_timeout)
     try:
-        return _train(cfg, ckpt, info, device, data, quiet)
+        return _train(cfg, ckpt, info, device, data, quiet, validate_at_end)
     finally:
         distributed.teardown(info)
 
 
 def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device: torch.device,
-           data: SegmentationData | None, quiet: bool) -> dict[str, Any]:
+           data: SegmentationData | None, quiet: bool, validate_at_end: bool = True) -> dict[str, Any]:
     precision = resolve_precision(cfg.precision, device)
     tune_for_fixed_shapes(device)
     if info.enabled and device.type == "cpu" and not cfg.threads:
@@ -595,7 +596,8 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device
             state.step += 1
             log.step(state.step, loss, cfg.batch_size, time.perf_counter() - t0, lr)
             last = state.step == cfg.steps
-            if cfg.validation and val_idx and ((cfg.val_every and state.step % cfg.val_every == 0) or last):
+            due = (cfg.val_every and state.step % cfg.val_every == 0) or last
+            if cfg.validation and val_idx and due and (validate_at_end or not last):
                 if info.is_main:  # one process scores the held-out images; the others wait
                     validate(state, cfg, data, val_idx, device, precision, run_dir, log)
                 distributed.barrier(info)
