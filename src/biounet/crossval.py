@@ -46,7 +46,7 @@ def run_cv(cfg: TrainConfig, explicit: dict[str, Any], fold_list: list[str], out
         run = out / f"fold-{fold}"
         # cv scores the final weights below, so training skips its own validation of the last
         # step (the same images would be segmented twice); --val-every validations still run
-        fold_cfg = cfg.replace(fold=fold, out=str(run), resume=None, validation=cfg.validation and cfg.val_every > 0)
+        fold_cfg = cfg.replace(fold=fold, out=str(run), resume=None)
         last = run / ckpt_io.LAST
         if last.is_file():
             step = ckpt_io.load(last)["step"]
