@@ -494,7 +494,7 @@ def train(cfg: TrainConfig, explicit: dict[str, Any] | None = None, data: Segmen
 
 
 def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device: torch.device,
-           data: SegmentationData | None, quiet: bool, validate_at_end: bool = True) -> dict[str, Any]:
+           data: SegmentationData | None, quiet: bool, validate_at_end: bool) -> dict[str, Any]:
     precision = resolve_precision(cfg.precision, device)
     tune_for_fixed_shapes(device)
     if info.enabled and device.type == "cpu" and not cfg.threads:
