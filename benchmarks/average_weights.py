@@ -15,6 +15,7 @@ existing file is never overwritten.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -28,10 +29,10 @@ def step_checkpoints(run_dir: Path, from_step: int) -> list[Path]:
     """The run's step checkpoints at or after ``from_step``, oldest first; a clear error for none."""
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir} is not a run folder; pass the folder that holds the step_*.pt checkpoints")
-    found = sorted(run_dir.glob("step_*.pt"))
-    chosen = [p for p in found if int(p.stem.split("_")[1]) >= from_step]
+    found = {int(m[1]): p for p in run_dir.glob("step_*.pt") if (m := re.fullmatch(r"step_(\d+)\.pt", p.name))}
+    chosen = [found[step] for step in sorted(found) if step >= from_step]
     if len(chosen) < 2:
-        steps = ", ".join(p.stem.split("_")[1].lstrip("0") for p in found) or "none"
+        steps = ", ".join(map(str, sorted(found))) or "none"
         raise ConfigError(f"{run_dir} holds {len(chosen)} step checkpoint(s) at or after step {from_step} "
                           f"(its steps: {steps}); averaging needs at least 2: lower --from-step")
     return chosen
