@@ -8,8 +8,8 @@ the rotated ``step_*.pt`` weight checkpoints from ``--from-step`` on (stochastic
 averaging's idea, taken at the checkpoints a run already keeps). Every floating-point tensor is
 averaged, batch-norm running statistics included; integer buffers (batch-norm's step counters)
 come from the newest checkpoint, as do the config and the step recorded in the output, which
-also lists the averaged steps under ``averaged_steps``. The output is written atomically and an
-existing file is never overwritten.
+also lists the averaged steps under ``averaged_steps``. The output is written atomically (its folder
+is made if needed) and an existing file is never overwritten.
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"{args.out} already exists; choose another --out (nothing is overwritten)")
         paths = step_checkpoints(args.run_dir, args.from_step)
         result = average(paths)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         ckpt_io.atomic_save(result, args.out)
     except BiounetError as exc:
         print(f"error: {exc}", file=sys.stderr)

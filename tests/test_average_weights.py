@@ -35,7 +35,7 @@ def run_dir(tmp_path):
 
 def test_averages_the_checkpoints_from_the_step_on(average_weights, run_dir, tmp_path_factory, capsys):
     run, base = run_dir
-    out = tmp_path_factory.mktemp("avg") / "averaged.pt"
+    out = tmp_path_factory.mktemp("avg") / "new-folder" / "averaged.pt"  # the README's runs/avg/...
     assert average_weights.main([str(run), "--from-step", "4", "--out", str(out)]) == 0
     assert "averaged steps 4, 6" in capsys.readouterr().out
     ckpt = ckpt_io.load(out)
