@@ -1,4 +1,5 @@
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +58,18 @@ def test_every_option_has_help_with_its_default():
     for name, value in TrainConfig().to_dict().items():
         assert f"--{name.replace('_', '-')}" in text
     assert "(default: 572)" in text and "(default: 0.0001)" in text
+
+
+SHIPPED = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+def test_the_repository_ships_its_recipes():
+    assert {p.name for p in SHIPPED} >= {"seed.yaml", "isbi-cpu.yaml", "isbi-best.yaml"}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_configs_load_and_validate(path):
+    """A misspelt key or an out-of-range value in a recipe fails here, not in a user's first run."""
+    values = load_yaml(path)
+    assert values, f"{path.name} sets no option"
+    from_dict(values).validate()
