@@ -35,7 +35,10 @@ from biounet.metrics import THRESHOLDS, thinned_segmentation, v_rand_score
 
 
 def watershed_map(cell: np.ndarray, core: float, min_size: int) -> np.ndarray:
-    """The cell probability with watershed lines (between basins seeded at confident cores) set to 0."""
+    """The cell probability with watershed lines (between basins seeded at confident cores) set to 0.
+
+    Without any core of ``min_size`` pixels the map comes back unchanged.
+    """
     from scipy import ndimage
     from skimage.segmentation import watershed
 
@@ -44,6 +47,8 @@ def watershed_map(cell: np.ndarray, core: float, min_size: int) -> np.ndarray:
     small = sizes < min_size
     small[0] = True
     cores[small[cores]] = 0
+    if not cores.any():
+        return cell.astype(np.float32)  # no confident core: nothing to keep apart
     basins = watershed(-cell, cores, watershed_line=True)
     return np.where(basins > 0, cell, 0.0).astype(np.float32)
 

@@ -1,0 +1,61 @@
+"""benchmarks/watershed_vrand.py: the V_rand post-processing probe the README's targets cite."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from biounet.metrics import THRESHOLDS, thinned_segmentation, v_rand_score
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "watershed_vrand.py"
+
+
+@pytest.fixture(scope="module")
+def probe():
+    spec = importlib.util.spec_from_file_location("watershed_vrand", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def two_cells_with_a_gap():
+    """Two cells split by a membrane whose middle is faint (0.6): thresholding at 0.5 merges them."""
+    cell = np.ones((40, 40), np.float32)
+    cell[:, 19:21] = 0.05
+    cell[18:22, 19:21] = 0.6
+    mask = np.ones((40, 40), np.int64)
+    mask[:, 19:21] = 0
+    return cell, mask
+
+
+def test_watershed_lines_close_a_faint_gap(probe):
+    cell, mask = two_cells_with_a_gap()
+    assert thinned_segmentation(cell > 0.5).max() == 1
+    fixed = probe.watershed_map(cell, core=0.8, min_size=50)
+    assert thinned_segmentation(fixed > 0.5).max() == 2
+    truth = thinned_segmentation(mask == 1)
+    assert v_rand_score(truth, thinned_segmentation(fixed > 0.5)) > v_rand_score(truth, thinned_segmentation(cell > 0.5))
+    # away from the lines the map is the cell probability unchanged
+    assert np.array_equal(fixed[:, :15], cell[:, :15])
+
+
+def test_without_a_large_enough_core_the_map_is_unchanged(probe):
+    cell, _ = two_cells_with_a_gap()
+    # each core is 40 x 19 = 760 pixels: too small at min_size 1000, so no basin and no line
+    assert np.array_equal(probe.watershed_map(cell, core=0.8, min_size=1000), cell)
+    assert probe.watershed_map(cell, core=0.8, min_size=760).min() == 0.0  # 760 pixels are enough
+
+
+def test_stack_score_is_the_best_threshold_for_the_mean(probe):
+    table = np.zeros((len(THRESHOLDS), 2))
+    table[3] = [0.9, 0.5]   # mean 0.70
+    table[7] = [0.6, 0.85]  # mean 0.725: the best threshold for the stack, not per image
+    assert probe.stack_score(table) == pytest.approx(0.725)
+
+
+def test_too_few_folds_is_a_clear_error(probe, tmp_path, capsys):
+    (tmp_path / "fold-0").mkdir()
+    assert probe.main([str(tmp_path), "--data", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "0 fold folder(s)" in err and "biounet cv" in err
