@@ -20,7 +20,6 @@ fold from their config) with the setting chosen on the CV folds other than their
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

@@ -1,5 +1,6 @@
 """Shared fixtures. The ISBI 2012 data must be present: tests fail (never skip) without it."""
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -52,3 +53,12 @@ def write_pairs(folder: Path, images: list[np.ndarray], masks: list[np.ndarray],
             else:
                 tifffile.imwrite(path, arr)
     return folder
+
+
+def load_benchmark(name: str):
+    """Import ``benchmarks/<name>.py`` (not a package) as a module, for testing its functions."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,25 +1,17 @@
 """benchmarks/average_weights.py: the weight-averaging probe the README's lever table cites."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
 from biounet import checkpoint as ckpt_io
 from biounet.engine import build_model
 from biounet.evaluate import load_model
-from conftest import tiny_config
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "average_weights.py"
+from conftest import load_benchmark, tiny_config
 
 
 @pytest.fixture(scope="module")
 def average_weights():
-    spec = importlib.util.spec_from_file_location("average_weights", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("average_weights")
 
 
 @pytest.fixture

@@ -1,22 +1,15 @@
 """benchmarks/watershed_vrand.py: the V_rand post-processing probe the README's targets cite."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from biounet.metrics import THRESHOLDS, thinned_segmentation, v_rand_score
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "watershed_vrand.py"
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def probe():
-    spec = importlib.util.spec_from_file_location("watershed_vrand", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("watershed_vrand")
 
 
 def two_cells_with_a_gap():
