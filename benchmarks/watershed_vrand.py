@@ -52,9 +52,11 @@ def watershed_map(cell: np.ndarray, core: float, min_size: int) -> np.ndarray:
     return np.where(basins > 0, cell, 0.0).astype(np.float32)
 
 
-def vrand_table(cells: list[np.ndarray], masks: list[np.ndarray]) -> np.ndarray:
-    """(thresholds, images) V_rand of each image at each of the challenge's thresholds."""
-    truths = [thinned_segmentation(m == 1) for m in masks]
+def vrand_table(cells: list[np.ndarray], truths: list[np.ndarray]) -> np.ndarray:
+    """(thresholds, images) V_rand of each image at each of the challenge's thresholds.
+
+    truths: the labels' thinned segmentations (``thinned_segmentation(mask == 1)``).
+    """
     return np.array([[v_rand_score(t, thinned_segmentation(c > th)) for c, t in zip(cells, truths)]
                      for th in THRESHOLDS])
 
@@ -66,7 +68,7 @@ def stack_score(table: np.ndarray) -> float:
 
 def held_out_cells(run: Path, data, tta: bool, cache: Path | None) -> tuple[int, list[np.ndarray], list[np.ndarray]]:
     """(fold, cell probabilities, masks) of the images the run's checkpoint held out."""
-    predictor, cfg, _ = load_predictor(run / "last.pt" if run.is_dir() else run)
+    predictor, cfg, ckpt = load_predictor(run / "last.pt" if run.is_dir() else run)
     if cfg.fold == "all":
         raise ConfigError(f"{run} was trained on every image (--fold all); it has no held-out images to score")
     fold = int(cfg.fold)
@@ -75,13 +77,13 @@ def held_out_cells(run: Path, data, tta: bool, cache: Path | None) -> tuple[int,
     file = cache / f"{run.name}-fold{fold}{'-tta' if tta else ''}.npz" if cache else None
     if file and file.is_file():
         stored = np.load(file)
-        if list(stored["indices"]) == list(val):
+        if list(stored["indices"]) == list(val) and "step" in stored and int(stored["step"]) == ckpt["step"]:
             return fold, list(stored["cell"]), masks
     cells = [segment(data.images[i], predictor, cfg.depth, cfg.padding, None, 4, tta)[1] for i in val]
     if file:
         file.parent.mkdir(parents=True, exist_ok=True)
         tmp = file.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, cell=np.stack(cells), indices=np.array(val))
+        np.savez_compressed(tmp, cell=np.stack(cells), indices=np.array(val), step=ckpt["step"])
         tmp.replace(file)
     return fold, cells, masks
 
@@ -109,8 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = [None] + list(args.cores)
 
         def tables(cells, masks):
+            truths = [thinned_segmentation(m == 1) for m in masks]
             return {s: vrand_table(cells if s is None else [watershed_map(c, s, args.min_size) for c in cells],
-                                   masks) for s in settings}
+                                   truths) for s in settings}
 
         scored = {}
         for run in folds:

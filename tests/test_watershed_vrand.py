@@ -52,3 +52,28 @@ def test_too_few_folds_is_a_clear_error(probe, tmp_path, capsys):
     assert probe.main([str(tmp_path), "--data", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "0 fold folder(s)" in err and "biounet cv" in err
+
+
+def test_cached_probabilities_are_reused_only_for_the_same_checkpoint(probe, isbi_data, tmp_path, monkeypatch):
+    from biounet import checkpoint as ckpt_io
+    from biounet.engine import build_model
+    from conftest import tiny_config
+
+    cfg = tiny_config(fold=1, padding="same")
+    run, cache = tmp_path / "fold-1", tmp_path / "cache"
+    run.mkdir()
+    ckpt_io.atomic_save(ckpt_io.payload(cfg.to_dict(), 4, build_model(cfg).state_dict()), run / "last.pt")
+    fold, cells, masks = probe.held_out_cells(run, isbi_data, False, cache)
+    assert fold == 1 and len(cells) == 6 and cells[0].shape == masks[0].shape == (512, 512)
+    assert np.array_equal(masks[0], isbi_data.masks[4])  # fold 1 holds out slices 4, 6, 7, 9, 18, 19
+
+    def no_segmenting(*args, **kwargs):
+        raise AssertionError("segmented again although the cache holds this checkpoint's maps")
+
+    monkeypatch.setattr(probe, "segment", no_segmenting)
+    _, again, _ = probe.held_out_cells(run, isbi_data, False, cache)
+    assert all(np.array_equal(a, b) for a, b in zip(cells, again))
+    # a newer checkpoint in the same folder: the cached maps are stale and are not used
+    ckpt_io.atomic_save(ckpt_io.payload(cfg.to_dict(), 6, build_model(cfg).state_dict()), run / "last.pt")
+    with pytest.raises(AssertionError, match="segmented again"):
+        probe.held_out_cells(run, isbi_data, False, cache)
