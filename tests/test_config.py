@@ -1,4 +1,5 @@
 import argparse
+import re
 from pathlib import Path
 
 import pytest
@@ -51,13 +52,29 @@ def test_validation_names_the_option(changes, match):
         TrainConfig(**changes).validate()
 
 
-def test_every_option_has_help_with_its_default():
+def _help_by_option(defaults):
+    """Each config option's flags and help text, read from its own argparse action (not the whole page)."""
     parser = argparse.ArgumentParser()
-    add_config_arguments(parser, TrainConfig())
-    text = " ".join(parser.format_help().split())
-    for name, value in TrainConfig().to_dict().items():
-        assert f"--{name.replace('_', '-')}" in text
-    assert "(default: 572)" in text and "(default: 0.0001)" in text
+    add_config_arguments(parser, defaults)
+    return {a.dest: (a.option_strings, a.help) for a in parser._actions if a.dest in TrainConfig.__dataclass_fields__}
+
+
+@pytest.mark.parametrize("defaults", [
+    TrainConfig(),
+    TrainConfig(tile_size=252, lr=0.5, flip=False, fold="all", out="somewhere", ignore_value=7, compile=True),
+], ids=["defaults", "preset"])
+def test_every_option_has_help_with_its_default(defaults):
+    """Every option has its own flag, a description, and a help line ending with *its own* default as
+    given to add_config_arguments (a preset such as the demo's shows the preset's values)."""
+    helps = _help_by_option(defaults)
+    assert set(helps) == set(TrainConfig().to_dict())
+    for name, value in defaults.to_dict().items():
+        flags, text = helps[name]
+        flag = f"--{name.replace('_', '-')}"
+        assert flag in flags, (name, flags)
+        assert text and not text.startswith("(default"), f"{flag} has no description"
+        shown = re.findall(r"\(default: ([^()]*)\)$", text)
+        assert shown == [str(value)], f"{flag}: help {text!r} does not end with (default: {value})"
 
 
 SHIPPED = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
