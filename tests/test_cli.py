@@ -29,10 +29,26 @@ def test_bad_flag_value_is_an_argparse_error():
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+def _option_help(help_text: str, flag: str) -> str:
+    """The help entry of one option in `--help` output: from its flag to the next option, one line."""
+    lines = help_text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:1] == [flag])
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("-")
+                or not lines[i].strip()), len(lines))
+    return " ".join(" ".join(lines[start:end]).split())
+
+
 def test_help_documents_defaults():
     proc = _run(["train", "--help"])
     assert proc.returncode == 0
-    assert "--micro-batch-size" in proc.stdout and "(default: 16)" in proc.stdout
+    for flag, default in [("--micro-batch-size", "0"), ("--batch-size", "16"), ("--tile-size", "572"),
+                          ("--lr", "0.0001"), ("--dist-timeout", "600.0")]:
+        entry = _option_help(proc.stdout, flag)
+        assert entry.endswith(f"(default: {default})"), entry
+    demo = _run(["demo", "--help"])  # the demo preset's own defaults, not train's
+    assert demo.returncode == 0
+    assert _option_help(demo.stdout, "--tile-size").endswith("(default: 252)")
+    assert _option_help(demo.stdout, "--batch-size").endswith("(default: 4)")
 
 
 @pytest.mark.slow
