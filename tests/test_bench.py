@@ -47,6 +47,66 @@ def test_bench_compiled_path_reports_what_compiling_buys(tmp_path, capsys):
     for key in ("eager_train_images_per_s", "eager_infer_images_per_s", "compile_speedup_train",
                 "compile_speedup_infer"):
         assert r[key] > 0, key
-    assert r["compile_speedup_train"] == r["train_images_per_s"] / r["eager_train_images_per_s"]
     table = capsys.readouterr().out
     assert "torch.compile speed-up" in table and ", torch.compile" in table
+
+
+def test_flop_count_is_exact_on_a_hand_counted_network():
+    """Depth 1, width 2, valid padding: every convolution counted by hand (2 FLOP per multiply-add,
+    biases not counted). Forward+backward = 3x forward less the first convolution's input gradient
+    (the image needs none)."""
+    from biounet.bench import probe_flops
+
+    def forward(t, w=2):
+        p = (t - 4) // 2  # after the first double conv and the 2x2 pool
+        u = 2 * (p - 4)  # after the bottom double conv and the 2x2 up-convolution
+        macs = ((t - 2) ** 2 * 1 * w * 9 + (t - 4) ** 2 * w * w * 9  # inc: 1->w, w->w
+                + (p - 2) ** 2 * w * 2 * w * 9 + (p - 4) ** 2 * 2 * w * 2 * w * 9  # down: w->2w, 2w->2w
+                + (p - 4) ** 2 * 2 * w * w * 4  # 2x2 transposed conv 2w->w, counted on its input
+                + (u - 2) ** 2 * 2 * w * w * 9 + (u - 4) ** 2 * w * w * 9  # up: (w+w)->w, w->w
+                + (u - 4) ** 2 * w * 2)  # 1x1 head w->2
+        return 2 * macs, 2 * (t - 2) ** 2 * 1 * w * 9
+
+    r = probe_flops({"base_width": 2, "depth": 1, "tile_size": 20, "batch_size": 1, "precision": "fp32",
+                     "device": "cpu", "slice_tile": 28})
+    fwd, first = forward(20)
+    assert fwd == 47376 and first == 11664  # the hand count itself, pinned
+    assert round(r["gflop_infer_tile"] * 1e9) == fwd
+    assert round(r["gflop_train_tile"] * 1e9) == 3 * fwd - first
+    assert round(r["gflop_infer_slice_tile"] * 1e9) == forward(28)[0]
+
+
+def test_bench_derives_its_ratios_from_the_right_measurements(monkeypatch):
+    """With every probe replaced by fixed, known figures, the report's speed-ups and fractions of
+    peak are the hand-computed ratios of the right probes (compiled vs eager, default vs baseline)."""
+    import biounet.bench as bench
+
+    calls = []
+
+    def fake(fn, spec):
+        name = fn.__name__
+        calls.append((name, spec["compile"], spec["baseline"]))
+        if name == "probe_matmul":
+            return {"matmul_bf16_tflops": 2.0, "matmul_fp32_tflops": 0.5, "matmul_bf16_n": 1, "matmul_fp32_n": 1}
+        if name == "probe_flops":
+            return {"gflop_infer_tile": 100.0, "gflop_train_tile": 300.0, "gflop_infer_slice_tile": 150.0}
+        if name == "probe_train":
+            ips = 1.5 if spec["baseline"] else (6.0 if spec["compile"] else 3.0)
+            return {"images_per_s": ips, "micro": 2, "precision": "fp32", "peak_rss_gib": 1.0}
+        if name == "probe_infer":
+            ips = 2.0 if spec["baseline"] else (10.0 if spec["compile"] else 4.0)
+            return {"images_per_s": ips, "batch": 4, "slice512_s": 0.5}
+        if name == "probe_augment":
+            return {"batch_s": 0.4}
+        raise AssertionError(name)
+
+    monkeypatch.setattr(bench, "_in_fresh_process", fake)
+    r = bench.run_bench(bench.BenchConfig(device="cpu", precision="fp32", base_width=4, depth=2, tile_size=60,
+                                          batch_size=4, compile=True), log=lambda _: None)
+    assert r["compile_speedup_train"] == 2.0 and r["compile_speedup_infer"] == 2.5
+    assert r["train_speedup_vs_fp32"] == 4.0 and r["infer_speedup_vs_fp32"] == 5.0
+    assert r["train_tflops"] == 6.0 * 300 / 1e3 and r["train_frac_of_peak"] == 1.8 / 0.5  # fp32 peak
+    assert r["infer_frac_of_peak"] == 1.0 / 0.5
+    assert r["augment_frac_of_step"] == 0.4 / (4 / 6.0)
+    assert ("probe_train", True, False) in calls and ("probe_train", False, False) in calls
+    assert ("probe_infer", True, False) in calls and ("probe_infer", False, False) in calls
