@@ -43,7 +43,7 @@ def test_ignore_value_becomes_ignore_index():
 
 
 def test_non_binary_mask_is_refused_for_two_classes(tmp_path):
-    with pytest.raises(DataError, match=r"not a binary mask.*\[7\].*--classes"):
+    with pytest.raises(DataError, match=r"not a binary mask: 25.00 % .*\(e.g. 7\).*--mask-threshold 127.*--classes"):
         mask_to_classes(np.array([[0, 255], [7, 0]], np.uint8), 2, None, "m.png")
     with pytest.raises(DataError, match="outside 0..2"):
         mask_to_classes(np.array([[0, 1], [3, 2]], np.uint8), 3, None)

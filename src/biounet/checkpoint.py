@@ -68,9 +68,14 @@ def load(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not a readable checkpoint ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0][:200]}); it may be truncated or not a biounet "
                               f"file") from None
-    if not isinstance(ckpt, dict) or "format_version" not in ckpt or "model" not in ckpt:
-        raise CheckpointError(f"{path} is not a biounet checkpoint (no format_version/model entries)")
-    if ckpt["format_version"] > FORMAT_VERSION:
+    missing = [k for k in ("format_version", "model", "config", "step") if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path} is not a biounet checkpoint (no {'/'.join(missing)} entries); pass a file "
+                              f"written by `biounet train` (last.pt, best.pt or step_*.pt)")
+    if not isinstance(ckpt["config"], dict) or not isinstance(ckpt["model"], dict):
+        raise CheckpointError(f"{path} is damaged: its config or model entry is not a mapping; use another "
+                              f"checkpoint of the run")
+    if not isinstance(ckpt["format_version"], int) or ckpt["format_version"] > FORMAT_VERSION:
         raise CheckpointError(f"{path} has format version {ckpt['format_version']}, newer than this biounet "
                               f"reads ({FORMAT_VERSION}); upgrade biounet")
     ckpt["path"] = str(path)
@@ -78,10 +83,14 @@ def load(path: str | Path) -> dict[str, Any]:
 
 
 def payload(config: dict[str, Any], step: int, model_state: dict[str, torch.Tensor],
-            training_state: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A checkpoint dict: weights, config, metadata and, for last.pt, the training state."""
+            training_state: dict[str, Any] | None = None, train_digests: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A checkpoint dict: weights, config, metadata and, for last.pt, the training state.
+
+    ``train_digests`` fingerprints the training images (readers.image_digest), so that scoring
+    can refuse them wherever they are read from.
+    """
     out = {"format_version": FORMAT_VERSION, "step": step, "config": config, "model": model_state,
-           **environment()}
+           "train_digests": list(train_digests), **environment()}
     if training_state is not None:
         out["training_state"] = training_state
     return out

@@ -9,13 +9,15 @@ the traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
 
 from . import __version__
-from .config import TrainConfig, add_config_arguments, resolve
-from .errors import BiounetError
+from .config import TrainConfig, add_config_arguments, check_device, resolve
+from .errors import FAILURE, BiounetError, ConfigError, describe_os_error
+from .fileio import check_output_dir, check_output_file
 
 # The embedded demo: a small U-Net (same architecture, width 16) on synthetic EM-like images,
 # sized to finish in a couple of minutes on two CPU cores.
@@ -153,14 +155,27 @@ def _progress(total: int, unit: str):
     return tqdm(total=total, unit=unit, dynamic_ncols=True, leave=False)
 
 
-def _prepare_inference(args):
+def check_inference_options(args: argparse.Namespace) -> None:
+    """The inference flags of ``predict`` and ``evaluate``, checked before any file is read."""
+    from .inference import MAX_TILE_SIDE
+
     if args.batch_size < 1:
-        raise BiounetError(f"--batch-size must be at least 1, got {args.batch_size}")
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.threads < 0:
+        raise ConfigError(f"--threads must not be negative, got {args.threads}")
+    if args.tile is not None and not 1 <= args.tile <= MAX_TILE_SIDE:
+        raise ConfigError(f"--tile {args.tile}: a tile side must be between 1 and {MAX_TILE_SIDE} pixels; omit "
+                          "--tile to let biounet choose")
+    check_device(args.device)
+
+
+def _prepare_inference(args):
+    check_inference_options(args)
     if args.model:  # an exported file: the ONNX path imports no PyTorch
         from .export import load_exported
 
         if args.precision not in ("auto", "fp32"):
-            raise BiounetError(f"--precision {args.precision}: an exported model runs in float32; drop --precision")
+            raise ConfigError(f"--precision {args.precision}: an exported model runs in float32; drop --precision")
         return load_exported(args.model, args.device, args.threads)
     from .device import set_threads
     from .evaluate import load_predictor
@@ -172,13 +187,20 @@ def _prepare_inference(args):
 def _run_evaluate(args: argparse.Namespace) -> int:
     from .data import kfold_split, read_dataset
     from .evaluate import check_not_training_slices, evaluate_images, write_json_atomic
+    from .inference import describe_predictor
 
+    if args.json:
+        check_output_file(args.json, "--json")
     predictor, cfg, ckpt = _prepare_inference(args)
     fold = args.fold if args.fold is not None else cfg.fold
-    data = read_dataset(args.data, cfg.classes, cfg.in_channels, cfg.ignore_value)
-    if not args.allow_train_slices:
-        check_not_training_slices(cfg, args.data, len(data), fold, cfg.folds)
+    if fold == "all" or not (str(fold).isdigit() and 0 <= int(fold) < cfg.folds):
+        raise ConfigError(f"--fold must be one of 0..{cfg.folds - 1} (the model's {cfg.folds} folds), got {fold!r}"
+                          + ("; the model was trained on every image (--fold all), so name a fold to score"
+                             if fold == "all" else ""))
+    data = read_dataset(args.data, cfg.classes, cfg.in_channels, cfg.ignore_value, cfg.mask_threshold)
     _, val = kfold_split(len(data), fold, cfg.folds)
+    if not args.allow_train_slices:
+        check_not_training_slices(ckpt, cfg, data, args.data, val)
     print(f"evaluating {ckpt['path']} (step {ckpt['step']}) on fold {fold}: {len(val)} images", flush=True)
     bar = _progress(len(val), "image")
     try:
@@ -187,7 +209,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     finally:
         if bar:
             bar.close()
-    report.update(checkpoint=ckpt["path"], step=ckpt["step"], fold=fold, tta=args.tta)
+    report.update(checkpoint=ckpt["path"], step=ckpt["step"], fold=fold, tta=args.tta, **describe_predictor(predictor))
     for key in ("dice_coeff", "dice_coeff_388", "pixel_error", "pixel_mismatch", "v_rand", "v_info"):
         if key in report:
             print(f"{key:15s} {report[key]:.4f}")
@@ -206,7 +228,8 @@ def _run_cv(args: argparse.Namespace) -> int:
     del args.fold_list
     cfg, explicit = resolve(args, TrainConfig())
     if not cfg.out:
-        raise BiounetError("--out is required: the folder that receives fold-K/ runs, cv.json and cv.md")
+        raise ConfigError("--out is required: the folder that receives fold-K/ runs, cv.json and cv.md")
+    check_output_dir(cfg.out, "--out")
     run_cv(cfg.validate(), explicit, parse_folds(fold_list, cfg.folds), cfg.out)
     return 0
 
@@ -214,6 +237,7 @@ def _run_cv(args: argparse.Namespace) -> int:
 def _run_predict(args: argparse.Namespace) -> int:
     from .evaluate import list_inputs, predict_files
 
+    check_output_dir(args.out, "--out")
     files = list_inputs(args.inputs)
     predictor, cfg, _ = _prepare_inference(args)
     bar = _progress(0, "slice")
@@ -254,6 +278,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 def _run_export(args: argparse.Namespace) -> int:
     from .export import export_model
 
+    check_output_file(args.out, "--out")
     path = export_model(args.checkpoint, args.format, args.out, args.opset)
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     return 0
@@ -262,10 +287,13 @@ def _run_export(args: argparse.Namespace) -> int:
 def _run_bench(args: argparse.Namespace) -> int:
     from .bench import BenchConfig, format_table, run_bench, write_json
 
+    check_device(args.device)
+    if args.json:
+        check_output_file(args.json, "--json")
     try:
         sweep = [int(x) for x in args.micro_sweep.split(",") if x.strip()]
     except ValueError:
-        raise BiounetError(f"--micro-sweep must be comma-separated integers, got {args.micro_sweep!r}") from None
+        raise ConfigError(f"--micro-sweep must be comma-separated integers, got {args.micro_sweep!r}") from None
     cfg = BenchConfig(device=args.device, base_width=args.base_width, depth=args.depth, tile_size=args.tile_size,
                       batch_size=args.batch_size, precision=args.precision, threads=args.threads,
                       repeats=args.repeats, warmup=args.warmup, infer_batch=args.infer_batch, micro_sweep=sweep,
@@ -280,6 +308,9 @@ def _run_bench(args: argparse.Namespace) -> int:
 def _run_fetch(args: argparse.Namespace) -> int:
     from .fetch import fetch_isbi2012
 
+    check_output_dir(args.dir, "DIR")
+    if args.timeout <= 0 or args.timeout != args.timeout:
+        raise ConfigError(f"--timeout must be a positive number of seconds, got {args.timeout}")
     fetch_isbi2012(args.dir, urls=args.url, timeout=args.timeout)
     return 0
 
@@ -288,20 +319,50 @@ COMMANDS = {"demo": _run_demo, "cv": _run_cv, "evaluate": _run_evaluate, "predic
             "export": _run_export, "bench": _run_bench, "fetch": _run_fetch}
 
 
+class _StderrHandler(logging.Handler):
+    """Notices (``biounet: ...``) to whatever sys.stderr is at the time."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"biounet: {record.getMessage()}", file=sys.stderr, flush=True)
+
+
+def _setup_notices() -> None:
+    from .data.readers import LOG, forget_notices
+
+    forget_notices()  # each command says its notices once
+    if not any(isinstance(h, _StderrHandler) for h in LOG.handlers):
+        LOG.addHandler(_StderrHandler())
+        LOG.setLevel(logging.INFO)
+        LOG.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _setup_notices()
     try:
         if args.command == "train":
             return _run_train(args, TrainConfig())
         return COMMANDS[args.command](args)
-    except (BiounetError, FileNotFoundError) as exc:
+    except (BiounetError, OSError, MemoryError) as exc:
         if os.environ.get("BIOUNET_DEBUG"):
             raise
-        print(f"biounet {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        print(f"biounet {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return exc.exit_code if isinstance(exc, BiounetError) else FAILURE
     except KeyboardInterrupt:
         return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    """The user's message for an expected error, on one line."""
+    if isinstance(exc, BiounetError):
+        text = str(exc)
+    elif isinstance(exc, OSError):
+        text = describe_os_error(exc)
+    else:  # MemoryError
+        text = ("out of memory: the input or the chosen sizes need more memory than this machine has; use "
+                "smaller images, a smaller --batch-size or --tile, or a machine with more memory")
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

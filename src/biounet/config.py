@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -18,8 +19,18 @@ from typing import Any
 
 import yaml
 
+from . import __version__
 from .errors import ConfigError
 from .fileio import atomic_write_text
+
+# The schema of saved configurations (config.yaml, checkpoints, exports). Every new or renamed key
+# bumps it, and MIGRATIONS[v] turns a version-v dict into a version-(v + 1) one. Version 1 is
+# every configuration written before versions were recorded (biounet 0.1.0).
+CONFIG_VERSION = 2
+VERSION_KEY, WRITER_KEY = "config_version", "biounet_version"
+MIGRATIONS: dict[int, typing.Callable[[dict[str, Any]], dict[str, Any]]] = {
+    1: lambda values: values,  # 2 added mask_threshold, whose default keeps version 1's behaviour
+}
 
 
 def _opt(default: Any, help: str, choices: tuple | None = None, group: str = "run") -> Any:
@@ -38,6 +49,10 @@ class TrainConfig:
     folds: int = _opt(5, "number of cross-validation folds", group="data")
     ignore_value: int | None = _opt(None, "mask value whose pixels are left out of the loss "
                                     "(sparse annotations); none by default", group="data")
+    mask_threshold: float | None = _opt(None, "binarize two-class masks whose edges were anti-aliased (resized or "
+                                        "painted): mask values above this are cell (255), the rest membrane "
+                                        "(0), e.g. 127; none by default (masks must be exactly 0/255 or 0/1)",
+                                        group="data")
     # model
     base_width: int = _opt(64, "channels of the first level; doubles at every level down", group="model")
     depth: int = _opt(4, "number of 2x2 max-pool steps down (the paper: 4)", group="model")
@@ -123,6 +138,10 @@ class TrainConfig:
                      "weight_decay", "elastic_sigma", "warmup_steps", "memory_gib", "dice_loss_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{_flag(name)} must not be negative, got {getattr(self, name)}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"--{_flag(f.name)} must be a finite number, got {value}")
         if self.lr <= 0:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
         if self.dist_timeout <= 0:
@@ -144,16 +163,29 @@ class TrainConfig:
             if meta_choices and getattr(self, name) not in meta_choices:
                 raise ConfigError(f"--{_flag(name)} must be one of {', '.join(meta_choices)}, "
                                   f"got {getattr(self, name)!r}")
-        dev = self.device
-        if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
-            raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {dev!r}")
+        if self.mask_threshold is not None and not 0 <= self.mask_threshold < 255:
+            raise ConfigError(f"--mask-threshold must be in [0, 255) (mask values above it are cell), got "
+                              f"{self.mask_threshold}")
+        check_device(self.device)
         return self
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def to_saved(self) -> dict[str, Any]:
+        """Every option plus the schema version and the biounet release that wrote it: what
+        config.yaml, checkpoints and exports store."""
+        return {VERSION_KEY: CONFIG_VERSION, WRITER_KEY: __version__, **self.to_dict()}
+
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
+
+
+def check_device(name: str) -> str:
+    """``name`` if it is a device biounet can be asked for, else a ConfigError naming the choices."""
+    if not (name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())):
+        raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
+    return name
 
 
 def _flag(name: str) -> str:
@@ -203,9 +235,32 @@ def coerce(name: str, value: Any) -> Any:
     return value
 
 
-def from_dict(values: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
-    """A config from ``base`` (default: the defaults) with ``values`` applied; unknown keys fail."""
-    changes = {k: coerce(k, v) for k, v in values.items()}
+def migrate(values: dict[str, Any], source: str = "the configuration") -> dict[str, Any]:
+    """Option values of a saved configuration of any schema version, as the current schema has them.
+
+    A dict without a version is version 1 (written before versions were recorded, or by hand). A
+    newer version than this biounet knows is refused with the release to upgrade to.
+    """
+    values = dict(values)
+    version, writer = values.pop(VERSION_KEY, 1), values.pop(WRITER_KEY, None)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ConfigError(f"{source}: {VERSION_KEY} must be a positive integer, got {version!r}")
+    if version > CONFIG_VERSION:
+        raise ConfigError(f"{source} was written by biounet {writer or '(unknown)'} with config version {version}; "
+                          f"this biounet {__version__} reads config versions up to {CONFIG_VERSION}: upgrade to "
+                          f"biounet {writer or 'the newest release'} or later (pip install -U biounet)")
+    for v in range(version, CONFIG_VERSION):
+        values = MIGRATIONS[v](values)
+    return values
+
+
+def from_dict(values: dict[str, Any], base: TrainConfig | None = None,
+              source: str = "the configuration") -> TrainConfig:
+    """A config from ``base`` (default: the defaults) with ``values`` applied; unknown keys fail.
+
+    ``values`` may be a saved configuration of an older schema version (see :func:`migrate`).
+    """
+    changes = {k: coerce(k, v) for k, v in migrate(values, source).items()}
     return dataclasses.replace(base or TrainConfig(), **changes)
 
 
@@ -226,8 +281,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def save_yaml(cfg: TrainConfig, path: str | Path) -> None:
-    """Write the resolved configuration (every option) as YAML."""
-    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    """Write the resolved configuration (every option, with its schema version) as YAML."""
+    atomic_write_text(path, yaml.safe_dump(cfg.to_saved(), sort_keys=False))
 
 
 def _parse_value(name: str):
@@ -276,6 +331,6 @@ def resolve(args: argparse.Namespace, defaults: TrainConfig) -> tuple[TrainConfi
     given = {k: v for k, v in vars(args).items() if k in _HINTS}
     explicit: dict[str, Any] = {}
     if getattr(args, "config", None):
-        explicit.update({k: coerce(k, v) for k, v in load_yaml(args.config).items()})
+        explicit.update({k: coerce(k, v) for k, v in migrate(load_yaml(args.config), args.config).items()})
     explicit.update(given)
     return from_dict(explicit, defaults), explicit

@@ -36,11 +36,12 @@ def run_cv(cfg: TrainConfig, explicit: dict[str, Any], fold_list: list[str], out
     from .data import kfold_split, read_dataset
     from .engine import train
     from .evaluate import evaluate_images, load_predictor, write_json_atomic
+    from .inference import describe_predictor
 
     if not cfg.data:
         raise ConfigError("--data is required: the ISBI 2012 folder or a folder with images/ and masks/")
     out = Path(out)
-    data = read_dataset(cfg.data, cfg.classes, cfg.in_channels, cfg.ignore_value)
+    data = read_dataset(cfg.data, cfg.classes, cfg.in_channels, cfg.ignore_value, cfg.mask_threshold)
     reports = {}
     for fold in fold_list:
         run = out / f"fold-{fold}"
@@ -63,11 +64,13 @@ def run_cv(cfg: TrainConfig, explicit: dict[str, Any], fold_list: list[str], out
         _, val = kfold_split(len(data), fold, cfg.folds)
         # scored as the recipe validates: with the 8 flips/rotations when it sets --val-tta
         report = evaluate_images(predictor, data, val, run_cfg.depth, run_cfg.padding, tta=cfg.val_tta)
-        report.update(fold=fold, step=ckpt["step"], checkpoint=ckpt["path"], tta=cfg.val_tta)
+        report.update(fold=fold, step=ckpt["step"], checkpoint=ckpt["path"], tta=cfg.val_tta,
+                      **describe_predictor(predictor))
         write_json_atomic(report, run / "evaluation.json")
         reports[fold] = report
         log(f"fold {fold}: " + "  ".join(f"{k} {report[k]:.4f}" for k in METRICS if k in report))
-    summary = {"folds": reports, "tta": cfg.val_tta, "mean": {}, "std": {}}
+    summary = {"folds": reports, "tta": cfg.val_tta, "mean": {}, "std": {},
+               **{k: sorted({r[k] for r in reports.values()}) for k in ("device", "precision")}}
     for key in METRICS:
         values = [r[key] for r in reports.values() if key in r]
         if values:

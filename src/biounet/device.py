@@ -8,6 +8,7 @@ import os
 import torch
 
 from .errors import ConfigError
+from .system import available_ram_bytes
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -25,8 +26,23 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+# The one switch for what ``precision auto`` believes about the CPU: "1" resolves it as on a CPU
+# with native bf16 (AMX or AVX512-BF16), "0" as on one without; unset, the CPU is asked. Tests use
+# it to run the precision-dependent cases in both modes on any machine.
+CPU_BF16_ENV = "BIOUNET_CPU_BF16"
+
+
 def cpu_has_fast_bf16() -> bool:
-    """True on CPUs with native bf16 matrix units (AMX or AVX512-BF16); elsewhere bf16 is emulated and slow."""
+    """True on CPUs with native bf16 matrix units (AMX or AVX512-BF16); elsewhere bf16 is emulated and slow.
+
+    ``BIOUNET_CPU_BF16=1`` or ``0`` overrides the detection (see CPU_BF16_ENV).
+    """
+    forced = os.environ.get(CPU_BF16_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    if forced:
+        raise ConfigError(f"{CPU_BF16_ENV}={forced!r}: set it to 1 (resolve precision auto as on a CPU with "
+                          f"native bf16), 0 (as on one without) or leave it unset (ask the CPU)")
     cpu = getattr(torch, "cpu", None)
     checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
     return any(getattr(cpu, c, lambda: False)() for c in checks)
@@ -121,21 +137,4 @@ def available_memory_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free)
-    avail = None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    avail = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    if avail is None:
-        avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        try:
-            text = open(limit_file).read().strip()
-        except OSError:
-            continue
-        if text.isdigit() and int(text) < avail:
-            avail = int(text)
-    return avail
+    return available_ram_bytes()

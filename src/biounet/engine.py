@@ -29,13 +29,13 @@ from torch.utils.data import DataLoader
 from . import checkpoint as ckpt_io
 from .config import TrainConfig, from_dict, save_yaml
 from .data import AugmentConfig, IGNORE, TileDataset, TileSampler, kfold_split, read_dataset, weight_maps
-from .data.readers import SegmentationData
+from .data.readers import SegmentationData, image_digest
 from . import distributed
 from .device import (autocast, available_memory_bytes, compile_failed, compiled, grad_scaler, is_compile_error,
                      memory_format, resolve_compile, resolve_precision, set_threads, tune_for_fixed_shapes)
 from .distributed import DistInfo
 from .errors import CheckpointError, ConfigError, TrainingDiverged
-from .fileio import atomic_write, atomic_write_text
+from .fileio import atomic_write, atomic_write_text, check_output_dir
 from .model import UNet, check_input_size, output_size
 
 # Options that may change when a run is resumed: they affect speed and bookkeeping, not the
@@ -261,6 +261,7 @@ class RunState:
     scaler: torch.amp.GradScaler
     step: int = 0
     best: float = -1.0  # best validation dice_coeff so far
+    train_digests: tuple[str, ...] = ()  # content fingerprints of the training images (see evaluate)
 
 
 def _run_dir(cfg: TrainConfig) -> Path:
@@ -271,7 +272,9 @@ def _run_dir(cfg: TrainConfig) -> Path:
 
 
 def check_new_run_dir(run_dir: Path) -> None:
-    """Refuse to start a new run in a folder that holds one: its checkpoints would be overwritten."""
+    """Refuse to start a new run in a folder that holds one (its checkpoints would be overwritten), or
+    in a path that is not a writable folder."""
+    check_output_dir(run_dir, "--out")
     if (run_dir / ckpt_io.LAST).exists():
         raise ConfigError(f"run folder {run_dir} already holds a run; continue it with --resume {run_dir} "
                           f"or choose another --out")
@@ -305,7 +308,7 @@ def resume_config(cfg: TrainConfig, explicit: dict[str, Any]) -> tuple[TrainConf
     if "training_state" not in ckpt:
         raise CheckpointError(f"{ckpt['path']} holds weights only; resume from the run folder or its "
                               f"{ckpt_io.LAST} (or use --init-from to fine-tune from these weights)")
-    saved = from_dict(ckpt["config"])
+    saved = from_dict(ckpt["config"], source=ckpt["path"])
     changed = {k: v for k, v in explicit.items() if getattr(saved, k) != v}
     refused = sorted(set(changed) - RESUMABLE_OVERRIDES - {"out"})
     if refused:
@@ -340,14 +343,30 @@ class Logger:
         self.losses, self.rates = [], []  # this session's steps, for the summary
 
     def _truncate(self, step: int) -> None:
-        """Drop log rows past ``step``: a run killed after its last checkpoint logged steps it redoes."""
+        """Drop log rows past ``step``: a run killed after its last checkpoint logged steps it redoes.
+
+        A hard kill (SIGKILL, power cut) in the middle of an append leaves a torn last line without
+        its newline: it is dropped as well (its step is redone), as is any other line that does not
+        parse, so that the next append starts a line of its own and no reader of the log chokes.
+        """
         for path in (self.path, self.path.with_name("validation.jsonl")):
             if not path.is_file():
                 continue
-            lines = path.read_text().splitlines()
-            keep = [x for x in lines if x.strip() and json.loads(x)["step"] <= step]
-            if len(keep) != len(lines):
-                atomic_write_text(path, "".join(x + "\n" for x in keep))
+            text = path.read_text(errors="replace")
+            keep = [x for x in text.splitlines() if (row_step := self._row_step(x)) is not None and row_step <= step]
+            fixed = "".join(x + "\n" for x in keep)
+            if fixed != text:
+                atomic_write_text(path, fixed)
+
+    @staticmethod
+    def _row_step(line: str) -> int | None:
+        """The step of a metrics/validation row; None for a blank, torn or foreign line."""
+        try:
+            row = json.loads(line)
+        except ValueError:
+            return None
+        step = row.get("step") if isinstance(row, dict) else None
+        return step if isinstance(step, int) and not isinstance(step, bool) else None
 
     def info(self, text: str) -> None:
         if self.quiet:
@@ -437,12 +456,13 @@ def plot_loss(run_dir: Path) -> Path | None:
 def _save(run_dir: Path, cfg: TrainConfig, state: RunState, full: bool, rotated: bool) -> None:
     model_state = {k: v.detach().cpu() for k, v in state.model.state_dict().items()}
     if rotated:
-        ckpt_io.atomic_save(ckpt_io.payload(cfg.to_dict(), state.step, model_state), run_dir / ckpt_io.step_name(state.step))
+        ckpt_io.atomic_save(ckpt_io.payload(cfg.to_saved(), state.step, model_state, train_digests=state.train_digests),
+                            run_dir / ckpt_io.step_name(state.step))
         ckpt_io.rotate(run_dir, cfg.keep_checkpoints)
     if full:
         training = {"optimizer": state.optimizer.state_dict(), "scaler": state.scaler.state_dict(),
                     "torch_rng": torch.get_rng_state(), "best": state.best}
-        ckpt_io.atomic_save(ckpt_io.payload(cfg.to_dict(), state.step, model_state, training),
+        ckpt_io.atomic_save(ckpt_io.payload(cfg.to_saved(), state.step, model_state, training, state.train_digests),
                             run_dir / ckpt_io.LAST)
 
 
@@ -467,7 +487,7 @@ def validate(state: RunState, cfg: TrainConfig, data: SegmentationData, val_idx:
     if improved:
         state.best = report["dice_coeff"]
         weights = {k: v.detach().cpu() for k, v in state.model.state_dict().items()}
-        best = ckpt_io.payload(cfg.to_dict(), state.step, weights)
+        best = ckpt_io.payload(cfg.to_saved(), state.step, weights, train_digests=state.train_digests)
         best["validation"] = row
         ckpt_io.atomic_save(best, run_dir / ckpt_io.BEST)
     log.info(f"validation at step {state.step} on {len(val_idx)} images: {shown}" + ("  (best so far)" if improved else ""))
@@ -509,7 +529,7 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device
     if data is None:
         if not cfg.data:
             raise ConfigError("--data is required: the ISBI 2012 folder or a folder with images/ and masks/")
-        data = read_dataset(cfg.data, cfg.classes, cfg.in_channels, cfg.ignore_value)
+        data = read_dataset(cfg.data, cfg.classes, cfg.in_channels, cfg.ignore_value, cfg.mask_threshold)
     train_idx, val_idx = kfold_split(len(data), cfg.fold, cfg.folds)
     maps = weight_maps([data.masks[i] for i in train_idx], cfg.classes, cfg.border_weight,
                        cfg.border_sigma, cfg.class_balance)
@@ -532,7 +552,8 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device
 
     model = build_model(cfg).to(device).to(memory_format=memory_format(device, precision))
     optimizer = make_optimizer(model, cfg, device)
-    state = RunState(model, optimizer, grad_scaler(device, precision))
+    state = RunState(model, optimizer, grad_scaler(device, precision),
+                     train_digests=tuple(image_digest(data.images[i]) for i in train_idx))
     log = Logger(run_dir, cfg, ckpt["step"] if ckpt else 0, quiet or not info.is_main, write=info.is_main)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])

@@ -40,7 +40,7 @@ def load_model(path: str | Path, device: str = "auto"):
     from .engine import build_model
 
     ckpt = ckpt_io.load(resolve_checkpoint(path))
-    cfg = from_dict(ckpt["config"])
+    cfg = from_dict(ckpt["config"], source=ckpt["path"])
     model = build_model(cfg)
     try:
         model.load_state_dict(ckpt["model"])
@@ -111,29 +111,45 @@ def write_json_atomic(obj: Any, path: str | Path) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
-def check_not_training_slices(ckpt_cfg: TrainConfig, data_path: str | Path, n_images: int, fold: str,
-                              folds: int) -> None:
-    """Refuse to score a model on images it was trained on (same data folder, overlapping split)."""
+def check_not_training_slices(ckpt: dict[str, Any], ckpt_cfg: TrainConfig, data: SegmentationData,
+                              data_path: str | Path, scored: list[int]) -> None:
+    """Refuse to score a model on images it was trained on.
+
+    The checkpoint's fingerprints of its training images (``train_digests``) are compared with the
+    scored images' content, so a copy of the data, another path to it or another working folder is
+    caught too. Checkpoints written before fingerprints were stored fall back to comparing the data
+    folder (resolved) and the split.
+    """
+    from .data.readers import image_digest
     from .data.split import kfold_split
 
-    if not ckpt_cfg.data or Path(ckpt_cfg.data).resolve() != Path(data_path).resolve():
+    digests = set(ckpt.get("train_digests") or ())
+    if digests:
+        overlap = [i for i in scored if image_digest(data.images[i]) in digests]
+    elif ckpt_cfg.data and Path(ckpt_cfg.data).resolve() == Path(data_path).resolve() and len(data) > 1:
+        trained, _ = kfold_split(len(data), ckpt_cfg.fold, ckpt_cfg.folds)
+        overlap = sorted(set(trained) & set(scored))
+    else:
         return
-    trained, _ = kfold_split(n_images, ckpt_cfg.fold, ckpt_cfg.folds)
-    _, scored = kfold_split(n_images, fold, folds)
-    overlap = sorted(set(trained) & set(scored))
     if overlap:
+        names = [data.names[i] for i in overlap[:6]]
         raise ConfigError(
-            f"the checkpoint was trained on fold {ckpt_cfg.fold!r} of {data_path}, which includes images "
-            f"{overlap[:8]}{'...' if len(overlap) > 8 else ''} that fold {fold} would score; scores on training "
-            f"images are not validation scores. Evaluate the fold the model held out ({ckpt_cfg.fold}) or pass "
-            f"--allow-train-slices")
+            f"{len(overlap)} of the {len(scored)} images to score were used to train the checkpoint (fold "
+            f"{ckpt_cfg.fold!r} of {ckpt_cfg.data}): {', '.join(names)}{'...' if len(overlap) > 6 else ''}; "
+            f"scores on training images are not validation scores. Evaluate the fold the model held out "
+            f"({ckpt_cfg.fold}) or pass --allow-train-slices")
 
 
 # --- predict ------------------------------------------------------------------------------------
 
 
 def list_inputs(inputs: list[str]) -> list[Path]:
-    """Files to segment: each input is an image file, a multi-page TIFF, or a folder of them."""
+    """Files to segment: each input is an image file, a multi-page TIFF, or a folder of them.
+
+    Outputs are named after the input's stem, so two inputs of one stem (``a/x.png b/x.png``,
+    ``x.png x.tif``) are refused rather than one overwriting the other's outputs; a file given
+    twice is segmented once.
+    """
     files: list[Path] = []
     for item in inputs:
         p = Path(item)
@@ -148,14 +164,27 @@ def list_inputs(inputs: list[str]) -> list[Path]:
             files.append(p)
         else:
             raise DataError(f"input {p} does not exist")
-    return files
+    unique: dict[Path, Path] = {}
+    stems: dict[str, Path] = {}
+    for f in files:
+        key = f.resolve()
+        if key in unique:
+            continue
+        if f.stem in stems:
+            raise ConfigError(f"inputs {stems[f.stem]} and {f} would both write {f.stem}_*.tif into the output "
+                              f"folder; segment them into separate --out folders, or rename one")
+        unique[key], stems[f.stem] = f, f
+    return list(unique.values())
 
 
 def read_stack(path: Path, in_channels: int) -> np.ndarray:
     """(Z, C, H, W) float32 in [-1, 1] from an image file or a multi-page TIFF."""
     pixels = read_image_file(path)
+    if pixels.ndim not in (2, 3, 4):
+        raise DataError(f"{path} holds an array of shape {pixels.shape}; expected an image (H, W) or (H, W, C), "
+                        f"or a stack of them (Z, H, W)")
     is_tiff = path.suffix.lower() in (".tif", ".tiff")
-    colour = pixels.ndim == 3 and pixels.shape[-1] in (3, 4) and pixels.shape[0] > 4
+    colour = pixels.ndim == 3 and pixels.shape[-1] in (2, 3, 4) and pixels.shape[0] > 4
     single = not is_tiff or pixels.ndim == 2 or colour  # a PNG is one image; a TIFF may be a stack
     slices = [pixels] if single else list(pixels)
     return np.stack([scale_image(s, in_channels, f"{path.name} slice {z}") for z, s in enumerate(slices)])

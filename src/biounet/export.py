@@ -64,7 +64,7 @@ def contract(cfg: TrainConfig) -> dict[str, Any]:
         "sizes": f"H and W each {offset} + {step} * k, at least {smallest} (e.g. "
                  f"{', '.join(str(smallest + step * j) for j in range(3))}, ...)",
         "size_step": step, "size_offset": offset, "size_min": smallest,
-        "config": cfg.to_dict(),
+        "config": cfg.to_saved(),
     }
 
 
@@ -97,7 +97,8 @@ def export_model(checkpoint: str | Path, fmt: str, out: str | Path, opset: int =
     if out.is_dir():
         raise ConfigError(f"--out {out} is a folder; give a file name")
     model, cfg, ckpt = load_model(checkpoint, "cpu")
-    meta = contract(cfg) | {"checkpoint": str(ckpt["path"]), "step": ckpt["step"]}
+    meta = contract(cfg) | {"checkpoint": str(ckpt["path"]), "step": ckpt["step"],
+                            "train_digests": list(ckpt.get("train_digests") or [])}
     program, example = _exported_program(model, cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "program":
@@ -133,10 +134,17 @@ def _write_onnx(program, example, meta: dict[str, Any], out: Path, opset: int) -
 # ---------------------------------------------------------------- running an export
 
 
+def _parse_meta(raw: str, path: Path) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise ExportError(f"{path}: its biounet metadata is not valid JSON (damaged file?); export it again") from None
+
+
 def _check_meta(meta: dict[str, Any], path: Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or "format" not in meta or "config" not in meta:
         raise ExportError(f"{path} has no biounet metadata; export a checkpoint with `biounet export`")
-    if meta["format"] > EXPORT_FORMAT:
+    if not isinstance(meta["format"], int) or meta["format"] > EXPORT_FORMAT:
         raise ExportError(f"{path} is a biounet export of format {meta['format']}, newer than this biounet "
                           f"reads ({EXPORT_FORMAT}); upgrade biounet")
     return meta
@@ -192,9 +200,11 @@ class OnnxPredictor:
         if raw is None:
             raise ExportError(f"{path} is an ONNX model but not a biounet export (no '{METADATA_KEY}' metadata); "
                               f"export a checkpoint with `biounet export`")
-        self.meta = _check_meta(json.loads(raw), path)
+        self.meta = _check_meta(_parse_meta(raw, path), path)
         self.path = path
         self.providers = self.session.get_providers()
+        self.device = "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
+        self.precision = "fp32"
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         batch = check_batch(batch, self.meta)
@@ -221,10 +231,11 @@ class ProgramPredictor:
                               f"it is not a readable exported program (truncated or corrupted?): export it again") from None
         if not extra[METADATA_KEY]:
             raise ExportError(f"{path} is an exported program but not a biounet export (no metadata)")
-        self.meta = _check_meta(json.loads(extra[METADATA_KEY]), path)
+        self.meta = _check_meta(_parse_meta(extra[METADATA_KEY], path), path)
         self.device = resolve_device(device)
         self.module = program.module().to(self.device)
         self.path = path
+        self.precision = "fp32"
         self._torch = torch
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
@@ -244,5 +255,6 @@ def load_exported(path: str | Path, device: str = "auto", threads: int = 0) -> t
     else:
         raise ExportError(f"--model {path}: expected a .onnx or .pt2 file written by `biounet export` "
                           f"(for a checkpoint use --checkpoint)")
-    cfg = from_dict(predictor.meta["config"])
-    return predictor, cfg, {"path": str(path), "step": predictor.meta.get("step")}
+    cfg = from_dict(predictor.meta["config"], source=str(path))
+    return predictor, cfg, {"path": str(path), "step": predictor.meta.get("step"),
+                            "train_digests": predictor.meta.get("train_digests") or []}

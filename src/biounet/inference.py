@@ -21,6 +21,7 @@ from .geometry import _valid_out, output_size, valid_margin
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 MAX_TILE = 1024  # largest input tile side chosen automatically (memory grows with its area)
+MAX_TILE_SIDE = 8192  # largest input tile side accepted at all
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,9 @@ def plan_tiles(height: int, width: int, depth: int = 4, padding: str = "valid", 
     """
     if height < 1 or width < 1:
         raise ConfigError(f"cannot segment an empty image of {height}x{width} pixels")
+    if tile is not None and not 1 <= tile <= MAX_TILE_SIDE:
+        raise ConfigError(f"--tile {tile}: a tile side must be between 1 and {MAX_TILE_SIDE} pixels; omit --tile "
+                          f"to let biounet choose")
     if padding == "valid":
         m = valid_margin(depth)
         if tile is not None:
@@ -196,4 +200,11 @@ def torch_predictor(model, device=None, precision: str = "fp32", compile: bool =
                 y = net(x)
             return y.float().cpu().numpy()
 
+    predict.device, predict.precision = str(device), precision  # type: ignore[attr-defined]
     return predict
+
+
+def describe_predictor(predictor: Predictor) -> dict[str, str]:
+    """The device and precision a predictor runs in, for reports."""
+    return {"device": str(getattr(predictor, "device", "unknown")),
+            "precision": str(getattr(predictor, "precision", "unknown"))}

@@ -10,13 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-import cv2
 import numpy as np
 from scipy import ndimage
 
-# One thread per process: tiles are prepared in DataLoader workers, one per core, and a thread
-# pool in each would oversubscribe the cores (the same reason the elastic field avoids BLAS).
-cv2.setNumThreads(1)
 CV_MAX_SIDE = 32767  # OpenCV's remap takes images up to this side
 
 
@@ -65,9 +61,21 @@ def elastic_displacement(rng: np.random.Generator, shape: tuple[int, int], sigma
     return out
 
 
+@lru_cache(maxsize=1)
+def _cv2():
+    """OpenCV, imported at the first warp (reading and inference never need it), with one thread:
+    tiles are prepared in DataLoader workers, one per core, and a thread pool in each would
+    oversubscribe the cores (the same reason the elastic field avoids BLAS)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    return cv2
+
+
 def _warp_plane(plane: np.ndarray, rows: np.ndarray, cols: np.ndarray, order: int) -> np.ndarray:
     if max(plane.shape) >= CV_MAX_SIDE:  # beyond OpenCV's limit: SciPy, slower (4.3x per batch of tiles here)
         return ndimage.map_coordinates(plane, np.stack([rows, cols]), order=order, mode="mirror", prefilter=False)
+    cv2 = _cv2()
     if order == 0:  # labels (ignore value -1 included) as int16, which remap carries exactly
         if plane.dtype != np.int16 and plane.size and (plane.min() < -(2**15) or plane.max() >= 2**15):
             raise ValueError("label values must fit in int16 for the nearest-neighbour warp")

@@ -8,6 +8,8 @@ value. ISBI's labels are 255 = cell, 0 = membrane, so class 0 is membrane and cl
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,10 @@ import tifffile
 from PIL import Image
 
 from ..errors import DataError
+from ..system import available_ram_bytes
+
+LOG = logging.getLogger("biounet")
+_SAID: set[str] = set()  # notices already given in this process (see say_once)
 
 IGNORE = -1  # class index of pixels left out of loss and metrics
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
@@ -38,71 +44,183 @@ class SegmentationData:
         return len(self.images)
 
 
+def _declared(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and pixel type a file's header declares, read without decoding the pixels."""
+    if path.suffix.lower() in (".tif", ".tiff"):
+        with tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                raise DataError(f"{path} holds no image")
+            series = tif.series[0]
+            return tuple(series.shape), np.dtype(series.dtype)
+    with Image.open(path) as img:
+        bands = len(img.getbands())
+        dtype = np.dtype(np.uint16 if img.mode.startswith("I;16") else np.int32 if img.mode in ("I", "F") else np.uint8)
+        return (img.height, img.width) + ((bands,) if bands > 1 else ()), dtype
+
+
+def check_fits_in_memory(shape: tuple[int, ...], dtype: np.dtype, name: str) -> None:
+    """Refuse, before anything is allocated, an image the in-memory path cannot hold: its pixels plus
+    their float32 copy must fit in the memory available now."""
+    if not shape or min(shape) < 1:
+        raise DataError(f"{name} declares an empty image of shape {tuple(shape)}; it holds no pixels to segment")
+    pixels = int(np.prod(np.asarray(shape, dtype=np.float64)))
+    need = pixels * (np.dtype(dtype).itemsize + 4)
+    avail = available_ram_bytes()
+    if need > avail:
+        raise DataError(f"{name} declares {' x '.join(map(str, shape))} {np.dtype(dtype).name} pixels, which need "
+                        f"{need / 2**30:.1f} GiB in memory (the pixels and their float32 copy) but "
+                        f"{avail / 2**30:.1f} GiB are available: crop or split it into smaller images first")
+
+
 def read_image_file(path: str | Path) -> np.ndarray:
-    """Pixels of one PNG or TIFF file: (H, W), (H, W, C), or (Z, H, W) for a multi-page TIFF."""
+    """Pixels of one PNG or TIFF file: (H, W), (H, W, C), or (Z, H, W) for a multi-page TIFF.
+
+    The header is checked first: an image larger than the memory available is refused before any
+    pixel is decoded. Any decoding failure (truncated, corrupted or not an image) is a DataError.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"image file {path} does not exist")
     try:
+        check_fits_in_memory(*_declared(path), str(path))
         if path.suffix.lower() in (".tif", ".tiff"):
             return np.asarray(tifffile.imread(path))
         with Image.open(path) as img:
             return np.asarray(img)
-    except (OSError, ValueError, tifffile.TiffFileError) as exc:
-        raise DataError(f"cannot read {path}: {exc}; is it a PNG or TIFF image?") from None
+    except (DataError, MemoryError):
+        raise
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path} declares more pixels than PIL decodes safely ({exc}); split it into smaller "
+                        f"images") from None
+    except Exception as exc:  # decoders raise many types for damaged files (zlib.error, struct.error, ...)
+        first = str(exc).splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"cannot read {path} ({type(exc).__name__}: {first}): it is not a readable PNG or TIFF "
+                        f"image (truncated or corrupted?); export it again") from None
+
+
+def _drop_opaque_alpha(pixels: np.ndarray, name: str) -> np.ndarray:
+    """(H, W, 2) grey+alpha or (H, W, 4) RGBA -> without the alpha channel, if it is fully opaque.
+
+    Real transparency is refused: what lies under a transparent pixel is not defined.
+    """
+    alpha = pixels[..., -1]
+    opaque = np.iinfo(pixels.dtype).max if np.issubdtype(pixels.dtype, np.integer) else 1.0
+    if pixels.dtype == bool:
+        opaque = True
+    transparent = int(np.count_nonzero(alpha != opaque))
+    if transparent:
+        raise DataError(f"{name} has an alpha channel with {transparent} transparent pixel(s) "
+                        f"({100 * transparent / alpha.size:.2f} %); flatten it onto a background (or remove the "
+                        f"alpha channel) in an image tool first")
+    say_once("alpha", f"dropping the opaque alpha channel of {name} (and of any further image that has one)")
+    return pixels[..., :-1]
+
+
+def say_once(key: str, text: str) -> None:
+    """Log ``text`` the first time ``key`` is seen in this process (a notice, not a problem)."""
+    if key not in _SAID:
+        _SAID.add(key)
+        LOG.warning(text)
+
+
+def forget_notices() -> None:
+    """Let every notice of :func:`say_once` be said again (a new command)."""
+    _SAID.clear()
+
+
+def _channels_last(pixels: np.ndarray) -> bool:
+    return pixels.ndim == 3 and pixels.shape[-1] in (2, 3, 4) and pixels.shape[0] not in (2, 3, 4)
+
+
+def check_finite(pixels: np.ndarray, name: str) -> None:
+    """Refuse NaN or infinite pixels (a float image with holes), with their count."""
+    if np.issubdtype(pixels.dtype, np.floating):
+        bad = pixels.size - int(np.count_nonzero(np.isfinite(pixels)))
+        if bad:
+            raise DataError(f"{name} has {bad} non-finite pixel(s) (NaN or infinite, {100 * bad / pixels.size:.2f} "
+                            f"% of it); fill them (e.g. with the image's median) before using it")
 
 
 def scale_image(pixels: np.ndarray, in_channels: int, name: str = "image") -> np.ndarray:
-    """(H, W) or (H, W, C) pixels -> (C, H, W) float32 in [-1, 1]."""
+    """(H, W) or (H, W, C) pixels -> (C, H, W) float32 in [-1, 1]; an opaque alpha channel is dropped."""
+    if _channels_last(pixels) and pixels.shape[-1] in (2, 4):
+        pixels = _drop_opaque_alpha(pixels, name)
     if pixels.ndim == 2:
         pixels = pixels[None]
-    elif pixels.ndim == 3 and pixels.shape[-1] in (3, 4) and pixels.shape[0] not in (3, 4):
+    elif _channels_last(pixels):
         pixels = np.moveaxis(pixels, -1, 0)
     else:
         raise DataError(f"{name} has shape {pixels.shape}; expected (H, W) grey or (H, W, 3) RGB")
     if pixels.shape[0] != in_channels:
         raise DataError(f"{name} has {pixels.shape[0]} channel(s) but the model takes {in_channels}; "
                         f"set --in-channels {pixels.shape[0]} (or convert the images)")
+    check_finite(pixels, name)
     if pixels.dtype == bool:
         lo, hi = 0.0, 1.0
     elif np.issubdtype(pixels.dtype, np.integer):
         lo, hi = float(np.iinfo(pixels.dtype).min), float(np.iinfo(pixels.dtype).max)
     elif np.issubdtype(pixels.dtype, np.floating):
-        lo, hi = float(np.nanmin(pixels)), float(np.nanmax(pixels))
+        lo, hi = float(pixels.min()), float(pixels.max())
     else:
         raise DataError(f"{name} has pixel type {pixels.dtype}; expected integer or float pixels")
     scale = 2.0 / (hi - lo) if hi > lo else 0.0
     return ((pixels.astype(np.float32) - lo) * scale - 1.0).astype(np.float32)
 
 
-def mask_to_classes(mask: np.ndarray, classes: int, ignore_value: int | None, name: str = "mask") -> np.ndarray:
+def image_digest(image: np.ndarray) -> str:
+    """A short fingerprint of an image's content (shape and scaled pixels): the same slice read from
+    another path, folder or copy gives the same digest."""
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    return hashlib.sha256(repr(image.shape).encode() + image.tobytes()).hexdigest()[:16]
+
+
+def mask_to_classes(mask: np.ndarray, classes: int, ignore_value: int | None, name: str = "mask",
+                    threshold: float | None = None) -> np.ndarray:
     """(H, W) label image -> (H, W) int16 class indices; ignored pixels become IGNORE.
 
-    Two classes read 0/255 (ISBI) or 0/1 masks; more classes read integer maps 0..classes-1.
+    Two classes read 0/255 (ISBI) or 0/1 masks; with ``threshold`` a mask with other values too
+    (anti-aliased edges) is binarized: values above it are cell. More classes read integer maps
+    0..classes-1. A grey mask saved as RGB, or with an opaque alpha channel, is read as grey.
     """
-    if mask.ndim == 3 and mask.shape[-1] in (3, 4) and np.all(mask[..., :1] == mask[..., :3]):
+    if mask.ndim == 3 and mask.shape[-1] in (2, 4):
+        mask = _drop_opaque_alpha(mask, name)
+    if mask.ndim == 3 and mask.shape[-1] == 1:
+        mask = mask[..., 0]
+    if mask.ndim == 3 and mask.shape[-1] == 3 and np.all(mask[..., :1] == mask):
         mask = mask[..., 0]  # a grey mask saved as RGB
     if mask.ndim != 2:
-        raise DataError(f"{name} has shape {mask.shape}; expected a 2D label image")
-    if not np.issubdtype(mask.dtype, np.integer) and mask.dtype != bool and np.any(mask != np.round(mask)):
-        raise DataError(f"{name} holds non-integer values; masks must be label images")
-    mask = mask.astype(np.int64)
+        raise DataError(f"{name} has shape {mask.shape}; expected a 2D label image (grey, one value per pixel)")
+    if not (np.issubdtype(mask.dtype, np.integer) or mask.dtype == bool or np.issubdtype(mask.dtype, np.floating)):
+        raise DataError(f"{name} has pixel type {mask.dtype}; expected integer labels")
+    check_finite(mask, name)
+    if threshold is None and not np.issubdtype(mask.dtype, np.integer) and mask.dtype != bool \
+            and np.any(mask != np.round(mask)):
+        raise DataError(f"{name} holds non-integer values; masks must be label images (or pass --mask-threshold "
+                        f"to binarize a two-class mask)")
     ignored = mask == ignore_value if ignore_value is not None else np.zeros(mask.shape, bool)
     values = np.unique(mask[~ignored])
-    out = mask.copy()
     if classes == 2:
         if np.all(np.isin(values, (0, 255))):
             out = (mask == 255).astype(np.int64)
-        elif not np.all(np.isin(values, (0, 1))):
-            bad = values[~np.isin(values, (0, 1, 255))][:8]
+        elif np.all(np.isin(values, (0, 1))):
+            out = mask.astype(np.int64)
+        elif threshold is not None:
+            out = (mask > threshold).astype(np.int64)
+        else:
+            labelled = mask[~ignored]
+            between = float(np.mean(~np.isin(labelled, (0, 255)))) if labelled.size else 0.0
+            shown = ", ".join(f"{v:g}" for v in values[~np.isin(values, (0, 1, 255))][:6])
             raise DataError(
-                f"{name} is not a binary mask: it holds values {bad.tolist()} besides 0/255 (or 0/1); "
-                f"for more classes set --classes, or mark unlabelled pixels with --ignore-value"
-            )
-    elif values.size and (values.min() < 0 or values.max() >= classes):
-        bad = values[(values < 0) | (values >= classes)][:8]
-        raise DataError(f"{name} holds class values {bad.tolist()} outside 0..{classes - 1}; "
-                        f"set --classes to the number of classes or --ignore-value for unlabelled pixels")
+                f"{name} is not a binary mask: {100 * between:.2f} % of its labelled pixels are neither 0 nor 255 "
+                f"(e.g. {shown}), as on the anti-aliased edges of a resized or painted mask; pass --mask-threshold "
+                f"127 to binarize it (values above are cell). For more than two classes set --classes; for "
+                f"unlabelled pixels --ignore-value")
+    else:
+        out = mask.astype(np.int64)
+        if values.size and (values.min() < 0 or values.max() >= classes):
+            bad = values[(values < 0) | (values >= classes)][:8]
+            raise DataError(f"{name} holds class values {bad.tolist()} outside 0..{classes - 1}; "
+                            f"set --classes to the number of classes or --ignore-value for unlabelled pixels")
     out[ignored] = IGNORE
     return out.astype(np.int16)
 
@@ -121,7 +239,7 @@ def is_isbi_folder(folder: Path) -> bool:
 
 
 def read_isbi(folder: str | Path, classes: int = 2, in_channels: int = 1, ignore_value: int | None = None,
-              split: str = "train") -> SegmentationData:
+              split: str = "train", mask_threshold: float | None = None) -> SegmentationData:
     """The ISBI 2012 training stack with labels (``split="train"``) or the test stack (``"test"``)."""
     folder = Path(folder)
     if split == "test":
@@ -140,17 +258,26 @@ def read_isbi(folder: str | Path, classes: int = 2, in_channels: int = 1, ignore
     names = [f"slice-{i:02d}" for i in range(len(images))]
     return SegmentationData(
         [scale_image(s, in_channels, n) for s, n in zip(images, names)],
-        [mask_to_classes(m, classes, ignore_value, f"{label_path.name} slice {i}") for i, m in enumerate(labels)],
+        [mask_to_classes(m, classes, ignore_value, f"{label_path.name} slice {i}", mask_threshold)
+         for i, m in enumerate(labels)],
         names,
     )
 
 
 def _listing(folder: Path) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()}
+    """NAME -> file of the PNG/TIFF images in ``folder``; two files of one NAME (x.png, x.tif) are refused."""
+    found: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
+            if p.stem in found:
+                raise DataError(f"{found[p.stem]} and {p.name} share the name {p.stem!r}, so which one pairs with "
+                                f"its mask is ambiguous; rename or remove one of them")
+            found[p.stem] = p
+    return found
 
 
 def read_pairs(folder: str | Path, classes: int = 2, in_channels: int = 1,
-               ignore_value: int | None = None) -> SegmentationData:
+               ignore_value: int | None = None, mask_threshold: float | None = None) -> SegmentationData:
     """A folder with ``images/NAME.ext`` and ``masks/NAME.ext`` (PNG or TIFF), paired by NAME."""
     folder = Path(folder)
     images, masks = _listing(folder / "images"), _listing(folder / "masks")
@@ -163,7 +290,7 @@ def read_pairs(folder: str | Path, classes: int = 2, in_channels: int = 1,
     data = SegmentationData([], [], [])
     for name, path in images.items():
         image = scale_image(read_image_file(path), in_channels, str(path))
-        mask = mask_to_classes(read_image_file(masks[name]), classes, ignore_value, str(masks[name]))
+        mask = mask_to_classes(read_image_file(masks[name]), classes, ignore_value, str(masks[name]), mask_threshold)
         if mask.shape != image.shape[1:]:
             raise DataError(f"{masks[name]} is {mask.shape[0]}x{mask.shape[1]} but its image is "
                             f"{image.shape[1]}x{image.shape[2]}; a mask must match its image")
@@ -174,7 +301,7 @@ def read_pairs(folder: str | Path, classes: int = 2, in_channels: int = 1,
 
 
 def read_dataset(path: str | Path, classes: int = 2, in_channels: int = 1,
-                 ignore_value: int | None = None) -> SegmentationData:
+                 ignore_value: int | None = None, mask_threshold: float | None = None) -> SegmentationData:
     """Read a labelled dataset: the ISBI 2012 folder or a folder of image/mask pairs."""
     folder = Path(path)
     if not folder.exists():
@@ -183,11 +310,11 @@ def read_dataset(path: str | Path, classes: int = 2, in_channels: int = 1,
     if not folder.is_dir():
         raise DataError(f"--data must be a folder, but {folder} is a file")
     if is_isbi_folder(folder):
-        return read_isbi(folder, classes, in_channels, ignore_value)
+        return read_isbi(folder, classes, in_channels, ignore_value, mask_threshold=mask_threshold)
     if (folder / "images").is_dir():
         if not (folder / "masks").is_dir():
             raise DataError(f"{folder} has images/ but no masks/: training needs masks/NAME.ext for every "
                             f"images/NAME.ext")
-        return read_pairs(folder, classes, in_channels, ignore_value)
+        return read_pairs(folder, classes, in_channels, ignore_value, mask_threshold)
     raise DataError(f"{folder} is neither an ISBI 2012 folder ({ISBI_FILES['images']}, "
                     f"{ISBI_FILES['labels']}) nor a folder with images/ and masks/ subfolders")
