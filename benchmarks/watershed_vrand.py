@@ -30,7 +30,7 @@ from biounet.data.split import kfold_split
 from biounet.errors import BiounetError, ConfigError
 from biounet.evaluate import load_predictor, write_json_atomic
 from biounet.inference import segment
-from biounet.metrics import THRESHOLDS, thinned_segmentation, v_rand_score
+from biounet.metrics import THRESHOLDS, thinned_segmentation, truth_segmentation, v_rand_score
 
 
 def watershed_map(cell: np.ndarray, core: float, min_size: int) -> np.ndarray:
@@ -55,9 +55,9 @@ def watershed_map(cell: np.ndarray, core: float, min_size: int) -> np.ndarray:
 def vrand_table(cells: list[np.ndarray], truths: list[np.ndarray]) -> np.ndarray:
     """(thresholds, images) V_rand of each image at each of the challenge's thresholds.
 
-    truths: the labels' thinned segmentations (``thinned_segmentation(mask == 1)``).
+    truths: the labels' segments (``truth_segmentation(mask == 1)``, not thinned, as the challenge).
     """
-    return np.array([[v_rand_score(t, thinned_segmentation(c > th)) for c, t in zip(cells, truths)]
+    return np.array([[v_rand_score(t, thinned_segmentation(c.astype(np.float64) > th)) for c, t in zip(cells, truths)]
                      for th in THRESHOLDS])
 
 
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = [None] + list(args.cores)
 
         def tables(cells, masks):
-            truths = [thinned_segmentation(m == 1) for m in masks]
+            truths = [truth_segmentation(m == 1) for m in masks]
             return {s: vrand_table(cells if s is None else [watershed_map(c, s, args.min_size) for c in cells],
                                    truths) for s in settings}
 
