@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 import tifffile
+import torch
 from PIL import Image
 
 from biounet.cli import main
@@ -23,7 +24,37 @@ def test_training_validates_and_keeps_the_best(run_dir):
     assert [r["step"] for r in rows] == [3]
     for key in ("dice_coeff", "dice_coeff_388", "pixel_error", "pixel_mismatch", "v_rand", "v_info"):
         assert 0.0 <= rows[0][key] <= 1.0, key
-    assert (run_dir / "best.pt").is_file()
+    best = torch.load(run_dir / "best.pt", weights_only=True)
+    last = torch.load(run_dir / "last.pt", weights_only=True)
+    assert best["step"] == 3 and best["validation"] == rows[0]
+    assert all(torch.equal(best["model"][k], last["model"][k]) for k in last["model"])
+
+
+@pytest.mark.slow
+def test_best_checkpoint_holds_the_step_with_the_best_validation_dice(isbi_dir, tmp_path, monkeypatch):
+    """Validation at steps 2, 4 and 6 with dice_coeff scripted to 0.3, 0.8, 0.5 (the other scores are
+    real): best.pt must hold step 4 (its validation row, and the weights of step_0000004.pt), not the
+    last weights."""
+    import biounet.evaluate as evaluate
+
+    real, scripted = evaluate.evaluate_images, iter([0.3, 0.8, 0.5])
+
+    def scored(*args, **kwargs):
+        return {**real(*args, **kwargs), "dice_coeff": next(scripted)}
+
+    monkeypatch.setattr(evaluate, "evaluate_images", scored)
+    run = tmp_path / "run"
+    train(tiny_config(data=str(isbi_dir), out=str(run), steps=6, val_every=2, checkpoint_every=2,
+                      keep_checkpoints=10, validation=True), quiet=True)
+    rows = [json.loads(x) for x in (run / "validation.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["dice_coeff"]) for r in rows] == [(2, 0.3), (4, 0.8), (6, 0.5)]
+    best = torch.load(run / "best.pt", weights_only=True)
+    assert best["step"] == 4 and best["validation"] == rows[1]
+    at_4 = torch.load(run / "step_0000004.pt", weights_only=True)
+    last = torch.load(run / "last.pt", weights_only=True)
+    assert at_4["step"] == 4 and last["step"] == 6
+    assert all(torch.equal(best["model"][k], at_4["model"][k]) for k in at_4["model"])
+    assert not all(torch.equal(best["model"][k], last["model"][k]) for k in last["model"])
 
 
 def test_evaluate_writes_the_report(run_dir, isbi_dir, tmp_path, capsys):
@@ -34,9 +65,49 @@ def test_evaluate_writes_the_report(run_dir, isbi_dir, tmp_path, capsys):
     assert [r["name"] for r in report["per_image"]] == [f"slice-{i:02d}" for i in (4, 6, 7, 9, 18, 19)]
     for key in ("dice_coeff", "dice_coeff_388", "pixel_error", "pixel_mismatch", "v_rand", "v_info"):
         assert 0.0 <= report[key] <= 1.0
-        assert report[key] == pytest.approx(np.mean([r[key] for r in report["per_image"]]), abs=1e-9)
+        assert all(0.0 <= r[key] <= 1.0 for r in report["per_image"]), key
     assert set(report["thresholds"]) == {"pixel_error", "v_rand", "v_info"}
     assert "dice_coeff" in capsys.readouterr().out
+
+
+def _grid_case():
+    """Two 64x64 images of square cells with 2-pixel membranes, every 16 and every 8 pixels: cell
+    fractions (14/16)^2 and (6/8)^2. The image is the mask itself (+1 cell, -1 membrane)."""
+    from biounet.data.readers import SegmentationData
+
+    masks, images = [], []
+    for period in (16, 8):
+        m = np.ones((64, 64), np.int16)
+        m[np.arange(64) % period < 2, :] = 0
+        m[:, np.arange(64) % period < 2] = 0
+        masks.append(m)
+        images.append((2.0 * m - 1)[None].astype(np.float32))
+    return SegmentationData(images, masks, ["p16", "p8"]), [(14 / 16) ** 2, (6 / 8) ** 2]
+
+
+def test_evaluation_scores_known_predictions_as_computed_by_hand():
+    """Scores of predictors whose answers are known: the exact mask scores dice_coeff 1, no error;
+    the inverted mask dice_coeff 0 and every pixel wrong; "all cell" scores the cell fraction c as
+    dice_coeff (2c / 2 per image), 1 - c as pixel_mismatch and 1 - 2c/(1+c) as pixel_error."""
+    from biounet.evaluate import evaluate_images
+
+    data, cell = _grid_case()
+
+    def scores(fn):
+        return evaluate_images(fn, data, [0, 1], depth=2, padding="same")
+
+    exact = scores(lambda t: np.concatenate([-50 * t, 50 * t], axis=1))
+    assert exact["dice_coeff"] == pytest.approx(1.0, abs=1e-6)
+    assert exact["pixel_mismatch"] == 0.0 and exact["pixel_error"] == 0.0
+    assert exact["v_rand"] == pytest.approx(1.0, abs=1e-9) and exact["v_info"] == pytest.approx(1.0, abs=1e-9)
+    inverted = scores(lambda t: np.concatenate([50 * t, -50 * t], axis=1))
+    assert inverted["dice_coeff"] == pytest.approx(0.0, abs=1e-6) and inverted["pixel_mismatch"] == 1.0
+    all_cell = scores(lambda t: np.concatenate([np.full_like(t, -50), np.full_like(t, 50)], axis=1))
+    assert [r["dice_coeff"] for r in all_cell["per_image"]] == pytest.approx(cell, abs=1e-6)
+    assert all_cell["dice_coeff"] == pytest.approx((cell[0] + cell[1]) / 2, abs=1e-6)
+    assert all_cell["pixel_mismatch"] == pytest.approx(1 - (cell[0] + cell[1]) / 2, abs=1e-12)
+    assert [r["pixel_error"] for r in all_cell["per_image"]] == pytest.approx([(1 - c) / (1 + c) for c in cell],
+                                                                               abs=1e-9)
 
 
 def test_evaluate_refuses_training_slices(run_dir, isbi_dir, capsys):
@@ -74,3 +145,59 @@ def test_predict_bad_inputs(run_dir, tmp_path, capsys):
     assert main(["predict", str(tmp_path / "rgb.png"), "--checkpoint", str(tmp_path / "fake.pt"),
                  "--out", str(tmp_path)]) == 2
     assert "not a readable checkpoint" in capsys.readouterr().err
+
+
+# --- biounet score: a probability TIFF from any tool against a label stack ---
+
+
+def _score_stacks():
+    """Two 20x21 ISBI-style label slices (255 cell, 0 membrane): two and three cells."""
+    labels = np.full((2, 20, 21), 255, np.uint8)
+    labels[:, :, 10] = 0
+    labels[1, 12, :] = 0
+    return labels
+
+
+def test_score_a_perfect_membrane_map(tmp_path, capsys):
+    labels = _score_stacks()
+    tifffile.imwrite(tmp_path / "labels.tif", labels)
+    tifffile.imwrite(tmp_path / "membrane.tif", (labels == 0).astype(np.float32))
+    out = tmp_path / "score.json"
+    assert main(["score", str(tmp_path / "labels.tif"), str(tmp_path / "membrane.tif"), "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "v_rand" in printed and "1.0000" in printed
+    report = json.loads(out.read_text())
+    assert report["v_rand"] == pytest.approx(1.0) and report["v_info"] == pytest.approx(1.0)
+    assert report["pixel_error"] == pytest.approx(0.0)
+    assert report["n_images"] == 2 and len(report["per_threshold"]["v_rand"]) == 11
+    # the same map as uint8 cell probabilities (255 = cell), one slice
+    tifffile.imwrite(tmp_path / "cell.tif", labels)
+    assert main(["score", str(tmp_path / "labels.tif"), str(tmp_path / "cell.tif"), "--polarity", "cell",
+                 "--indices", "1", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["indices"] == [1] and report["v_rand"] == pytest.approx(1.0)
+
+
+def test_score_a_merge_matches_the_hand_computed_value(tmp_path):
+    from biounet.evaluate import score_files
+
+    labels = _score_stacks()[:1]
+    tifffile.imwrite(tmp_path / "labels.tif", labels)
+    tifffile.imwrite(tmp_path / "membrane.tif", np.zeros(labels.shape, np.float32))  # no membrane: one segment
+    report = score_files(tmp_path / "labels.tif", tmp_path / "membrane.tif")
+    assert report["v_rand"] == pytest.approx(2 / 3)  # two equal cells merged
+    assert report["v_info"] == 0.0
+
+
+def test_score_shape_mismatch_is_one_line(tmp_path, capsys):
+    labels = _score_stacks()
+    tifffile.imwrite(tmp_path / "labels.tif", labels)
+    tifffile.imwrite(tmp_path / "membrane.tif", np.zeros((2, 20, 20), np.float32))
+    code = main(["score", str(tmp_path / "labels.tif"), str(tmp_path / "membrane.tif")])
+    err = capsys.readouterr().err
+    assert code in (1, 2)
+    assert "shape (2, 20, 20)" in err and "(2, 20, 21)" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    tifffile.imwrite(tmp_path / "membrane.tif", np.zeros((2, 20, 21), np.float32))
+    assert main(["score", str(tmp_path / "labels.tif"), str(tmp_path / "membrane.tif"), "--indices", "0,5"]) == 2
+    assert "indices" in capsys.readouterr().err
