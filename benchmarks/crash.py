@@ -26,10 +26,10 @@ minus the step of last.pt) must be at most ``--checkpoint-every``; and the resum
 weights are compared with the reference run's (``torch.equal``; the largest difference otherwise).
 
 Prediction: a multi-page TIFF and a second stack are segmented with the reference checkpoint,
-killed at a seeded point (mid-write of the n-th output TIFF, just before/after its rename, or after
-a seeded delay from outside); every ``*_membrane.tif`` / ``*_mask.tif`` present must read whole
-with tifffile, have the right shape and equal the uninterrupted prediction; re-running must
-complete and give the same files.
+killed at a seeded point (mid-write of the n-th output TIFF, just before/after its rename, or from
+outside after a seeded fraction of an uninterrupted prediction's time); every ``*_membrane.tif`` /
+``*_mask.tif`` present must read whole with tifffile, have the right shape and equal the
+uninterrupted prediction; re-running must complete and give the same files.
 """
 
 from __future__ import annotations
@@ -261,7 +261,7 @@ def kill_run(args: list[str], spec: dict[str, Any], watch: Path) -> dict[str, An
         while p.poll() is None:
             if time.perf_counter() - start > CHILD_TIMEOUT:
                 break
-            if kind == "timer" and time.perf_counter() - start >= spec["delay"]:
+            if kind == "timer" and time.perf_counter() - start >= spec["delay_s"]:
                 p.send_signal(signal.SIGKILL)
                 killed_from_outside = True
                 break
@@ -337,7 +337,7 @@ def plan(trials: int, seed: int, kinds: tuple[str, ...], predict: bool = False) 
         kind = order[t % len(order)]
         if predict:
             spec = {"kind": kind, "nth": rng.randint(1, 4), "frac": round(rng.uniform(0.05, 0.95), 3),
-                    "suffix": ".tif", "delay": round(rng.uniform(1.0, 6.0), 2)}
+                    "suffix": ".tif", "delay": round(rng.uniform(0.3, 1.0), 3)}
         else:
             spec = {"kind": kind, "step": rng.randint(1, STEPS - 1), "line": rng.randint(1, STEPS - 1),
                     "nth": rng.randint(1, n_ckpt - 1), "frac": round(rng.uniform(0.05, 0.95), 3), "suffix": ".pt"}
@@ -345,6 +345,7 @@ def plan(trials: int, seed: int, kinds: tuple[str, ...], predict: bool = False) 
     return specs
 
 
+# the parameters each kind uses (timer's delay: a fraction of the uninterrupted prediction's time)
 _PARAMS = {"after_step": {"step"}, "log_torn": {"step", "frac"}, "ckpt_partial": {"nth", "frac"},
            "before_replace": {"nth", "suffix"}, "after_replace": {"nth", "suffix"}, "at_metrics_line": {"line"},
            "at_tmp_file": {"nth"}, "tiff_partial": {"nth", "frac"}, "timer": {"delay"}}
@@ -360,13 +361,16 @@ def reference_run(root: Path, inputs: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError(f"the reference run failed (exit {rc}):\n{out}")
     pred = root / "reference-predict"
     shutil.rmtree(pred, ignore_errors=True)
+    start = time.perf_counter()
     rc, out = run_ok(predict_argv(run / "last.pt", [s for s, _ in inputs["stacks"]], pred))
     if rc != 0:
         raise RuntimeError(f"the reference prediction failed (exit {rc}):\n{out}")
-    return {"run": run, "model": ckpt_io.load(run / "last.pt")["model"], "predict": pred}
+    return {"run": run, "model": ckpt_io.load(run / "last.pt")["model"], "predict": pred,
+            "predict_s": time.perf_counter() - start}
 
 
-def train_trial(t: int, spec: dict[str, Any], root: Path, inputs: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
+def train_trial(t: int, spec: dict[str, Any], root: Path, inputs: dict[str, Any],
+                ref: dict[str, Any]) -> dict[str, Any]:
     from biounet import checkpoint as ckpt_io
 
     run = root / f"train-{t:03d}"
@@ -426,12 +430,13 @@ def read_outputs(folder: Path, stacks: list[tuple[Path, tuple]]) -> dict[str, An
     return {"present": present, "bad": bad, "tmp": [p.name for p in _tmp_files(folder)]}
 
 
-def predict_trial(t: int, spec: dict[str, Any], root: Path, inputs: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
+def predict_trial(t: int, spec: dict[str, Any], root: Path, inputs: dict[str, Any],
+                  ref: dict[str, Any]) -> dict[str, Any]:
     out = root / f"predict-{t:03d}"
     shutil.rmtree(out, ignore_errors=True)
     stacks = [s for s, _ in inputs["stacks"]]
     args = predict_argv(ref["run"] / "last.pt", stacks, out)
-    killed = kill_run(args, spec, out)
+    killed = kill_run(args, {**spec, "delay_s": spec.get("delay", 0) * ref["predict_s"]}, out)
     row: dict[str, Any] = {"trial": t, **spec, "killed": killed["killed"], "kill_s": killed["seconds"]}
     expected = read_outputs(ref["predict"], inputs["stacks"])["present"]
     after = read_outputs(out, inputs["stacks"]) if out.is_dir() else {"present": {}, "bad": [], "tmp": []}
