@@ -124,6 +124,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="base URL that holds the three files (repeatable; tried in order; "
                             "default: the known public locations)")
     fetch.add_argument("--timeout", type=float, default=60.0, help="seconds per connection attempt (default: 60)")
+    score = sub.add_parser("score", help="score a probability TIFF from any tool with the ISBI 2012 measures",
+                           description="Score a (Z, H, W) probability TIFF written by any tool against a (Z, H, W) "
+                                       "label TIFF (cell > 0, e.g. ISBI's 255 cell / 0 membrane) with the ISBI "
+                                       "2012 challenge's pixel error, V_rand and V_info, as its Fiji code "
+                                       "computes them.")
+    score.add_argument("labels", help="label TIFF: (Z, H, W), cell where the value is above 0")
+    score.add_argument("probs", help="probability TIFF: (Z, H, W) float in [0, 1] or uint8 0..255")
+    score.add_argument("--polarity", choices=["membrane", "cell"], default="membrane",
+                       help="what a probability of 1 means (default: membrane, as `biounet predict` writes)")
+    score.add_argument("--indices", metavar="LIST", help="comma-separated slices to score (default: all)")
+    score.add_argument("--json", metavar="FILE", help="write the report here (default: print only)")
     return parser
 
 
@@ -315,8 +326,28 @@ def _run_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_score(args: argparse.Namespace) -> int:
+    from .evaluate import score_files, write_json_atomic
+
+    indices = None
+    if args.indices is not None:
+        try:
+            indices = [int(i) for i in args.indices.split(",")]
+        except ValueError:
+            raise ConfigError(f"--indices must be comma-separated slice numbers, got {args.indices!r}") from None
+    if args.json:
+        check_output_file(args.json, "--json")
+    report = score_files(args.labels, args.probs, indices, args.polarity)
+    for key in ("pixel_error", "v_rand", "v_info"):
+        print(f"{key:12s} {report[key]:.4f}  (threshold {report['thresholds'][key]:g})")
+    if args.json:
+        write_json_atomic(report, args.json)
+    return 0
+
+
 COMMANDS = {"demo": _run_demo, "cv": _run_cv, "evaluate": _run_evaluate, "predict": _run_predict,
-            "export": _run_export, "bench": _run_bench, "fetch": _run_fetch}
+            "export": _run_export, "bench": _run_bench, "fetch": _run_fetch,
+            "score": _run_score}
 
 
 class _StderrHandler(logging.Handler):

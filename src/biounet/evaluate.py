@@ -253,3 +253,72 @@ def predict_files(files: list[Path], predictor: Predictor, cfg: TrainConfig, out
             written.append(path)
         log(f"{f}: {len(stack)} slice(s) -> {', '.join(p.name for p in outputs if 'overlay' not in p.name)}")
     return written
+
+
+# --- score a probability map written by any tool ------------------------------------------------
+
+
+def _read_score_stack(path: str | Path, what: str) -> np.ndarray:
+    import tifffile
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{what} file {path} does not exist")
+    try:
+        stack = np.asarray(tifffile.imread(path))
+    except Exception as exc:  # tifffile raises many kinds for a file that is not a TIFF
+        raise DataError(f"{path} is not a readable TIFF ({type(exc).__name__}: {str(exc)[:120]})") from None
+    if stack.ndim == 2:
+        stack = stack[None]
+    if stack.ndim != 3:
+        raise DataError(f"{path}: expected a (Z, H, W) stack or one (H, W) image, got shape {stack.shape}")
+    return stack
+
+
+def score_files(labels: str | Path, probs: str | Path, indices: list[int] | None = None,
+                polarity: str = "membrane") -> dict[str, Any]:
+    """The ISBI 2012 challenge's scores of a probability TIFF written by any tool.
+
+    labels: (Z, H, W) label TIFF, cell where the value is above 0 (ISBI: 255 cell, 0 membrane;
+    0/1 works too), as the challenge's code binarises it. probs: (Z, H, W) float TIFF of
+    probabilities in [0, 1] (uint8 is read as value / 255); ``polarity`` "membrane" (1 =
+    membrane, what ``biounet predict`` writes, scored as the cell map 1 - p) or "cell" (1 = cell,
+    the labels' polarity). ``indices`` picks slices (default all). Returns the report of
+    :func:`biounet.metrics.challenge_scores`: pixel_error, v_rand, v_info, their thresholds,
+    the value at every threshold and per slice.
+    """
+    if polarity not in ("membrane", "cell"):
+        raise ConfigError(f"polarity must be 'membrane' or 'cell', got {polarity!r}")
+    lab = _read_score_stack(labels, "labels")
+    prob = _read_score_stack(probs, "probabilities")
+    if lab.shape != prob.shape:
+        raise DataError(f"{probs} has shape {prob.shape} but the labels {labels} have {lab.shape}: "
+                        f"expected the same (Z, H, W)")
+    if prob.dtype == np.uint8:
+        prob = prob.astype(np.float32) / np.float32(255)
+    elif np.issubdtype(prob.dtype, np.floating):
+        prob = prob.astype(np.float32)
+        if not np.isfinite(prob).all() or prob.min() < 0 or prob.max() > 1:
+            raise DataError(f"{probs}: probabilities must be finite and within [0, 1], found "
+                            f"{float(np.nanmin(prob)):.4g}..{float(np.nanmax(prob)):.4g}")
+    else:
+        raise DataError(f"{probs}: expected float32/float64 probabilities or uint8 (0..255), got {prob.dtype}")
+    chosen = list(range(len(lab))) if indices is None else list(indices)
+    bad = [i for i in chosen if not 0 <= i < len(lab)]
+    if bad or not chosen:
+        raise ConfigError(f"indices must name slices 0..{len(lab) - 1} of {labels}, got {bad or chosen}")
+    cells = [(np.float32(1) - prob[i]) if polarity == "membrane" else prob[i] for i in chosen]
+    masks = [(lab[i] > 0).astype(np.int64) for i in chosen]
+    scores = challenge_scores(cells, masks)
+    report: dict[str, Any] = {"labels": str(labels), "probabilities": str(probs), "polarity": polarity,
+                              "indices": chosen, "n_images": len(chosen)}
+    per_image: list[dict[str, Any]] = [{"index": i} for i in chosen]
+    for name in ("pixel_error", "v_rand", "v_info"):
+        report[name] = scores[name]
+        report.setdefault("thresholds", {})[name] = scores[f"{name}_threshold"]
+        report.setdefault("per_threshold", {})[name] = scores[f"{name}_per_threshold"]
+        for row, value in zip(per_image, scores[f"{name}_per_image"]):
+            row[name] = value
+    report["threshold_values"] = scores["thresholds"]
+    report["per_image"] = per_image
+    return report
