@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 from biounet.cli import main
 from biounet.crossval import cv_table, parse_folds
@@ -22,8 +23,57 @@ def test_table_has_mean_and_std():
     assert cv_table(summary).splitlines()[-1] == "| mean +- std | 0.6000 +- 0.1000 |"
 
 
+def _cv_subprocess(args, **env):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "biounet", *args], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **env})
+
+
+def _mtimes(folder):
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir() if p.is_file()}
+
+
 @pytest.mark.slow
-def test_cv_trains_evaluates_and_resumes_fold_by_fold(isbi_dir, tmp_path, capsys):
+def test_cv_resumes_a_killed_fold_and_keeps_the_finished_ones(isbi_dir, tmp_path):
+    """Fold 1 finishes; the same `cv --folds 1,2` is then SIGKILLed in fold 2 right after its step-2
+    checkpoint (the engine's fault hook) and run again: fold 1 is neither retrained nor rewritten
+    (only re-scored), fold 2 continues from its last.pt at step 2 (its steps 1-2 are not redone)
+    and cv.json holds both folds."""
+    from biounet.engine import FAULT_RANK, FAULT_STEP
+
+    out = tmp_path / "cv"
+    tiny = [*TINY, "--steps", "4", "--checkpoint-every", "2"]  # the later --steps wins
+    first = _cv_subprocess(["cv", "--data", str(isbi_dir), "--out", str(out), "--folds", "1", *tiny])
+    assert first.returncode == 0, first.stderr
+    fold1 = {k: v for k, v in _mtimes(out / "fold-1").items() if k != "evaluation.json"}
+    args = ["cv", "--data", str(isbi_dir), "--out", str(out), "--folds", "1,2", *tiny]
+    killed = _cv_subprocess(args, **{FAULT_RANK: "0", FAULT_STEP: "2"})
+    assert killed.returncode == -9, (killed.returncode, killed.stderr)  # SIGKILL, no clean-up ran
+    assert "fold 1: trained (4 steps), evaluating" in killed.stdout and "fold 2: training" in killed.stdout
+    fold2 = out / "fold-2"
+    assert torch.load(fold2 / "last.pt", weights_only=True)["step"] == 2
+    before = _mtimes(fold2)
+    logged = [json.loads(x) for x in (fold2 / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged] == [1, 2]
+
+    again = _cv_subprocess(args)
+    assert again.returncode == 0, again.stderr
+    assert "fold 1: trained (4 steps), evaluating" in again.stdout
+    assert "fold 2: resuming at step 2" in again.stdout
+    assert {k: v for k, v in _mtimes(out / "fold-1").items() if k in fold1} == fold1  # fold 1 untouched
+    assert _mtimes(fold2)["step_0000002.pt"] == before["step_0000002.pt"]  # steps 1-2 not redone
+    rows = [json.loads(x) for x in (fold2 / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4] and rows[:2] == logged
+    assert torch.load(fold2 / "last.pt", weights_only=True)["step"] == 4
+    summary = json.loads((out / "cv.json").read_text())
+    assert set(summary["folds"]) == {"1", "2"} and [summary["folds"][k]["step"] for k in ("1", "2")] == [4, 4]
+
+
+@pytest.mark.slow
+def test_cv_trains_evaluates_and_keeps_finished_folds(isbi_dir, tmp_path, capsys):
     out = tmp_path / "cv"
     args = ["cv", "--data", str(isbi_dir), "--out", str(out), "--folds", "1,2", *TINY]
     assert main(args) == 0
