@@ -135,15 +135,16 @@ def test_predict_a_tiff_stack(run_dir, isbi_dir, tmp_path):
 
 
 def test_predict_bad_inputs(run_dir, tmp_path, capsys):
+    # files that fail while running: exit status 1, one line
     (tmp_path / "empty").mkdir()
-    assert main(["predict", str(tmp_path / "empty"), "--checkpoint", str(run_dir), "--out", str(tmp_path)]) == 2
+    assert main(["predict", str(tmp_path / "empty"), "--checkpoint", str(run_dir), "--out", str(tmp_path)]) == 1
     assert "holds no PNG or TIFF" in capsys.readouterr().err
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "rgb.png")
-    assert main(["predict", str(tmp_path / "rgb.png"), "--checkpoint", str(run_dir), "--out", str(tmp_path)]) == 2
+    assert main(["predict", str(tmp_path / "rgb.png"), "--checkpoint", str(run_dir), "--out", str(tmp_path)]) == 1
     assert "3 channel(s) but the model takes 1" in capsys.readouterr().err
     (tmp_path / "fake.pt").write_bytes(b"junk")
     assert main(["predict", str(tmp_path / "rgb.png"), "--checkpoint", str(tmp_path / "fake.pt"),
-                 "--out", str(tmp_path)]) == 2
+                 "--out", str(tmp_path)]) == 1
     assert "not a readable checkpoint" in capsys.readouterr().err
 
 

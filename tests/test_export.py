@@ -83,15 +83,27 @@ def test_predict_with_onnx_imports_no_torch(exported, isbi_dir, tmp_path):
     assert (out / "test-volume_membrane.tif").is_file() and (out / "test-volume_mask.tif").is_file()
 
 
-def test_evaluate_with_model_matches_checkpoint(exported, isbi_dir, tmp_path):
+# A tiny, barely trained model sits near the thresholds on many pixels, so bf16 rounding moves its
+# challenge scores more than a trained model's (README: 0.00xx on the fold-1 model): the checkpoint
+# under bf16 is held to a looser bound than float32, which must match the float32 export closely.
+TOLERANCE = {"fp32": 1e-3, "bf16": 2e-2}
+
+
+@pytest.mark.parametrize("cpu_bf16", ["0", "1"])
+def test_evaluate_with_model_matches_checkpoint(exported, isbi_dir, tmp_path, monkeypatch, cpu_bf16):
+    """`auto` precision as on a CPU without native bf16 (float32) and with it (bf16), whatever this CPU is."""
+    monkeypatch.setenv("BIOUNET_CPU_BF16", cpu_bf16)
     run, onnx_path, _ = exported
     reports = {}
     for flag, value in (("--model", onnx_path), ("--checkpoint", run / "last.pt")):
         path = tmp_path / f"{flag[2:]}.json"
         assert main(["evaluate", flag, str(value), "--data", str(isbi_dir), "--json", str(path)]) == 0
         reports[flag] = json.loads(path.read_text())
+    precision = "bf16" if cpu_bf16 == "1" else "fp32"
+    assert reports["--model"]["precision"] == "fp32" and reports["--checkpoint"]["precision"] == precision
+    assert reports["--checkpoint"]["device"] == "cpu"
     for key in METRICS:
-        assert abs(reports["--model"][key] - reports["--checkpoint"][key]) <= 1e-3, key
+        assert abs(reports["--model"][key] - reports["--checkpoint"][key]) <= TOLERANCE[precision], key
 
 
 def test_corrupted_or_foreign_files_give_clear_errors(exported, isbi_dir, tmp_path, capsys):
@@ -113,9 +125,9 @@ def test_corrupted_or_foreign_files_give_clear_errors(exported, isbi_dir, tmp_pa
     onnx.save(proto, str(foreign))
     with pytest.raises(ExportError, match="not a biounet export"):
         OnnxPredictor(foreign, "cpu")
-    # through the command line: one line, exit 2
+    # through the command line: one line, exit 1 (a file that fails while running)
     assert main(["predict", str(isbi_dir / "test-volume.tif"), "--model", str(broken),
-                 "--out", str(tmp_path / "o")]) == 2
+                 "--out", str(tmp_path / "o")]) == 1
     assert "cannot load it" in capsys.readouterr().err
 
 

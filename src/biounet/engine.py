@@ -515,6 +515,9 @@ def train(cfg: TrainConfig, explicit: dict[str, Any] | None = None, data: Segmen
 
 def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device: torch.device,
            data: SegmentationData | None, quiet: bool, validate_at_end: bool) -> dict[str, Any]:
+    run_dir = _run_dir(cfg)
+    if ckpt is None:
+        check_new_run_dir(run_dir)  # before any work: a folder that cannot take the run fails at once
     precision = resolve_precision(cfg.precision, device)
     tune_for_fixed_shapes(device)
     if info.enabled and device.type == "cpu" and not cfg.threads:
@@ -543,9 +546,6 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device
         cfg = cfg.replace(micro_batch_size=0)
     micro = distributed.broadcast(choose_micro_batch(cfg, share, device, precision), info)
     cfg = cfg.replace(micro_batch_size=micro)
-    run_dir = _run_dir(cfg)
-    if ckpt is None:
-        check_new_run_dir(run_dir)
     distributed.barrier(info)  # every rank has looked before rank 0 writes anything
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)

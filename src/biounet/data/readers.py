@@ -145,6 +145,8 @@ def scale_image(pixels: np.ndarray, in_channels: int, name: str = "image") -> np
     """(H, W) or (H, W, C) pixels -> (C, H, W) float32 in [-1, 1]; an opaque alpha channel is dropped."""
     if _channels_last(pixels) and pixels.shape[-1] in (2, 4):
         pixels = _drop_opaque_alpha(pixels, name)
+        if pixels.shape[-1] == 1:  # grey + alpha
+            pixels = pixels[..., 0]
     if pixels.ndim == 2:
         pixels = pixels[None]
     elif _channels_last(pixels):
