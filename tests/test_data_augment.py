@@ -55,27 +55,55 @@ def test_warp_matches_scipy_inside_and_mirrors_outside(monkeypatch):
     np.testing.assert_allclose(warp(img, coords, order=1), want_img, atol=1e-6)
 
 
+def _dihedral(a):
+    """The 8 symmetries of the square applied to the last two axes, each as an explicit array."""
+    out = []
+    for k in range(4):
+        r = np.rot90(a, k, axes=(-2, -1))
+        out += [r, r[..., :, ::-1]]
+    return out
+
+
 def test_flip_rotate_moves_all_arrays_alike():
-    a = np.arange(36).reshape(6, 6)
-    for seed in range(16):
-        x, y = flip_rotate([a[None], a], np.random.default_rng(seed), AugmentConfig())
-        assert np.array_equal(x[0], y)
+    """Every output is one of the 8 explicit flips/rotations of the input, image and mask get the
+    same one, and over the seeds every one of the 8 occurs (a no-op or a missing flip fails)."""
+    a = np.arange(36).reshape(6, 6)  # no symmetry: the 8 transforms are all different
+    image, mask = np.stack([a, -a]).astype(np.float32), (a % 7).astype(np.int16)
+    seen = set()
+    for seed in range(64):
+        x, y = flip_rotate([image, mask], np.random.default_rng(seed), AugmentConfig())
+        which = [k for k, t in enumerate(_dihedral(image)) if np.array_equal(x, t)]
+        assert len(which) == 1, seed
+        np.testing.assert_array_equal(y, _dihedral(mask)[which[0]])
+        seen.add(which[0])
+    assert seen == set(range(8))
+    only_rot = {next(k for k, t in enumerate(_dihedral(a)) if np.array_equal(
+        flip_rotate([a], np.random.default_rng(s), AugmentConfig(flip=False))[0], t)) for s in range(32)}
+    assert only_rot == {0, 2, 4, 6}  # the 4 rotations, no mirror images
+    only_flip = [flip_rotate([a], np.random.default_rng(s), AugmentConfig(rotate90=False))[0] for s in range(32)]
+    flips = [a, a[::-1], a[:, ::-1], a[::-1, ::-1]]
+    assert all(any(np.array_equal(o, f) for f in flips) for o in only_flip)
+    assert all(any(np.array_equal(o, f) for o in only_flip) for f in flips)
 
 
 def test_deformed_mask_stays_binary_and_moves_with_the_image():
     data = _stripes()
-    aug = AugmentConfig(elastic=True, elastic_sigma=10, brightness=0, contrast=0)
+    aug = AugmentConfig(flip=False, rotate90=False, elastic=True, elastic_sigma=10, brightness=0, contrast=0)
     sampler = TileSampler(data, [0], in_tile=64, out_tile=40, augment=aug, seed=3)
+    # the same samples without the deformation: the same crop positions (drawn first, from the same seed)
+    plain = TileSampler(data, [0], in_tile=64, out_tile=40, augment=AugmentConfig(False, False, False, 10, 3, 0, 0),
+                        seed=3)
     moved = 0
     for k in range(20):
         image, mask, weight = sampler(k)
+        plain_image, plain_mask, _ = plain(k)
         assert set(np.unique(mask)) <= {0, 1}
         inner = image[0, 12:52, 12:52]
         # wherever the image is clearly bright or dark, the mask agrees with it
         sure = np.abs(inner) > 0.6
         assert np.mean((inner[sure] > 0) == (mask[sure] == 1)) > 0.999
-        moved += not np.array_equal(mask, data.masks[0][:40, :40])
-    assert moved == 20
+        moved += not np.array_equal(mask, plain_mask) and not np.array_equal(image, plain_image)
+    assert moved == 20  # the deformation itself moved every sample, not just the random crop
     assert np.all(weight == 1.0)
 
 
