@@ -1,4 +1,4 @@
-# Two commands on a fresh clone:  `make demo`  and  `make test`.
+# Two commands on a fresh clone:  `make demo`  and  `make test`  (`make test-all`: slow tests too).
 # TORCH pins the PyTorch build: 2.13.0 is the CPU build on this project's machines (an unpinned
 # torch pulls a multi-GB CUDA build). On a CUDA machine: make setup TORCH=torch
 PYTHON ?= python3
@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test clean-venv
+.PHONY: setup demo test test-all clean-venv
 
 $(BIN)/.biounet-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,11 @@ setup: $(BIN)/.biounet-installed
 demo: setup
 	$(BIN)/biounet demo
 
+# the fast suite (a few minutes); `make test-all` adds the slow end-to-end tests, as CI runs them
 test: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-all: setup
 	$(BIN)/python -m pytest -q
 
 clean-venv:
