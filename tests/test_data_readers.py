@@ -22,18 +22,38 @@ def test_isbi_reader_scales_images_and_maps_labels(isbi_dir):
 
 def test_pairs_reader_reads_rgb_16bit_and_class_maps(tmp_path):
     rng = np.random.default_rng(0)
-    rgb = [rng.integers(0, 256, (40, 50, 3), dtype=np.uint8) for _ in range(2)]
+    # integer pixels that do not span their type: scaling by the type's range differs from min/max
+    rgb = [rng.integers(10, 200, (40, 50, 3), dtype=np.uint8) for _ in range(2)]
+    rgb[1][..., 2] //= 2  # the channels differ
     cls = [rng.integers(0, 3, (40, 50), dtype=np.uint8) for _ in range(2)]
     write_pairs(tmp_path / "rgb", rgb, cls)
     data = read_dataset(tmp_path / "rgb", classes=3, in_channels=3)
-    assert data.images[0].shape == (3, 40, 50) and data.masks[1].max() == 2
-    np.testing.assert_allclose(data.images[0][1], rgb[0][..., 1] / 127.5 - 1, atol=1e-6)
+    assert len(data) == 2 and data.masks[1].max() == 2
+    for k in range(2):  # every image, every channel, every mask
+        assert data.images[k].shape == (3, 40, 50) and data.images[k].dtype == np.float32
+        np.testing.assert_allclose(data.images[k], np.moveaxis(rgb[k], -1, 0) / 127.5 - 1, atol=1e-6)
+        np.testing.assert_array_equal(data.masks[k], cls[k])
 
-    grey16 = [rng.integers(0, 65536, (33, 31), dtype=np.uint16)]
-    write_pairs(tmp_path / "g16", grey16, [np.where(grey16[0] > 30000, 255, 0).astype(np.uint8)], ".tif")
+    grey16 = [rng.integers(1000, 5000, (33, 31), dtype=np.uint16), rng.integers(40000, 65536, (33, 31), dtype=np.uint16)]
+    write_pairs(tmp_path / "g16", grey16, [np.where(g > 30000, 255, 0).astype(np.uint8) for g in grey16], ".tif")
     data = read_dataset(tmp_path / "g16")
-    assert data.images[0].min() >= -1 and data.images[0].max() <= 1
-    np.testing.assert_allclose(data.images[0][0], grey16[0] / 32767.5 - 1, atol=1e-5)
+    for k in range(2):  # by the 16-bit range: 0 -> -1, 65535 -> 1
+        np.testing.assert_allclose(data.images[k][0], grey16[k] / 32767.5 - 1, atol=1e-5)
+
+
+def test_float_images_are_scaled_by_their_own_range(tmp_path):
+    """Float images have no type range: each is scaled by its own min and max (min -> -1, max -> 1)."""
+    rng = np.random.default_rng(1)
+    floats = [rng.uniform(-3.5, 12.0, (30, 20)).astype(np.float32), rng.uniform(0.2, 0.3, (30, 20)).astype(np.float32)]
+    masks = [np.where(f > f.mean(), 255, 0).astype(np.uint8) for f in floats]
+    write_pairs(tmp_path / "f", floats, masks, ".tif")
+    data = read_dataset(tmp_path / "f")
+    for k, f in enumerate(floats):
+        got = data.images[k][0]
+        assert got.dtype == np.float32
+        assert got.min() == -1.0 and got.max() == pytest.approx(1.0, abs=1e-6)
+        np.testing.assert_allclose(got, (f - f.min()) / (f.max() - f.min()) * 2 - 1, atol=1e-5)
+        assert got.flat[np.argmin(f)] == -1.0 and got.flat[np.argmax(f)] == pytest.approx(1.0, abs=1e-6)
 
 
 def test_ignore_value_becomes_ignore_index():
