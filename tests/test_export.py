@@ -72,7 +72,8 @@ def test_onnx_parity_on_isbi_fold1(exported, isbi_data):
 def test_predict_with_onnx_imports_no_torch(exported, isbi_dir, tmp_path):
     _, onnx_path, _ = exported
     out = tmp_path / "pred"
-    code = ("import sys; sys.modules['torch'] = None\n"  # any `import torch` now fails
+    # any `import torch` (or OpenCV, matplotlib: training-only) now fails
+    code = ("import sys; sys.modules['torch'] = sys.modules['cv2'] = sys.modules['matplotlib'] = None\n"
             "from biounet.cli import main\n"
             f"rc = main(['predict', {str(isbi_dir / 'test-volume.tif')!r}, '--model', {str(onnx_path)!r}, "
             f"'--out', {str(out)!r}])\n"
