@@ -148,6 +148,40 @@ def test_nan_loss_stops_with_a_clear_error(isbi_data, tmp_path, monkeypatch):
         train(tiny_config(out=str(tmp_path / "run")), data=isbi_data, quiet=True)
 
 
+def test_nan_loss_stops_before_the_optimizer_step_and_keeps_the_checkpoints(isbi_data, tmp_path, monkeypatch):
+    """The loss turns NaN at step 3, after the step-2 checkpoint, with NaN gradients: the weights
+    after the failed step are those of step 2 (no optimizer step taken), and last.pt and
+    step_0000002.pt still load and hold step 2."""
+    run = tmp_path / "run"
+    models, calls = [], {"n": 0}
+    real_build, real_loss = engine.build_model, engine.pixel_loss_sum
+
+    def keep_model(cfg):
+        models.append(real_build(cfg))
+        return models[-1]
+
+    def nan_at_step_3(logits, target, weight):
+        calls["n"] += 1
+        loss = real_loss(logits, target, weight)
+        return loss * float("nan") if calls["n"] == 3 else loss  # NaN gradients flow back as well
+
+    monkeypatch.setattr(engine, "build_model", keep_model)
+    monkeypatch.setattr(engine, "pixel_loss_sum", nan_at_step_3)
+    with pytest.raises(TrainingDiverged, match="nan at step 3"):
+        train(tiny_config(out=str(run), steps=4, micro_batch_size=4, checkpoint_every=2), data=isbi_data, quiet=True)
+    assert calls["n"] == 3
+    assert any(p.grad is not None and p.grad.isnan().any() for p in models[-1].parameters())  # NaN reached them
+    after = {k: v.detach().clone() for k, v in models[-1].state_dict().items()}
+    last, at_2 = ckpt_io.load(run), ckpt_io.load(run / "step_0000002.pt")
+    assert last["step"] == 2 and at_2["step"] == 2
+    for key in after:
+        assert not after[key].isnan().any(), key
+        torch.testing.assert_close(after[key], last["model"][key], rtol=0, atol=0)
+        torch.testing.assert_close(at_2["model"][key], last["model"][key], rtol=0, atol=0)
+    assert sorted(p.name for p in run.glob("*.pt")) == ["last.pt", "step_0000002.pt"]
+    assert not [p for p in run.iterdir() if "tmp" in p.name]
+
+
 def test_init_from_skips_the_output_layer_when_classes_differ(isbi_data, tmp_path):
     run = tmp_path / "run"
     train(tiny_config(out=str(run), steps=2), data=isbi_data, quiet=True)
@@ -233,8 +267,9 @@ def test_bf16_fast_path_agrees_with_float32(isbi_data):
 def test_soft_dice_loss_is_the_reference_metric():
     from biounet.metrics import dice_coeff
 
-    logits = torch.randn(3, 2, 20, 20)
-    target = torch.randint(0, 2, (3, 20, 20))
+    gen = torch.Generator().manual_seed(0)  # local: the test does not depend on the global RNG's state
+    logits = torch.randn(3, 2, 20, 20, generator=gen)
+    target = torch.randint(0, 2, (3, 20, 20), generator=gen)
     probs = logits.softmax(1).numpy()
     want = sum(1 - dice_coeff(probs[i], target[i].numpy()) for i in range(3))
     assert engine.soft_dice_loss_sum(logits, target).item() == pytest.approx(want, abs=1e-4)
@@ -328,3 +363,69 @@ def test_validations_during_training_do_not_change_the_model(isbi_data, tmp_path
     assert any("running_mean" in k for k in a)
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=0, atol=0)
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_real_process_saves_last_pt_and_resume_finishes(isbi_dir, tmp_path):
+    """A real SIGINT to `python -m biounet train` once a few steps are logged: exit status 130, the
+    `--resume` hint on stderr, last.pt at the step reached; `--resume` then finishes the run."""
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "biounet", "train", "--data", str(isbi_dir), "--fold", "1", "--base-width", "4",
+           "--depth", "2", "--tile-size", "60", "--batch-size", "4", "--precision", "fp32", "--progress", "off",
+           "--no-validation", "--steps", "100000", "--checkpoint-every", "100000", "--log-every", "1",
+           "--out", str(run)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(300, proc.kill)  # never hang the suite
+    watchdog.start()
+    try:
+        for line in proc.stdout:
+            if line.startswith("step 3/"):
+                break
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        watchdog.cancel()
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert f"continue with: biounet train --resume {run}" in err and "Traceback" not in err
+    reached = ckpt_io.load(run)["step"]
+    logged = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert 3 <= reached < 100000 and logged == list(range(1, reached + 1))
+    more = subprocess.run([sys.executable, "-m", "biounet", "train", "--resume", str(run), "--steps", str(reached + 2)],
+                          capture_output=True, text=True, timeout=300)
+    assert more.returncode == 0, more.stderr
+    assert f"resuming {run} at step {reached}" in more.stdout
+    assert ckpt_io.load(run)["step"] == reached + 2
+    logged = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert logged == list(range(1, reached + 3))
+
+
+@pytest.mark.slow
+def test_the_same_samples_whatever_the_number_of_dataloader_workers(isbi_data, tmp_path, monkeypatch):
+    """README: a run draws the same samples whatever its number of DataLoader workers. --workers 0
+    and --workers 2 feed identical micro-batches to every step and end with identical weights."""
+    fed = {}
+    real_step = engine.train_step
+
+    def recording_step(model, optimizer, scaler, micro_batches, *args, **kwargs):
+        fed[current].append([[t.clone() for t in mb] for mb in micro_batches])
+        return real_step(model, optimizer, scaler, micro_batches, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "train_step", recording_step)
+    weights = {}
+    for current in (0, 2):
+        fed[current] = []
+        out = tmp_path / f"workers-{current}"
+        train(tiny_config(out=str(out), steps=3, workers=current, micro_batch_size=1), data=isbi_data, quiet=True)
+        weights[current] = torch.load(out / "last.pt", weights_only=True)["model"]
+    assert len(fed[0]) == len(fed[2]) == 3 and all(len(step) == 4 for step in fed[2])
+    for step0, step2 in zip(fed[0], fed[2]):
+        for mb0, mb2 in zip(step0, step2):
+            for a, b in zip(mb0, mb2):
+                assert torch.equal(a, b)
+    for key in weights[0]:
+        torch.testing.assert_close(weights[2][key], weights[0][key], rtol=0, atol=0)
