@@ -132,3 +132,23 @@ def test_a_nonsense_schema_version_is_refused(version):
 
     with pytest.raises(ConfigError, match="config_version must be a positive integer"):
         from_dict({VERSION_KEY: version})
+
+
+@pytest.mark.parametrize("text, where", [(b"a: b: c\n", "line 1, column 5"), (b"key: {\n", "line 2, column 1"),
+                                         (b"steps: \x13\n", "character 7")])
+def test_broken_yaml_is_refused_on_one_line_with_its_place(tmp_path, text, where):
+    # found by benchmarks/fuzz.py: PyYAML's message spans lines and repeats the file with a caret
+    path = tmp_path / "c.yaml"
+    path.write_bytes(text)
+    with pytest.raises(ConfigError, match="is not valid YAML") as info:
+        load_yaml(path)
+    assert "\n" not in str(info.value) and where in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("text", [b"steps: \xff\xfe 5\n", b"\xc3"])
+def test_a_config_that_is_not_utf8_is_a_config_error(tmp_path, text):
+    # found by benchmarks/fuzz.py: Path.read_text raised UnicodeDecodeError, which escaped biounet's errors
+    path = tmp_path / "c.yaml"
+    path.write_bytes(text)
+    with pytest.raises(ConfigError, match="is not valid YAML"):
+        load_yaml(path)

@@ -270,14 +270,24 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; pass an existing YAML file to --config")
     try:
-        values = yaml.safe_load(path.read_text())
+        values = yaml.safe_load(path.read_bytes())  # PyYAML decodes (and refuses bad UTF-8)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        raise ConfigError(f"config file {path} is not valid YAML: {_yaml_problem(exc)}; fix it there") from None
     if values is None:
         return {}
     if not isinstance(values, dict):
         raise ConfigError(f"config file {path} must map option names to values, got a {type(values).__name__}")
     return {str(k).replace("-", "_"): v for k, v in values.items()}
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """PyYAML's error on one line: the problem and where (PyYAML's own text spans several lines and
+    repeats the offending line with a caret)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or type(exc).__name__
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else \
+        f" at character {exc.position}" if isinstance(getattr(exc, "position", None), int) else ""
+    return " ".join(f"{problem}{where}".split())
 
 
 def save_yaml(cfg: TrainConfig, path: str | Path) -> None:
