@@ -429,3 +429,16 @@ def test_the_same_samples_whatever_the_number_of_dataloader_workers(isbi_data, t
                 assert torch.equal(a, b)
     for key in weights[0]:
         torch.testing.assert_close(weights[2][key], weights[0][key], rtol=0, atol=0)
+
+
+def test_a_checkpoint_cut_short_is_a_checkpoint_error(tmp_path):
+    # found by benchmarks/fuzz.py: torch.load of a cut file raises a bare EOFError (no message), whose
+    # empty first line made load() itself fail with an IndexError
+    good = tmp_path / "good.pt"
+    torch.save({"format_version": 1, "step": 0, "config": {}, "model": {"w": torch.zeros(3)}}, good)
+    data = good.read_bytes()
+    for cut in (0, 1, len(data) // 2, len(data) - 1):
+        (tmp_path / "cut.pt").write_bytes(data[:cut])
+        with pytest.raises(CheckpointError, match="not a readable checkpoint") as info:
+            ckpt_io.load(tmp_path / "cut.pt")
+        assert "\n" not in str(info.value)

@@ -65,9 +65,9 @@ def load(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
+        reason = " ".join(str(exc).split())[:200] or "no message"  # a truncated file: a bare EOFError
         raise CheckpointError(f"{path} is not a readable checkpoint ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0][:200]}); it may be truncated or not a biounet "
-                              f"file") from None
+                              f"{reason}); it may be truncated or not a biounet file") from None
     missing = [k for k in ("format_version", "model", "config", "step") if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
         raise CheckpointError(f"{path} is not a biounet checkpoint (no {'/'.join(missing)} entries); pass a file "
