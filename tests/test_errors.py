@@ -378,3 +378,12 @@ def test_checkpoint_of_an_older_biounet_is_migrated(capsys, runs, image, tmp_pat
     code, err = run_cli(capsys, "predict", image, "--checkpoint", tmp_path / "old.pt", "--out", tmp_path / "o")
     assert code == 0, err
     assert ckpt_io.load(tmp_path / "old.pt")["config"] == old  # the file itself is left as it was
+
+
+def test_resuming_a_run_that_never_saved_says_to_start_again(capsys, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("steps: 4\n")  # a run killed before its first checkpoint
+    code, err = run_cli(capsys, "train", "--resume", run)
+    assert code == 1
+    assert_one_line(err, "stopped before its first checkpoint", "start it again with the same command")

@@ -58,6 +58,10 @@ def load(path: str | Path) -> dict[str, Any]:
     """Load a biounet checkpoint safely (no code runs); a clear error for anything else."""
     path = Path(path)
     if path.is_dir():
+        if not (path / LAST).is_file() and (path / "config.yaml").is_file():
+            raise CheckpointError(f"run folder {path} has no {LAST}: the run stopped before its first checkpoint, "
+                                  f"so there is nothing to continue; start it again with the same command "
+                                  f"(without --resume)")
         path = path / LAST
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; pass a run folder that holds {LAST} "
