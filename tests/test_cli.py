@@ -76,3 +76,21 @@ def test_demo_runs_to_completion(tmp_path):
     names = {p.name for p in (tmp_path / "demo").iterdir()}
     assert {"config.yaml", "metrics.jsonl", "loss.png", "last.pt", "synthetic"} <= names
     assert len(list((tmp_path / "demo" / "synthetic" / "images").glob("*.png"))) == 12
+
+
+def test_a_damaged_tiff_gives_one_line_without_tifffile_log_lines(tmp_path, capsys):
+    # found by benchmarks/fuzz.py: tifffile logs each broken page ("<tifffile.TiffPages @8> invalid page
+    # offset ...") on stderr before raising, above biounet's one-line error
+    import struct
+
+    import numpy as np
+    import tifffile
+
+    good, bad = tmp_path / "labels.tif", tmp_path / "probs.tif"
+    tifffile.imwrite(good, np.zeros((8, 8), np.uint8))
+    data = bytearray(good.read_bytes())
+    data[4:8] = struct.pack("<I", len(data) + 1000)  # the first page lies past the end of the file
+    bad.write_bytes(bytes(data))
+    assert main(["score", str(good), str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("biounet score: error:"), err

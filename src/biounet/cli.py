@@ -361,6 +361,9 @@ def _setup_notices() -> None:
     from .data.readers import LOG, forget_notices
 
     forget_notices()  # each command says its notices once
+    # tifffile logs each damaged tag or page of a broken file on stderr before raising; the reader's
+    # DataError already says the file is damaged, in one line
+    logging.getLogger("tifffile").setLevel(logging.CRITICAL)
     if not any(isinstance(h, _StderrHandler) for h in LOG.handlers):
         LOG.addHandler(_StderrHandler())
         LOG.setLevel(logging.INFO)
