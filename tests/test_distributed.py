@@ -78,3 +78,32 @@ def test_batch_must_divide_over_the_processes(isbi_dir, tmp_path):
     proc = _torchrun(2, ["train", "--data", str(isbi_dir), "--out", str(tmp_path / "odd"), *TINY,
                          "--batch-size", "3"])
     assert proc.returncode != 0 and "does not divide over 2 processes" in proc.stderr
+
+
+STALL = '''import os, sys, time
+import biounet.engine as engine
+real = engine.train_step
+def stalling(*args, **kwargs):
+    if os.environ.get("RANK") == "1" and args[6] == 3:  # rank 1 hangs (alive) before its step-3 collective
+        time.sleep(600)
+    return real(*args, **kwargs)
+engine.train_step = stalling
+from biounet.cli import main
+sys.exit(main(sys.argv[1:]))
+'''
+
+
+def test_dist_timeout_ends_a_job_stuck_in_a_collective(isbi_dir, tmp_path):
+    """Rank 1 stays alive but never reaches step 3's collective (it sleeps 600 s); rank 0 waits in
+    it. With --dist-timeout 5 the job must fail within about that, not hang for gloo's 30 minutes."""
+    script = tmp_path / "stall.py"
+    script.write_text(STALL)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+           "train", "--data", str(isbi_dir), "--out", str(tmp_path / "stuck"), *TINY, "--dist-timeout", "5"]
+    started = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
+    elapsed = time.monotonic() - started
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    assert "step 2/4" in proc.stdout and "step 3/4" not in proc.stdout
+    assert elapsed < 120, (elapsed, proc.stderr[-3000:])  # start-up, two steps, 5 s of waiting, tear-down
+    assert torch.load(tmp_path / "stuck" / "last.pt", weights_only=True)["step"] == 2
