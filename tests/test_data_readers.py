@@ -99,3 +99,23 @@ def test_mask_size_must_match_image(tmp_path):
     write_pairs(tmp_path, [np.zeros((8, 9), np.uint8)], [np.zeros((8, 8), np.uint8)])
     with pytest.raises(DataError, match="must match its image"):
         read_dataset(tmp_path)
+
+
+def test_a_damaged_file_raises_a_data_error_without_decoder_warnings(tmp_path, recwarn):
+    # found by benchmarks/fuzz.py: PIL warns (UserWarning "Corrupt EXIF data", DecompressionBombWarning)
+    # on stderr before biounet's one-line error; the reader returns the pixels or says why not, only that
+    import struct
+    import zlib
+
+    from biounet.data.readers import read_image_file
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    side = 9500  # 90 M pixels: above PIL's warning threshold, below its error threshold, 0.45 GB to hold
+    path = tmp_path / "big.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+    with pytest.raises(DataError, match="big.png"):
+        read_image_file(path)
+    assert not [str(w.message) for w in recwarn.list], [str(w.message) for w in recwarn.list]

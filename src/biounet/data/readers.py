@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,11 +83,13 @@ def read_image_file(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise DataError(f"image file {path} does not exist")
     try:
-        check_fits_in_memory(*_declared(path), str(path))
-        if path.suffix.lower() in (".tif", ".tiff"):
-            return np.asarray(tifffile.imread(path))
-        with Image.open(path) as img:
-            return np.asarray(img)
+        with warnings.catch_warnings():  # decoders warn about damaged metadata (PIL's "Corrupt EXIF data")
+            warnings.simplefilter("ignore")  # on stderr; the pixels come back or a DataError says why not
+            check_fits_in_memory(*_declared(path), str(path))
+            if path.suffix.lower() in (".tif", ".tiff"):
+                return np.asarray(tifffile.imread(path))
+            with Image.open(path) as img:
+                return np.asarray(img)
     except (DataError, MemoryError):
         raise
     except Image.DecompressionBombError as exc:
