@@ -112,8 +112,9 @@ class TrainConfig:
     dist_timeout: float = _opt(600.0, "under torchrun: seconds a collective waits for the other processes "
                                "before the job fails (a dead or stuck rank)", group="optimisation")
     # run folder and checkpoints
-    out: str | None = _opt(None, "run folder (default runs/<name>)")
-    name: str | None = _opt(None, "run name for the default run folder (default: a timestamp)")
+    out: str | None = _opt(None, "run folder; none given: runs/<name>")
+    name: str | None = _opt(None, "run name, the folder's name under runs/ when --out is not given; none given: "
+                            "the date and time")
     log_every: int = _opt(10, "log a line every N steps")
     checkpoint_every: int = _opt(100, "save a checkpoint every N steps (and always at the end)")
     keep_checkpoints: int = _opt(10, "rotated weight checkpoints to keep (last.pt is always kept)")

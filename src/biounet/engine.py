@@ -230,26 +230,50 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler:
     if not math.isfinite(value):
         raise TrainingDiverged(f"the loss is {value} at step {step}: training diverged. Checkpoints already "
                                f"written are intact; lower --lr, or try --precision fp32")
-    with _deferred_interrupt():
-        scaler.step(optimizer)
-        scaler.update()
+    scaler.step(optimizer)
+    scaler.update()
     return value
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C, and what schedulers send before a kill
 
 
 @contextlib.contextmanager
 def _deferred_interrupt():
-    """Hold Ctrl-C until the block ends, so an interrupt never leaves half-updated weights."""
+    """Hold Ctrl-C and SIGTERM until the block ends, then raise KeyboardInterrupt: the step in flight
+    completes and is counted, so the weights, the step number and metrics.jsonl always agree when
+    last.pt is saved."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     received = []
-    previous = signal.signal(signal.SIGINT, lambda *_: received.append(True))
+
+    def hold(signum, frame):
+        if not received:
+            print("stop requested: finishing the current step, then saving last.pt", file=sys.stderr, flush=True)
+        received.append(signum)
+
+    previous = {sig: signal.signal(sig, hold) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if received:
         raise KeyboardInterrupt
+
+
+def _sigterm_as_interrupt():
+    """Make SIGTERM stop training as Ctrl-C does (last.pt saved, the --resume command printed);
+    returns the function that restores the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass
@@ -599,6 +623,7 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device
     started = time.perf_counter()
     first_step = state.step
     model.train()
+    restore_sigterm = _sigterm_as_interrupt()
     try:
         it = iter(loader)
         while state.step < cfg.steps:
@@ -607,15 +632,16 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device
             lr = lr_at(cfg, state.step + 1)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            try:
-                loss = train_step(net, optimizer, state.scaler, micro_batches, device, precision, state.step + 1,
-                                  info, cfg.dice_loss_weight)
-            except Exception as exc:
-                if use_compile and is_compile_error(exc):  # checkpoints already written stay intact
-                    raise compile_failed(exc) from exc
-                raise
-            state.step += 1
-            log.step(state.step, loss, cfg.batch_size, time.perf_counter() - t0, lr)
+            with _deferred_interrupt():  # the step, its count and its log line: all or nothing
+                try:
+                    loss = train_step(net, optimizer, state.scaler, micro_batches, device, precision,
+                                      state.step + 1, info, cfg.dice_loss_weight)
+                except Exception as exc:
+                    if use_compile and is_compile_error(exc):  # checkpoints already written stay intact
+                        raise compile_failed(exc) from exc
+                    raise
+                state.step += 1
+                log.step(state.step, loss, cfg.batch_size, time.perf_counter() - t0, lr)
             last = state.step == cfg.steps
             due = (cfg.val_every and state.step % cfg.val_every == 0) or last
             if cfg.validation and val_idx and due and (validate_at_end or not last):
@@ -638,6 +664,7 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device
         raise
     finally:
         log.close()
+        restore_sigterm()
     if not info.is_main:
         return {"run_dir": str(run_dir), "step": state.step, "rank": info.rank}
     wall = time.perf_counter() - started
