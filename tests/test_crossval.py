@@ -81,6 +81,10 @@ def test_cv_trains_evaluates_and_keeps_finished_folds(isbi_dir, tmp_path, capsys
     assert set(summary["folds"]) == {"1", "2"}
     assert summary["folds"]["1"]["n_images"] == 6
     assert "mean +- std" in (out / "cv.md").read_text()
+    # the report says where and in what precision it was scored (TINY pins fp32)
+    assert summary["device"] == ["cpu"] and summary["precision"] == ["fp32"]
+    assert all(summary["folds"][k]["precision"] == "fp32" for k in ("1", "2"))
+    assert "Inference on cpu in fp32." in (out / "cv.md").read_text()
     capsys.readouterr()
     assert main(args) == 0  # finished folds are kept, not retrained
     assert capsys.readouterr().out.count("trained (2 steps), evaluating") == 2

@@ -92,4 +92,6 @@ def cv_table(summary: dict[str, Any]) -> str:
                                                for k in keys) + " |")
     if summary.get("tta"):
         lines += ["", "Scored with test-time augmentation (the mean of the 8 flips and rotations)."]
+    if summary.get("precision"):
+        lines += ["", f"Inference on {', '.join(summary['device'])} in {', '.join(summary['precision'])}."]
     return "\n".join(lines) + "\n"
