@@ -36,6 +36,10 @@ TINY_TRAIN = ["--steps", "2", "--base-width", "4", "--depth", "2", "--tile-size"
 TINY_RESUME = ["--steps", "3", "--progress", "off"]
 
 
+PREFIXES = ("biounet ", ".venv/bin/biounet ", "python -m biounet", "python3 -m biounet", ".venv/bin/python -m biounet",
+            "torchrun ")
+
+
 def readme_commands(text: str) -> list[tuple[str, list[str]]]:
     """(line, argv after `biounet`) for every command of the README's fenced code blocks that runs
     biounet: `biounet ...`, `.venv/bin/biounet ...`, `python -m biounet ...`, `torchrun ... -m
@@ -54,6 +58,8 @@ def readme_commands(text: str) -> list[tuple[str, list[str]]]:
             pending = line[:-1] + " "
             continue
         pending = ""
+        if not line.startswith(PREFIXES):
+            continue  # not a command that runs biounet (Python, make, a folder listing)
         words = shlex.split(line, comments=True)
         if not words:
             continue
@@ -81,6 +87,20 @@ def test_readme_commands_parse():
             build_parser().parse_args(argv)
         except SystemExit as exc:
             raise AssertionError(f"the README's command does not parse: {line}") from exc
+
+
+def test_record_commands_parse():
+    """The commands quoted in the measurement record and the developer pages parse as well (they
+    are not run: they train for minutes to hours)."""
+    from biounet.cli import build_parser
+
+    for name in ("accuracy.md", "performance.md", "training.md", "design.md"):
+        commands = readme_commands((ROOT / "docs" / name).read_text(encoding="utf-8"))
+        for line, argv in commands:
+            try:
+                build_parser().parse_args(argv)
+            except SystemExit as exc:
+                raise AssertionError(f"docs/{name}: the command does not parse: {line}") from exc
 
 
 def _write_own_images(folder: Path, isbi_dir: Path, n: int = 6, side: int = 96) -> None:
