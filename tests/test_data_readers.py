@@ -119,3 +119,22 @@ def test_a_damaged_file_raises_a_data_error_without_decoder_warnings(tmp_path, r
     with pytest.raises(DataError, match="big.png"):
         read_image_file(path)
     assert not [str(w.message) for w in recwarn.list], [str(w.message) for w in recwarn.list]
+
+
+
+def test_a_tiff_whose_pixels_cannot_be_decoded_is_a_data_error_not_an_empty_array(tmp_path):
+    # found by benchmarks/fuzz.py: a 9x5 TIFF with a damaged strip; tifffile fails to reshape and returns
+    # an empty (0, 9, 5) array, which read_image_file passed on as if it were an image
+    from biounet.data.readers import read_image_file
+
+    path = tmp_path / "damaged.tif"
+    path.write_bytes(bytes.fromhex(
+    "49492a00080000000e0000010400010000000500000001010400010000000900000002010300010000000834000003010300"
+    "0100a100010000000601030001000000010000000e01020012000000b6000000110104000100000000010000150103000100"
+    "00000100000016010480010000000900000017010400010000002d0000001a01050001000000d80000001b01050001000000"
+    "e0000000280103000100000101000000310102000c000000e800a100000000007b227368617065223a205b392c20355d7d00"
+    "00000000000000000000000000000000010000000100000001000000010000007469666666696c652e707900000000000000"
+    "0000000000000201000300020003000101020101000102020202010303000302000202030100000300000001010300020001"
+    "03"))
+    with pytest.raises(DataError, match="holds none that can be decoded"):
+        read_image_file(path)

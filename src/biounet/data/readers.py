@@ -87,9 +87,15 @@ def read_image_file(path: str | Path) -> np.ndarray:
             warnings.simplefilter("ignore")  # on stderr; the pixels come back or a DataError says why not
             check_fits_in_memory(*_declared(path), str(path))
             if path.suffix.lower() in (".tif", ".tiff"):
-                return np.asarray(tifffile.imread(path))
-            with Image.open(path) as img:
-                return np.asarray(img)
+                pixels = np.asarray(tifffile.imread(path))
+            else:
+                with Image.open(path) as img:
+                    pixels = np.asarray(img)
+        if pixels.size == 0:  # tifffile answers a damaged strip with an empty array of the declared rank
+            raise DataError(f"{path} declares {' x '.join(map(str, _declared(path)[0]))} pixels but holds none "
+                            f"that can be decoded (shape {pixels.shape}): it is truncated or corrupted; export it "
+                            f"again")
+        return pixels
     except (DataError, MemoryError):
         raise
     except Image.DecompressionBombError as exc:
