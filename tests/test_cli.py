@@ -94,3 +94,11 @@ def test_a_damaged_tiff_gives_one_line_without_tifffile_log_lines(tmp_path, caps
     assert main(["score", str(good), str(bad)]) == 1
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and err.startswith("biounet score: error:"), err
+
+
+@pytest.mark.parametrize("timeout", ["inf", "1e300", "nan", "0"])
+def test_fetch_refuses_a_timeout_a_socket_cannot_take(tmp_path, capsys, timeout):
+    # found by benchmarks/fuzz.py: --timeout inf reached socket.settimeout, an OverflowError traceback
+    code = main(["fetch", "isbi2012", str(tmp_path / "d"), "--url", "http://127.0.0.1:9/", "--timeout", timeout])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "--timeout must be a positive number" in err, err

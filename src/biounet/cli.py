@@ -320,8 +320,8 @@ def _run_fetch(args: argparse.Namespace) -> int:
     from .fetch import fetch_isbi2012
 
     check_output_dir(args.dir, "DIR")
-    if args.timeout <= 0 or args.timeout != args.timeout:
-        raise ConfigError(f"--timeout must be a positive number of seconds, got {args.timeout}")
+    if not 0 < args.timeout <= 1e6:  # NaN too; an infinite or huge one overflows the socket's timeout
+        raise ConfigError(f"--timeout must be a positive number of seconds (at most 1e6), got {args.timeout}")
     fetch_isbi2012(args.dir, urls=args.url, timeout=args.timeout)
     return 0
 
