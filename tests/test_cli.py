@@ -102,3 +102,10 @@ def test_fetch_refuses_a_timeout_a_socket_cannot_take(tmp_path, capsys, timeout)
     code = main(["fetch", "isbi2012", str(tmp_path / "d"), "--url", "http://127.0.0.1:9/", "--timeout", timeout])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "--timeout must be a positive number" in err, err
+
+
+def test_an_empty_model_path_is_a_clean_error(tmp_path, capsys):
+    # found by benchmarks/fuzz.py: --model '' counted as no --model, so the missing --checkpoint (None) crashed
+    code = main(["evaluate", "--model", "", "--data", str(tmp_path), "--device", "cpu"])
+    err = capsys.readouterr().err.strip()
+    assert code in (1, 2) and len(err.splitlines()) == 1 and err.startswith("biounet evaluate: error:"), err

@@ -202,3 +202,16 @@ def test_score_shape_mismatch_is_one_line(tmp_path, capsys):
     tifffile.imwrite(tmp_path / "membrane.tif", np.zeros((2, 20, 21), np.float32))
     assert main(["score", str(tmp_path / "labels.tif"), str(tmp_path / "membrane.tif"), "--indices", "0,5"]) == 2
     assert "indices" in capsys.readouterr().err
+
+
+def test_score_refuses_an_empty_tiff_stack(tmp_path):
+    # found by benchmarks/fuzz.py: a TIFF that decodes to an empty (0, H, W) array reached np.min
+    import tifffile
+
+    from biounet.errors import DataError
+    from biounet.evaluate import score_files
+
+    path = tmp_path / "empty.tif"
+    tifffile.imwrite(path, np.zeros((0, 4, 4), np.uint8))
+    with pytest.raises(DataError, match="expected a"):
+        score_files(path, path, None, "membrane")

@@ -182,7 +182,7 @@ def check_inference_options(args: argparse.Namespace) -> None:
 
 def _prepare_inference(args):
     check_inference_options(args)
-    if args.model:  # an exported file: the ONNX path imports no PyTorch
+    if args.model is not None:  # an exported file (even --model ''): the ONNX path imports no PyTorch
         from .export import load_exported
 
         if args.precision not in ("auto", "fp32"):

@@ -270,7 +270,7 @@ def _read_score_stack(path: str | Path, what: str) -> np.ndarray:
         raise DataError(f"{path} is not a readable TIFF ({type(exc).__name__}: {str(exc)[:120]})") from None
     if stack.ndim == 2:
         stack = stack[None]
-    if stack.ndim != 3:
+    if stack.ndim != 3 or stack.size == 0:  # empty: a damaged strip tifffile could not decode
         raise DataError(f"{path}: expected a (Z, H, W) stack or one (H, W) image, got shape {stack.shape}")
     return stack
 
