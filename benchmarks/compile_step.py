@@ -15,7 +15,7 @@ import os
 import statistics
 import time
 
-from biounet.bench import _in_fresh_process
+from biounet.bench import in_fresh_process
 
 
 def _time_steps(spec: dict) -> dict:
@@ -24,15 +24,17 @@ def _time_steps(spec: dict) -> dict:
         os.environ["TORCHINDUCTOR_FORCE_DISABLE_CACHES"] = "1"
     import torch
 
-    from biounet.bench import _batches
+    from biounet.bench import synthetic_batches
     from biounet.config import from_dict, load_yaml
     from biounet.device import compiled, grad_scaler, resolve_device, resolve_precision
-    from biounet.engine import build_model, make_optimizer, train_step
+    from biounet.engine import train_step
+    from biounet.model import build_model
+    from biounet.optim import make_optimizer
 
     cfg = from_dict({**load_yaml(config), "compile": compile_}).validate()
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
-    batch = _batches(torch, cfg, cfg.batch_size, 1, cfg.in_channels)
+    batch = synthetic_batches(torch, cfg, cfg.batch_size, 1, cfg.in_channels)
     model = build_model(cfg).to(device)
     optimizer = make_optimizer(model, cfg, device)
     net, scaler = compiled(model, compile_), grad_scaler(device, precision)
@@ -53,7 +55,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6, help="timed steps after the first (default: 6)")
     ap.add_argument("--json", metavar="FILE", help="also write the figures to FILE")
     args = ap.parse_args()
-    result = {mode: _in_fresh_process(_time_steps, {"config": args.config, "compile": flag, "steps": args.steps})
+    result = {mode: in_fresh_process(_time_steps, {"config": args.config, "compile": flag, "steps": args.steps})
               for mode, flag in (("eager", False), ("compiled", True))}
     result["speedup"] = result["eager"]["median_step_s"] / result["compiled"]["median_step_s"]
     for mode in ("eager", "compiled"):

@@ -72,11 +72,11 @@ def install_faults(spec: dict[str, Any]) -> None:
 
     import torch
 
-    from biounet import engine
+    from biounet import runlog
 
     kind = spec.get("kind")
     if spec.get("step_sleep") or kind == "after_step":
-        real_step = engine.Logger.step
+        real_step = runlog.Logger.step
 
         def step(self, step, *args, **kwargs):
             real_step(self, step, *args, **kwargs)
@@ -84,7 +84,7 @@ def install_faults(spec: dict[str, Any]) -> None:
                 _die()
             time.sleep(spec.get("step_sleep", 0.0))
 
-        engine.Logger.step = step
+        runlog.Logger.step = step
 
     if kind == "log_torn":
         count = {"n": 0}
@@ -113,7 +113,7 @@ def install_faults(spec: dict[str, Any]) -> None:
                     return Torn(f)
             return f
 
-        engine.open = torn_open  # the module's global shadows the builtin inside engine only
+        runlog.open = torn_open  # the module's global shadows the builtin inside runlog only
 
     if kind in ("ckpt_partial", "slow_write"):
         real_save, saves = torch.save, {"n": 0}

@@ -16,10 +16,12 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from biounet.bench import _batches
+from biounet.bench import synthetic_batches
 from biounet.config import TrainConfig
 from biounet.device import grad_scaler, memory_format, resolve_device, resolve_precision
-from biounet.engine import build_model, make_optimizer, tile_geometry, train_step
+from biounet.engine import train_step
+from biounet.model import build_model, tile_geometry
+from biounet.optim import make_optimizer
 
 
 def main() -> None:
@@ -35,7 +37,7 @@ def main() -> None:
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     in_t = tile_geometry(cfg)[0]
-    batch = _batches(torch, cfg, args.micro, 1, cfg.in_channels)
+    batch = synthetic_batches(torch, cfg, args.micro, 1, cfg.in_channels)
     model = build_model(cfg).to(device).to(memory_format=memory_format(device, precision))
     optimizer, scaler = make_optimizer(model, cfg, device), grad_scaler(device, precision)
     train_step(model, optimizer, scaler, batch, device, precision, 1)  # warm-up

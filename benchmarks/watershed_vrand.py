@@ -28,7 +28,8 @@ import numpy as np
 from biounet.data.readers import read_dataset
 from biounet.data.split import kfold_split
 from biounet.errors import BiounetError, ConfigError
-from biounet.evaluate import load_predictor, write_json_atomic
+from biounet.checkpoint import load_predictor
+from biounet.fileio import write_json
 from biounet.inference import segment
 from biounet.metrics import THRESHOLDS, thinned_segmentation, truth_segmentation, v_rand_score
 
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'cv mean':>24}  v_rand raw {np.mean(raw):.4f} +- {np.std(raw):.4f}  "
               f"watershed {np.mean(ws):.4f} +- {np.std(ws):.4f}")
         if args.json:
-            write_json_atomic({"min_size": args.min_size, "cores": args.cores, "tta": args.tta, "rows": rows},
+            write_json({"min_size": args.min_size, "cores": args.cores, "tta": args.tta, "rows": rows},
                               args.json)
     except BiounetError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from biounet import checkpoint as ckpt_io
-from biounet.engine import build_model
-from biounet.evaluate import load_model
+from biounet.checkpoint import load_model
+from biounet.model import build_model
 from conftest import load_benchmark, tiny_config
 
 

@@ -100,7 +100,7 @@ def test_bench_derives_its_ratios_from_the_right_measurements(monkeypatch):
             return {"batch_s": 0.4}
         raise AssertionError(name)
 
-    monkeypatch.setattr(bench, "_in_fresh_process", fake)
+    monkeypatch.setattr(bench, "in_fresh_process", fake)
     r = bench.run_bench(bench.BenchConfig(device="cpu", precision="fp32", base_width=4, depth=2, tile_size=60,
                                           batch_size=4, compile=True), log=lambda _: None)
     assert r["compile_speedup_train"] == 2.0 and r["compile_speedup_infer"] == 2.5

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from biounet.engine import Logger
+from biounet.runlog import Logger
 from conftest import load_benchmark, tiny_config
 
 

@@ -4,15 +4,16 @@ import pytest
 import torch
 
 from biounet import checkpoint as ckpt_io
-from biounet import engine
+from biounet import engine, losses, memory, optim
 from biounet.data import AugmentConfig, TileDataset, TileSampler
-from biounet.engine import StepBatches, build_model, train, train_step
+from biounet.engine import StepBatches, train, train_step
+from biounet.model import build_model, tile_geometry
 from biounet.errors import CheckpointError, ConfigError, TrainingDiverged
 from conftest import tiny_config
 
 
 def _batch(isbi_data, cfg, start, count):
-    in_tile, out_tile = engine.tile_geometry(cfg)
+    in_tile, out_tile = tile_geometry(cfg)
     sampler = TileSampler(isbi_data, list(range(24)), in_tile, out_tile, AugmentConfig(), seed=cfg.seed)
     ds = TileDataset(sampler)
     items = [ds[k] for k in range(start, start + count)]
@@ -187,27 +188,27 @@ def test_init_from_skips_the_output_layer_when_classes_differ(isbi_data, tmp_pat
     train(tiny_config(out=str(run), steps=2), data=isbi_data, quiet=True)
     source = torch.load(run / "last.pt", weights_only=True)["model"]
     model = build_model(tiny_config(classes=3))
-    skipped = engine._load_init(model, str(run / "last.pt"))
+    skipped = ckpt_io.load_init(model, str(run / "last.pt"))
     assert skipped == ["head.weight", "head.bias"]
     torch.testing.assert_close(model.state_dict()["inc.0.weight"], source["inc.0.weight"])
     with pytest.raises(CheckpointError, match="does not fit"):
-        engine._load_init(build_model(tiny_config(base_width=8)), str(run / "last.pt"))
+        ckpt_io.load_init(build_model(tiny_config(base_width=8)), str(run / "last.pt"))
 
 
 def test_auto_micro_batch_follows_available_memory(monkeypatch):
     cfg = tiny_config(base_width=64, depth=4, tile_size=572, batch_size=16, micro_batch_size=0)
-    per_sample = engine.activation_bytes_per_sample(cfg, "fp32")
+    per_sample = memory.activation_bytes_per_sample(cfg, "fp32")
     assert 0.5e9 < per_sample < 8e9  # a 572x572 sample at width 64 needs gigabytes of activations
-    monkeypatch.setattr(engine, "available_memory_bytes", lambda d: 100 * 2**30)
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda d: 100 * 2**30)
     # a GPU takes what fits; the CPU stops at CPU_ACTIVATION_CAP (larger micro-batches are no faster there)
-    assert engine.choose_micro_batch(cfg, 16, torch.device("cuda"), "fp32") == 16
-    cpu_micro = engine.choose_micro_batch(cfg, 16, torch.device("cpu"), "fp32")
-    assert 1 <= cpu_micro < 16 and cpu_micro * per_sample <= engine.CPU_ACTIVATION_CAP
+    assert memory.choose_micro_batch(cfg, 16, torch.device("cuda"), "fp32") == 16
+    cpu_micro = memory.choose_micro_batch(cfg, 16, torch.device("cpu"), "fp32")
+    assert 1 <= cpu_micro < 16 and cpu_micro * per_sample <= memory.CPU_ACTIVATION_CAP
     # an explicit budget overrides both
-    assert engine.choose_micro_batch(cfg.replace(memory_gib=200.0), 16, torch.device("cpu"), "fp32") == 16
-    monkeypatch.setattr(engine, "available_memory_bytes", lambda d: int(2.2 * per_sample + 2e9))
-    assert engine.choose_micro_batch(cfg, 16, torch.device("cpu"), "fp32") == 1
-    assert engine.choose_micro_batch(cfg.replace(micro_batch_size=8), 16, torch.device("cpu"), "fp32") == 8
+    assert memory.choose_micro_batch(cfg.replace(memory_gib=200.0), 16, torch.device("cpu"), "fp32") == 16
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda d: int(2.2 * per_sample + 2e9))
+    assert memory.choose_micro_batch(cfg, 16, torch.device("cpu"), "fp32") == 1
+    assert memory.choose_micro_batch(cfg.replace(micro_batch_size=8), 16, torch.device("cpu"), "fp32") == 8
 
 
 def test_resume_after_a_hard_crash_redoes_the_unsaved_steps_once(isbi_data, tmp_path, monkeypatch):
@@ -233,13 +234,13 @@ def test_resume_after_a_hard_crash_redoes_the_unsaved_steps_once(isbi_data, tmp_
 
 def test_learning_rate_schedules():
     cfg = tiny_config(lr=1e-3, steps=100, warmup_steps=10, lr_schedule="cosine")
-    assert engine.lr_at(cfg, 1) == pytest.approx(1e-4) and engine.lr_at(cfg, 10) == pytest.approx(1e-3)
-    assert engine.lr_at(cfg, 11) == pytest.approx(1e-3)
-    assert engine.lr_at(cfg, 56) == pytest.approx(5e-4, rel=0.05)
-    assert engine.lr_at(cfg, 100) < 1e-6
+    assert optim.lr_at(cfg, 1) == pytest.approx(1e-4) and optim.lr_at(cfg, 10) == pytest.approx(1e-3)
+    assert optim.lr_at(cfg, 11) == pytest.approx(1e-3)
+    assert optim.lr_at(cfg, 56) == pytest.approx(5e-4, rel=0.05)
+    assert optim.lr_at(cfg, 100) < 1e-6
     poly = cfg.replace(lr_schedule="poly", warmup_steps=0)
-    assert engine.lr_at(poly, 51) == pytest.approx(5e-4)
-    assert engine.lr_at(cfg.replace(lr_schedule="constant", warmup_steps=0), 77) == 1e-3
+    assert optim.lr_at(poly, 51) == pytest.approx(5e-4)
+    assert optim.lr_at(cfg.replace(lr_schedule="constant", warmup_steps=0), 77) == 1e-3
 
 
 def test_bf16_fast_path_agrees_with_float32(isbi_data):
@@ -272,10 +273,10 @@ def test_soft_dice_loss_is_the_reference_metric():
     target = torch.randint(0, 2, (3, 20, 20), generator=gen)
     probs = logits.softmax(1).numpy()
     want = sum(1 - dice_coeff(probs[i], target[i].numpy()) for i in range(3))
-    assert engine.soft_dice_loss_sum(logits, target).item() == pytest.approx(want, abs=1e-4)
+    assert losses.soft_dice_loss_sum(logits, target).item() == pytest.approx(want, abs=1e-4)
     # a perfect, confident prediction has no loss
     perfect = torch.nn.functional.one_hot(target, 2).permute(0, 3, 1, 2).float() * 50
-    assert engine.soft_dice_loss_sum(perfect, target).item() < 1e-5
+    assert losses.soft_dice_loss_sum(perfect, target).item() < 1e-5
 
 
 def test_compiled_training_matches_eager(isbi_data, tmp_path):

@@ -10,7 +10,8 @@ import pytest
 from biounet.cli import main
 from biounet.data import kfold_split
 from biounet.engine import train
-from biounet.evaluate import evaluate_images, load_predictor
+from biounet.checkpoint import load_predictor
+from biounet.evaluate import evaluate_images
 from biounet.export import ExportError, OnnxPredictor, ProgramPredictor, export_model, load_exported
 from biounet.inference import segment
 from conftest import tiny_config

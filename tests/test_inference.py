@@ -4,7 +4,8 @@ import torch
 
 from biounet.errors import ConfigError
 from biounet.inference import DIHEDRAL, plan_tiles, segment, torch_predictor, transform, untransform
-from biounet.model import UNet, valid_margin
+from biounet.geometry import valid_margin
+from biounet.model import UNet
 
 
 def crop_predictor(margin):

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from biounet.errors import ConfigError
-from biounet.model import UNet, count_parameters, output_size, valid_input_size, valid_sizes_near
+from biounet.geometry import output_size, valid_input_size, valid_sizes_near
+from biounet.model import UNet, count_parameters
 
 
 def test_default_unet_has_the_papers_31_million_parameters():

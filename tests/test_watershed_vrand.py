@@ -56,7 +56,7 @@ def test_too_few_folds_is_a_clear_error(probe, tmp_path, capsys):
 
 def test_cached_probabilities_are_reused_only_for_the_same_checkpoint(probe, isbi_data, tmp_path, monkeypatch):
     from biounet import checkpoint as ckpt_io
-    from biounet.engine import build_model
+    from biounet.model import build_model
     from conftest import tiny_config
 
     cfg = tiny_config(fold=1, padding="same")

@@ -33,7 +33,6 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import ConfigError
-from .fileio import atomic_write_text
 
 GIB = 2**30
 
@@ -143,10 +142,10 @@ def probe_flops(spec: dict) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .engine import _meta_model
+    from .memory import meta_model
 
     cfg = _train_cfg(spec)
-    model = _meta_model(cfg)
+    model = meta_model(cfg)
     out = {}
     for side, key in ((cfg.tile_size, "tile"), (spec["slice_tile"], "slice_tile")):
         x = torch.empty(1, cfg.in_channels, side, side, device="meta")
@@ -160,8 +159,8 @@ def probe_flops(spec: dict) -> dict:
     return out
 
 
-def _batches(torch, cfg, micro: int, count: int, in_channels: int = 1):
-    from .engine import tile_geometry
+def synthetic_batches(torch, cfg, micro: int, count: int, in_channels: int = 1):
+    from .model import tile_geometry
 
     in_t, out_t = tile_geometry(cfg)
     gen = torch.Generator().manual_seed(0)
@@ -177,7 +176,10 @@ def probe_train(spec: dict) -> dict:
     import torch.nn.functional as F
 
     from .device import compiled, memory_format, resolve_compile, resolve_precision
-    from .engine import build_model, choose_micro_batch, make_optimizer, train_step
+    from .engine import train_step
+    from .memory import choose_micro_batch
+    from .model import build_model
+    from .optim import make_optimizer
 
     cfg = _train_cfg(spec)
     if spec["baseline"]:
@@ -191,7 +193,7 @@ def probe_train(spec: dict) -> dict:
         optimizer = make_optimizer(model, cfg, device)
     net = compiled(model, resolve_compile(spec["compile"], device) and not spec["baseline"])
     accum = spec["accum"] or cfg.batch_size // micro
-    batches = _batches(torch, cfg, micro, accum, cfg.in_channels)
+    batches = synthetic_batches(torch, cfg, micro, accum, cfg.in_channels)
     model.train()
     if spec["baseline"]:
         def step():
@@ -218,7 +220,7 @@ def probe_infer(spec: dict) -> dict:
     torch, device = _setup(spec)
 
     from .device import resolve_compile, resolve_precision
-    from .engine import build_model
+    from .model import build_model
     from .inference import segment, torch_predictor
 
     cfg = _train_cfg(spec)
@@ -252,7 +254,7 @@ def probe_augment(spec: dict) -> dict:
     torch, device = _setup(spec)
     from .data import AugmentConfig, SegmentationData, TileSampler, synthetic_em_image
     from .data.readers import mask_to_classes, scale_image
-    from .engine import tile_geometry
+    from .model import tile_geometry
 
     cfg = _train_cfg(spec)
     rng = np.random.default_rng(0)
@@ -270,7 +272,7 @@ def probe_augment(spec: dict) -> dict:
     return {"batch_s": statistics.median(times)}
 
 
-def _in_fresh_process(fn: Callable[[dict], dict], spec: dict) -> dict:
+def in_fresh_process(fn: Callable[[dict], dict], spec: dict) -> dict:
     """Run one probe in a new (spawned) interpreter, so its peak memory is its own."""
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
@@ -284,7 +286,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     import torch
 
     from .device import resolve_compile, resolve_device, resolve_precision
-    from .engine import tile_geometry
+    from .model import tile_geometry
     from .inference import plan_tiles
 
     cfg.validate()
@@ -300,7 +302,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
 
     def probe(label: str, fn, **changes) -> dict:
         t0 = time.perf_counter()
-        out = _in_fresh_process(fn, {**spec, **changes})
+        out = in_fresh_process(fn, {**spec, **changes})
         log(f"  {label}: {time.perf_counter() - t0:.0f} s")
         return out
 
@@ -392,7 +394,3 @@ def format_table(r: dict[str, Any]) -> str:
     lines = [f"| {'measure':<{width}} | value |", f"|{'-' * (width + 2)}|-------|"]
     lines += [f"| {k:<{width}} | {v} |" for k, v in rows]
     return "\n".join(lines)
-
-
-def write_json(r: dict[str, Any], path: str | Path) -> None:
-    atomic_write_text(Path(path), json.dumps(r, indent=2) + "\n")

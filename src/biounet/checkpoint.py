@@ -1,4 +1,5 @@
-"""Checkpoints: atomic writes, rotation, and loading that never runs pickled code.
+"""Checkpoints: atomic writes, rotation, and loading that never runs pickled code; models and
+predictors from checkpoints; the weights to fine-tune from; the config a resumed run continues with.
 
 ``last.pt`` holds the full training state (model, optimizer, scaler, step, generator state);
 ``step_NNNNNNN.pt`` files hold weights only and rotate (the last K are kept). Every checkpoint
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +20,22 @@ import numpy as np
 import torch
 
 from . import __version__
-from .errors import CheckpointError
+from .config import TrainConfig, from_dict
+from .device import resolve_device, resolve_precision
+from .errors import CheckpointError, ConfigError
 from .fileio import atomic_write
+from .inference import Predictor, torch_predictor
+from .model import UNet, build_model
 
 FORMAT_VERSION = 1
 LAST = "last.pt"
 BEST = "best.pt"  # the best validation score, outside the rotation
+
+# Options that may change when a run is resumed: they affect speed and bookkeeping, not the
+# samples, the model or the optimisation.
+RESUMABLE_OVERRIDES = {"steps", "data", "log_every", "checkpoint_every", "keep_checkpoints", "progress",
+                       "device", "threads", "workers", "micro_batch_size", "resume", "val_every", "validation",
+                       "dist_timeout", "memory_gib", "compile", "val_tta"}
 
 
 def environment() -> dict[str, Any]:
@@ -111,3 +123,107 @@ def rotate(run_dir: str | Path, keep: int) -> list[Path]:
     for p in doomed:
         p.unlink(missing_ok=True)
     return doomed
+
+
+@dataclass
+class RunState:
+    """What the training loop carries from step to step, and what its checkpoints save."""
+
+    model: UNet
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    step: int = 0
+    best: float = -1.0  # best validation dice_coeff so far
+    train_digests: tuple[str, ...] = ()  # content fingerprints of the training images (see evaluate)
+
+
+def save_run(run_dir: Path, cfg: TrainConfig, state: RunState, full: bool, rotated: bool) -> None:
+    """Write the rotated ``step_N.pt`` (weights) and/or ``last.pt`` (the full training state) of ``state``."""
+    model_state = {k: v.detach().cpu() for k, v in state.model.state_dict().items()}
+    if rotated:
+        atomic_save(payload(cfg.to_saved(), state.step, model_state, train_digests=state.train_digests),
+                            run_dir / step_name(state.step))
+        rotate(run_dir, cfg.keep_checkpoints)
+    if full:
+        training = {"optimizer": state.optimizer.state_dict(), "scaler": state.scaler.state_dict(),
+                    "torch_rng": torch.get_rng_state(), "best": state.best}
+        atomic_save(payload(cfg.to_saved(), state.step, model_state, training, state.train_digests),
+                            run_dir / LAST)
+
+
+# --- loading models, fine-tuning, resuming ----------------------------------------------------
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run folder means its best checkpoint (else last.pt); a file means itself."""
+    path = Path(path)
+    if path.is_dir():
+        for name in (BEST, LAST):
+            if (path / name).is_file():
+                return path / name
+        raise CheckpointError(f"{path} holds neither {BEST} nor {LAST}; pass a run folder or a .pt file")
+    return path
+
+
+def load_model(path: str | Path, device: str = "auto") -> tuple[UNet, TrainConfig, dict[str, Any]]:
+    """(model in eval mode, its TrainConfig, the checkpoint dict) from a checkpoint or run folder."""
+    ckpt = load(resolve_checkpoint(path))
+    cfg = from_dict(ckpt["config"], source=ckpt["path"])
+    model = build_model(cfg)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{ckpt['path']}: its weights do not fit its own config ({str(exc)[:200]})") from None
+    return model.to(resolve_device(device)).eval(), cfg, ckpt
+
+
+def load_predictor(path: str | Path, device: str = "auto", precision: str = "auto") -> tuple[Predictor, TrainConfig, dict[str, Any]]:
+    """(predictor, TrainConfig, checkpoint) for a checkpoint or run folder, under ``precision``."""
+    model, cfg, ckpt = load_model(path, device)
+    dev = resolve_device(device)
+    return torch_predictor(model, dev, resolve_precision(precision, dev)), cfg, ckpt
+
+
+def load_init(model: UNet, path: str) -> list[str]:
+    """Copy weights from a checkpoint for fine-tuning; skips the output layer if classes differ."""
+    ckpt = load(path)
+    state = ckpt["model"]
+    own = model.state_dict()
+    skipped = []
+    for key in list(state):
+        if key.startswith("head.") and key in own and state[key].shape != own[key].shape:
+            skipped.append(key)
+            del state[key]
+    mismatched = [k for k in state if k in own and state[k].shape != own[k].shape]
+    missing = [k for k in own if k not in state and k not in skipped]
+    if mismatched or missing or set(state) - set(own):
+        src = ckpt.get("config", {})
+        raise CheckpointError(
+            f"--init-from {path}: its network (base_width={src.get('base_width')}, depth={src.get('depth')}, "
+            f"in_channels={src.get('in_channels')}, batch_norm={src.get('batch_norm')}) does not fit this one; "
+            f"set the same architecture options (only --classes may differ)")
+    model.load_state_dict(state, strict=False)
+    return skipped
+
+
+def resume_config(cfg: TrainConfig, explicit: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
+    """The config a resumed run continues with: the checkpoint's, plus allowed explicit changes."""
+    ckpt = load(cfg.resume)
+    if "training_state" not in ckpt:
+        raise CheckpointError(f"{ckpt['path']} holds weights only; resume from the run folder or its "
+                              f"{LAST} (or use --init-from to fine-tune from these weights)")
+    saved = from_dict(ckpt["config"], source=ckpt["path"])
+    changed = {k: v for k, v in explicit.items() if getattr(saved, k) != v}
+    refused = sorted(set(changed) - RESUMABLE_OVERRIDES - {"out"})
+    if refused:
+        raise ConfigError(
+            f"--resume continues a run with its own settings; these differ from it: "
+            f"{', '.join(f'{k}={changed[k]!r} (run: {getattr(saved, k)!r})' for k in refused)}. "
+            f"Drop them, or start a new run with --init-from {ckpt['path']}")
+    run_dir = Path(ckpt["path"]).parent
+    if "out" in changed and Path(changed["out"]).resolve() != run_dir.resolve():
+        raise ConfigError(f"--out {changed['out']} differs from the resumed run's folder {run_dir}; a resumed "
+                          f"run continues in its own folder")
+    kept = {k: v for k, v in changed.items() if k not in ("out", "resume")}
+    resumed = saved.replace(**kept, out=str(run_dir), resume=cfg.resume)
+    return resumed.validate(), ckpt

@@ -17,9 +17,8 @@ import numpy as np
 from . import checkpoint as ckpt_io
 from .config import TrainConfig
 from .errors import ConfigError
-from .fileio import atomic_write_text
-
-METRICS = ("dice_coeff", "dice_coeff_388", "pixel_error", "pixel_mismatch", "v_rand", "v_info")
+from .fileio import atomic_write_text, write_json
+from .metrics import REPORTED_METRICS as METRICS
 
 
 def parse_folds(text: str, folds: int) -> list[str]:
@@ -34,8 +33,9 @@ def run_cv(cfg: TrainConfig, explicit: dict[str, Any], fold_list: list[str], out
            log=print) -> dict[str, Any]:
     """Train (or resume) and evaluate every fold of ``fold_list``; writes cv.json and cv.md."""
     from .data import kfold_split, read_dataset
+    from .checkpoint import load_predictor
     from .engine import train
-    from .evaluate import evaluate_images, load_predictor, write_json_atomic
+    from .evaluate import evaluate_images
     from .inference import describe_predictor
 
     if not cfg.data:
@@ -66,7 +66,7 @@ def run_cv(cfg: TrainConfig, explicit: dict[str, Any], fold_list: list[str], out
         report = evaluate_images(predictor, data, val, run_cfg.depth, run_cfg.padding, tta=cfg.val_tta)
         report.update(fold=fold, step=ckpt["step"], checkpoint=ckpt["path"], tta=cfg.val_tta,
                       **describe_predictor(predictor))
-        write_json_atomic(report, run / "evaluation.json")
+        write_json(report, run / "evaluation.json")
         reports[fold] = report
         log(f"fold {fold}: " + "  ".join(f"{k} {report[k]:.4f}" for k in METRICS if k in report))
     summary = {"folds": reports, "tta": cfg.val_tta, "mean": {}, "std": {},
@@ -76,7 +76,7 @@ def run_cv(cfg: TrainConfig, explicit: dict[str, Any], fold_list: list[str], out
         if values:
             summary["mean"][key] = float(np.mean(values))
             summary["std"][key] = float(np.std(values))
-    write_json_atomic(summary, out / "cv.json")
+    write_json(summary, out / "cv.json")
     atomic_write_text(out / "cv.md", cv_table(summary))
     log(f"wrote {out / 'cv.json'} and {out / 'cv.md'}")
     return summary

@@ -26,7 +26,7 @@ import numpy as np
 from .config import TrainConfig, from_dict
 from .errors import BiounetError, ConfigError
 from .fileio import atomic_write
-from .geometry import _output_or_none, valid_margin
+from .geometry import output_or_none, valid_margin
 
 EXPORT_FORMAT = 1
 METADATA_KEY = "biounet"
@@ -44,7 +44,7 @@ def size_rule(depth: int, padding: str) -> tuple[int, int, int]:
     step = 2**depth
     if padding == "same":
         return step, 0, step
-    smallest = next(s for s in range(1, 64 * step) if _output_or_none(s, depth))
+    smallest = next(s for s in range(1, 64 * step) if output_or_none(s, depth))
     return step, smallest % step, smallest
 
 
@@ -86,7 +86,7 @@ def _exported_program(model, cfg: TrainConfig):
 
 def export_model(checkpoint: str | Path, fmt: str, out: str | Path, opset: int = 18) -> Path:
     """Export ``checkpoint`` (a .pt file or run folder) as ``fmt`` to ``out``, atomically."""
-    from .evaluate import load_model
+    from .checkpoint import load_model
 
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from .errors import ConfigError
 
@@ -87,6 +88,13 @@ def remove_stale_temporaries(path: str | Path) -> list[Path]:
         except OSError:
             pass
     return removed
+
+
+def write_json(obj: Any, path: str | Path) -> Path:
+    """The one JSON writer: ``obj`` indented by 2 with a final newline, written atomically (folders made)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -13,7 +13,8 @@ Padding = Literal["valid", "same"]
 CONV_LOSS = 4  # pixels lost per double 3x3 convolution without padding (2 per conv)
 
 
-def _output_or_none(size: int, depth: int) -> int | None:
+def output_or_none(size: int, depth: int) -> int | None:
+    """Output side of the valid-padding U-Net for an input side, or None when that side does not fit."""
     s = size
     for _ in range(depth):
         s -= CONV_LOSS
@@ -30,10 +31,10 @@ def _output_or_none(size: int, depth: int) -> int | None:
 
 def valid_sizes_near(size: int, depth: int = 4, count: int = 2) -> list[int]:
     """The valid (unpadded) input sizes nearest to ``size``: at most ``count`` below and above."""
-    below = [s for s in range(size - 1, 0, -1) if _output_or_none(s, depth)][:count]
+    below = [s for s in range(size - 1, 0, -1) if output_or_none(s, depth)][:count]
     above, s = [], size + 1
     while len(above) < count:
-        if _output_or_none(s, depth):
+        if output_or_none(s, depth):
             above.append(s)
         s += 1
     return sorted(below) + above
@@ -41,7 +42,7 @@ def valid_sizes_near(size: int, depth: int = 4, count: int = 2) -> list[int]:
 
 def output_size(input_size: int, depth: int = 4) -> int:
     """Output side length of the valid-padding U-Net for an input side length (572 -> 388)."""
-    out = _output_or_none(input_size, depth)
+    out = output_or_none(input_size, depth)
     if out is None:
         near = valid_sizes_near(input_size, depth)
         raise ConfigError(
@@ -57,7 +58,8 @@ def valid_margin(depth: int = 4) -> int:
     return 6 * 2**depth - 4
 
 
-def _valid_out(out_size: int, depth: int) -> bool:
+def is_valid_output(out_size: int, depth: int) -> bool:
+    """Whether a valid-padding U-Net of ``depth`` can produce an output side of ``out_size``."""
     s = out_size
     for _ in range(depth):
         s += CONV_LOSS
@@ -74,10 +76,10 @@ def valid_input_size(out_size: int, depth: int = 4, exact: bool = True) -> int:
     """
     if out_size < 1:
         raise ConfigError(f"output size must be positive, got {out_size}")
-    if not _valid_out(out_size, depth):
-        above = next(o for o in range(out_size + 1, out_size + 2 ** (depth + 2)) if _valid_out(o, depth))
+    if not is_valid_output(out_size, depth):
+        above = next(o for o in range(out_size + 1, out_size + 2 ** (depth + 2)) if is_valid_output(o, depth))
         if exact:
-            below = [o for o in range(out_size - 1, 0, -1) if _valid_out(o, depth)][:1]
+            below = [o for o in range(out_size - 1, 0, -1) if is_valid_output(o, depth)][:1]
             raise ConfigError(
                 f"output size {out_size} cannot be produced by an unpadded U-Net of depth "
                 f"{depth}; nearest valid output sizes: {', '.join(map(str, below + [above]))}"

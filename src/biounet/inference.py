@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import ConfigError
-from .geometry import _valid_out, output_size, valid_margin
+from .geometry import is_valid_output, output_size, valid_margin
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 MAX_TILE = 1024  # largest input tile side chosen automatically (memory grows with its area)
@@ -41,7 +41,7 @@ def _best_valid_side(size: int, depth: int, max_tile: int) -> int:
     for out in range(1, max(size, 1) + 2**depth + 1):
         if out + 2 * m > max_tile and best is not None:
             break
-        if not _valid_out(out, depth):
+        if not is_valid_output(out, depth):
             continue
         cost = math.ceil(size / out) * (out + 2 * m)
         if cost < best_cost:

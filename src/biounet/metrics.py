@@ -14,6 +14,17 @@ from .errors import ConfigError
 
 REFERENCE_SIZE = 388  # the reference scores images resized to its network's output size
 
+# The reported metrics, declared once: the order in which reports, tables and logs list them.
+# Per image at full resolution (averaged over the images):
+IMAGE_METRICS = ("dice_coeff", "dice_coeff_388", "pixel_mismatch")
+# The ISBI 2012 challenge's measures of a stack (two classes only), each at its best threshold:
+CHALLENGE_METRICS = ("pixel_error", "v_rand", "v_info")
+REPORTED_METRICS = ("dice_coeff", "dice_coeff_388", "pixel_error", "pixel_mismatch", "v_rand", "v_info")
+# What a validation line shows, and what the validation panel of loss.png plots (higher is better):
+VALIDATION_SHOWN = tuple(k for k in REPORTED_METRICS if k != "pixel_mismatch")
+CURVE_METRICS = ("dice_coeff", "v_rand", "v_info")
+assert set(REPORTED_METRICS) == set(IMAGE_METRICS) | set(CHALLENGE_METRICS)
+
 
 def _check(probs: np.ndarray, mask: np.ndarray) -> None:
     if probs.ndim != 3 or mask.shape != probs.shape[1:]:
@@ -365,7 +376,7 @@ def challenge_scores(cell_probs: list[np.ndarray], masks: list[np.ndarray],
         rows["v_rand"].append([v_rand_score(t, s) for t, s in zip(true_segs, segs)])
         rows["v_info"].append([v_info_score(t, s) for t, s in zip(true_segs, segs)])
     out: dict = {"thresholds": [round(t, 12) for t in thresholds]}
-    for key, name in (("pixel", "pixel_error"), ("v_rand", "v_rand"), ("v_info", "v_info")):
+    for key, name in zip(("pixel", "v_rand", "v_info"), CHALLENGE_METRICS):
         means = pixel_micro if key == "pixel" else [float(sum(row) / len(row)) for row in rows[key]]
         best, k = _best(means, thresholds)
         if key == "pixel":

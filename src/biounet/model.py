@@ -6,7 +6,8 @@ the channels, the skip connection is cropped (``padding="valid"``) and concatena
 convolutions follow. A 1x1 convolution maps to class scores.
 
 With the defaults (valid padding, depth 4) a 572x572 input gives a 388x388 output;
-:func:`valid_input_size` and :func:`output_size` convert between the two.
+:func:`biounet.geometry.valid_input_size` and :func:`biounet.geometry.output_size` convert between
+the two. :func:`build_model` makes the network a :class:`TrainConfig` describes.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import TrainConfig
 from .errors import ConfigError
-from .geometry import (CONV_LOSS, Padding, _valid_out, check_input_size, output_size, valid_input_size,  # noqa: F401
-                       valid_margin, valid_sizes_near)
+from .geometry import Padding, check_input_size, output_size, valid_margin
 
 
 class DoubleConv(nn.Sequential):
@@ -124,13 +125,6 @@ class UNet(nn.Module):
             x = up(x, skips.pop())
         return self.head(x)
 
-    def output_shape(self, height: int, width: int) -> tuple[int, int]:
-        """Spatial size of the output for an input of (height, width)."""
-        if self.padding == "same":
-            check_input_size((height, width), self.depth, "same")
-            return height, width
-        return output_size(height, self.depth), output_size(width, self.depth)
-
     @property
     def margin(self) -> int:
         """Pixels of context lost on each side (0 for same padding; 92 for the default)."""
@@ -140,3 +134,21 @@ class UNet(nn.Module):
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def build_model(cfg: TrainConfig) -> UNet:
+    """The U-Net described by ``cfg``, its weights drawn from a generator seeded by ``cfg.seed``."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    return UNet(in_channels=cfg.in_channels, num_classes=cfg.classes, base_width=cfg.base_width,
+                depth=cfg.depth, padding=cfg.padding, batch_norm=cfg.batch_norm, generator=gen)
+
+
+def tile_geometry(cfg: TrainConfig) -> tuple[int, int]:
+    """(input tile, output tile) side lengths; a clear error for a tile the network cannot take."""
+    if cfg.padding == "valid":
+        try:
+            return cfg.tile_size, output_size(cfg.tile_size, cfg.depth)
+        except ConfigError as exc:
+            raise ConfigError(f"--tile-size: {exc}") from None
+    check_input_size((cfg.tile_size, cfg.tile_size), cfg.depth, "same")
+    return cfg.tile_size, cfg.tile_size

@@ -137,7 +137,8 @@ def forget_notices() -> None:
     _SAID.clear()
 
 
-def _channels_last(pixels: np.ndarray) -> bool:
+def is_channels_last(pixels: np.ndarray) -> bool:
+    """The one rule for "is this (H, W, C) colour?": 2-4 trailing channels and a first side not 2-4."""
     return pixels.ndim == 3 and pixels.shape[-1] in (2, 3, 4) and pixels.shape[0] not in (2, 3, 4)
 
 
@@ -152,13 +153,13 @@ def check_finite(pixels: np.ndarray, name: str) -> None:
 
 def scale_image(pixels: np.ndarray, in_channels: int, name: str = "image") -> np.ndarray:
     """(H, W) or (H, W, C) pixels -> (C, H, W) float32 in [-1, 1]; an opaque alpha channel is dropped."""
-    if _channels_last(pixels) and pixels.shape[-1] in (2, 4):
+    if is_channels_last(pixels) and pixels.shape[-1] in (2, 4):
         pixels = _drop_opaque_alpha(pixels, name)
         if pixels.shape[-1] == 1:  # grey + alpha
             pixels = pixels[..., 0]
     if pixels.ndim == 2:
         pixels = pixels[None]
-    elif _channels_last(pixels):
+    elif is_channels_last(pixels):
         pixels = np.moveaxis(pixels, -1, 0)
     else:
         raise DataError(f"{name} has shape {pixels.shape}; expected (H, W) grey or (H, W, 3) RGB")

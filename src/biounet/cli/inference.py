@@ -1,0 +1,134 @@
+"""``biounet evaluate`` and ``predict``: a checkpoint or an exported model, run overlap-tile."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ..config import TrainConfig
+from ..errors import ConfigError
+from ..fileio import check_output_dir, check_output_file, write_json
+from ..metrics import REPORTED_METRICS
+from .checks import check_inference_options, checked_fold
+
+COMMANDS = ("evaluate", "predict")
+
+
+def add_arguments(sub: argparse._SubParsersAction) -> None:
+    ev = sub.add_parser("evaluate", help="segment a fold's validation images and score them",
+                        description="Segment the held-out images of a fold at full resolution (overlap-tile) "
+                                    "and write the metrics report.")
+    _model_options(ev)
+    ev.add_argument("--data", required=True, help="the ISBI 2012 folder or a folder of image/mask pairs")
+    ev.add_argument("--fold", default=None, help="fold to score (default: the one the checkpoint held out)")
+    ev.add_argument("--json", metavar="FILE", help="write the report here (default: print only)")
+    ev.add_argument("--allow-train-slices", action="store_true",
+                    help="score even images the checkpoint was trained on")
+    _inference_options(ev)
+    pr = sub.add_parser("predict", help="segment images with a trained model",
+                        description="Segment images at full resolution. Writes per input <stem>_membrane.tif "
+                                    "(float32 (Z, H, W) membrane probability; <stem>_probs.tif (Z, C, H, W) for "
+                                    "more classes) and <stem>_mask.tif (hard mask: 255 = cell, 0 = membrane).")
+    pr.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, multi-page TIFF, or folder")
+    _model_options(pr)
+    pr.add_argument("--out", required=True, help="output folder")
+    pr.add_argument("--labels", action="store_true", help="also write <stem>_labels.tif: uint32 cell instances")
+    pr.add_argument("--overlay", action="store_true", help="also write PNGs of the image with predicted membranes")
+    _inference_options(pr)
+
+
+def run(args: argparse.Namespace) -> int:
+    return _run_evaluate(args) if args.command == "evaluate" else _run_predict(args)
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--checkpoint", metavar="CKPT_OR_RUN_DIR",
+                       help="checkpoint file, or a run folder (its best.pt, else last.pt)")
+    group.add_argument("--model", metavar="FILE", help="a file written by `biounet export`: .onnx (run by "
+                       "onnxruntime, no PyTorch needed) or .pt2")
+
+
+def _inference_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
+                   help="autocast precision (default: auto, as training)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--tta", action="store_true", help="average the 8 flips/rotations (8x the compute)")
+    p.add_argument("--tile", type=int, default=None,
+                   help="input tile side (default: the geometry that wastes least compute)")
+    p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default: 4)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: one per core)")
+
+
+def progress_bar(total: int, unit: str) -> Any:
+    """A tqdm bar with an ETA on a terminal; None (quiet) when output goes to a log."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, dynamic_ncols=True, leave=False)
+
+
+def _prepare_inference(args: argparse.Namespace) -> tuple[Any, TrainConfig, dict[str, Any]]:
+    check_inference_options(args)
+    if args.model is not None:  # an exported file (even --model ''): the ONNX path imports no PyTorch
+        from ..export import load_exported
+
+        if args.precision not in ("auto", "fp32"):
+            raise ConfigError(f"--precision {args.precision}: an exported model runs in float32; drop --precision")
+        return load_exported(args.model, args.device, args.threads)
+    from ..device import set_threads
+    from ..checkpoint import load_predictor
+
+    set_threads(args.threads)
+    return load_predictor(args.checkpoint, args.device, args.precision)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from ..data import kfold_split, read_dataset
+    from ..evaluate import check_not_training_slices, evaluate_images
+    from ..inference import describe_predictor
+
+    if args.json:
+        check_output_file(args.json, "--json")
+    predictor, cfg, ckpt = _prepare_inference(args)
+    fold = checked_fold(args.fold if args.fold is not None else cfg.fold, cfg.folds)
+    data = read_dataset(args.data, cfg.classes, cfg.in_channels, cfg.ignore_value, cfg.mask_threshold)
+    _, val = kfold_split(len(data), fold, cfg.folds)
+    if not args.allow_train_slices:
+        check_not_training_slices(ckpt, cfg, data, args.data, val)
+    print(f"evaluating {ckpt['path']} (step {ckpt['step']}) on fold {fold}: {len(val)} images", flush=True)
+    bar = progress_bar(len(val), "image")
+    try:
+        report = evaluate_images(predictor, data, val, cfg.depth, cfg.padding, args.tile, args.batch_size, args.tta,
+                                 progress=(lambda n: bar.update(n - bar.n)) if bar else None)
+    finally:
+        if bar:
+            bar.close()
+    report.update(checkpoint=ckpt["path"], step=ckpt["step"], fold=fold, tta=args.tta, **describe_predictor(predictor))
+    for key in REPORTED_METRICS:
+        if key in report:
+            print(f"{key:15s} {report[key]:.4f}")
+    if "thresholds" in report:
+        print("thresholds     ", ", ".join(f"{k} {v}" for k, v in report["thresholds"].items()))
+    if args.json:
+        write_json(report, args.json)
+        print(f"report written to {args.json}")
+    return 0
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from ..predict import list_inputs, predict_files
+
+    check_output_dir(args.out, "--out")
+    files = list_inputs(args.inputs)
+    predictor, cfg, _ = _prepare_inference(args)
+    bar = progress_bar(0, "slice")
+    try:
+        predict_files(files, predictor, cfg, args.out, args.tile, args.batch_size, args.tta, args.labels,
+                      args.overlay, log=bar.write if bar else print, progress=bar.update if bar else None)
+    finally:
+        if bar:
+            bar.close()
+    return 0

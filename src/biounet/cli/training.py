@@ -1,0 +1,85 @@
+"""``biounet train``, ``demo`` and ``cv``: every training option is a :class:`TrainConfig` field."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..config import TrainConfig, add_config_arguments, resolve
+from ..errors import ConfigError
+from ..fileio import check_output_dir
+
+COMMANDS = ("train", "demo", "cv")
+# The embedded demo: a small U-Net (same architecture, width 16) on synthetic EM-like images,
+# sized to finish in a couple of minutes on two CPU cores.
+DEMO_PRESET = TrainConfig(
+    fold="1", base_width=16, tile_size=252, batch_size=4, steps=100, lr=1e-3, log_every=10,
+    checkpoint_every=50, keep_checkpoints=3, name="demo",
+)
+DEMO_IMAGES, DEMO_SIZE = 12, 256
+
+
+def _train_parser(sub: argparse._SubParsersAction, name: str, defaults: TrainConfig, help_text: str,
+                  description: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help_text, description=description)
+    add_config_arguments(p, defaults)
+    return p
+
+
+def add_arguments(sub: argparse._SubParsersAction) -> None:
+    _train_parser(sub, "train", TrainConfig(), "train a U-Net",
+                  "Train a U-Net on the ISBI 2012 data or a folder of image/mask pairs. Options come "
+                  "from the defaults below, then --config FILE, then the flags given.")
+    _train_parser(sub, "demo", DEMO_PRESET, "train a small U-Net on synthetic EM-like images (offline)",
+                  "Generate synthetic EM-like images with exact membrane labels into OUT/synthetic and "
+                  "train a small U-Net on them; takes a few minutes on 2 CPU cores. Every train option "
+                  "applies.")
+    cv = sub.add_parser("cv", help="cross-validation: train and evaluate the folds in turn",
+                        description="Train and evaluate the folds in turn (each in OUT/fold-K, resumable), "
+                                    "then write OUT/cv.json and OUT/cv.md. Every train option applies.")
+    add_config_arguments(cv, TrainConfig(), skip=("fold", "folds"))
+    cv.add_argument("--folds", dest="fold_list", default="0,1,2,3,4", metavar="LIST",
+                    help="comma-separated folds to run (default: 0,1,2,3,4; the number of folds is the "
+                         "config key `folds`, default 5)")
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"train": _run_train, "demo": _run_demo, "cv": _run_cv}[args.command](args)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from ..engine import train
+
+    cfg, explicit = resolve(args, TrainConfig())
+    train(cfg, explicit)
+    return 0
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from ..data import write_synthetic_dataset
+    from ..engine import check_new_run_dir, train
+
+    cfg, explicit = resolve(args, DEMO_PRESET)
+    if not cfg.resume:
+        out = Path(cfg.out) if cfg.out else Path("runs") / (cfg.name or "demo")
+        check_new_run_dir(out)  # before the synthetic images are written into it
+        if not cfg.data:
+            print(f"writing {DEMO_IMAGES} synthetic EM-like images to {out / 'synthetic'}", flush=True)
+            write_synthetic_dataset(out / "synthetic", DEMO_IMAGES, DEMO_SIZE, seed=cfg.seed)
+            cfg = cfg.replace(data=str(out / "synthetic"))
+        cfg = cfg.replace(out=str(out))
+    train(cfg, explicit)
+    return 0
+
+
+def _run_cv(args: argparse.Namespace) -> int:
+    from ..crossval import parse_folds, run_cv
+
+    fold_list = args.fold_list
+    del args.fold_list
+    cfg, explicit = resolve(args, TrainConfig())
+    if not cfg.out:
+        raise ConfigError("--out is required: the folder that receives fold-K/ runs, cv.json and cv.md")
+    check_output_dir(cfg.out, "--out")
+    run_cv(cfg.validate(), explicit, parse_folds(fold_list, cfg.folds), cfg.out)
+    return 0

@@ -1,0 +1,128 @@
+"""Write predictions: segment image files and stacks into membrane probabilities, masks, cell
+instances and overlays, each written atomically. No PyTorch: the predictor may be an exported model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .config import TrainConfig
+from .data.readers import IMAGE_SUFFIXES, is_channels_last, read_image_file, scale_image
+from .errors import ConfigError, DataError
+from .fileio import atomic_write
+from .inference import Predictor, segment
+
+
+def list_inputs(inputs: list[str]) -> list[Path]:
+    """Files to segment: each input is an image file, a multi-page TIFF, or a folder of them.
+
+    Outputs are named after the input's stem, so two inputs of one stem (``a/x.png b/x.png``,
+    ``x.png x.tif``) are refused rather than one overwriting the other's outputs; a file given
+    twice is segmented once.
+    """
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise DataError(f"folder {p} holds no PNG or TIFF images")
+            files.extend(found)
+        elif p.is_file():
+            if p.suffix.lower() not in IMAGE_SUFFIXES:
+                raise DataError(f"{p} is not a PNG or TIFF image")
+            files.append(p)
+        else:
+            raise DataError(f"input {p} does not exist")
+    unique: dict[Path, Path] = {}
+    stems: dict[str, Path] = {}
+    for f in files:
+        key = f.resolve()
+        if key in unique:
+            continue
+        if f.stem in stems:
+            raise ConfigError(f"inputs {stems[f.stem]} and {f} would both write {f.stem}_*.tif into the output "
+                              f"folder; segment them into separate --out folders, or rename one")
+        unique[key], stems[f.stem] = f, f
+    return list(unique.values())
+
+
+def read_stack(path: Path, in_channels: int) -> np.ndarray:
+    """(Z, C, H, W) float32 in [-1, 1] from an image file or a multi-page TIFF."""
+    pixels = read_image_file(path)
+    if pixels.ndim not in (2, 3, 4):
+        raise DataError(f"{path} holds an array of shape {pixels.shape}; expected an image (H, W) or (H, W, C), "
+                        f"or a stack of them (Z, H, W)")
+    is_tiff = path.suffix.lower() in (".tif", ".tiff")
+    colour = is_channels_last(pixels) and pixels.shape[0] > 4  # a (Z, H, W) stack of up to 4 slices is not colour
+    single = not is_tiff or pixels.ndim == 2 or colour  # a PNG is one image; a TIFF may be a stack
+    slices = [pixels] if single else list(pixels)
+    return np.stack([scale_image(s, in_channels, f"{path.name} slice {z}") for z, s in enumerate(slices)])
+
+
+def overlay(image: np.ndarray, membrane: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8: the grey image with predicted membrane (probability > 0.5) in colour."""
+    grey = ((image[0] + 1) * 127.5).clip(0, 255).astype(np.uint8)
+    rgb = np.stack([grey] * 3, -1).astype(np.float32)
+    on = membrane > 0.5
+    rgb[on] = 0.45 * rgb[on] + 0.55 * np.array([255, 40, 160], np.float32)
+    return rgb.astype(np.uint8)
+
+
+def instance_labels(cell_prob: np.ndarray) -> np.ndarray:
+    """uint32 cell instances: a watershed of the cell probability from its confident cores."""
+    from scipy import ndimage
+    from skimage.segmentation import watershed
+
+    cells = cell_prob > 0.5
+    cores, _ = ndimage.label(cell_prob > 0.9)
+    labels = watershed(-cell_prob, cores, mask=cells)
+    return labels.astype(np.uint32)
+
+
+def predict_files(files: list[Path], predictor: Predictor, cfg: TrainConfig, out_dir: str | Path,
+                  tile: int | None = None, batch_size: int = 4, tta: bool = False, labels: bool = False,
+                  overlays: bool = False, log=print, progress: Callable[[int], None] | None = None) -> list[Path]:
+    """Segment every file and write the outputs (atomically); returns the paths written."""
+    import tifffile
+    from PIL import Image
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for f in files:
+        stack = read_stack(f, cfg.in_channels)
+        slices = []
+        for img in stack:
+            slices.append(segment(img, predictor, cfg.depth, cfg.padding, tile, batch_size, tta))
+            if progress:
+                progress(1)
+        probs = np.stack(slices)
+        outputs: dict[Path, Callable[[Path], None]] = {}
+        if probs.shape[1] == 2:
+            membrane = probs[:, 0]
+            outputs[out_dir / f"{f.stem}_membrane.tif"] = lambda p, a=membrane: tifffile.imwrite(
+                p, a.astype(np.float32), photometric="minisblack")
+        else:
+            outputs[out_dir / f"{f.stem}_probs.tif"] = lambda p, a=probs: tifffile.imwrite(
+                p, a.astype(np.float32), photometric="minisblack")
+        # two classes: the labels' convention (255 = cell, 0 = membrane), cut where membrane > 0.5
+        hard = np.where(probs[:, 0] > 0.5, 0, 255) if probs.shape[1] == 2 else probs.argmax(1)
+        outputs[out_dir / f"{f.stem}_mask.tif"] = lambda p, a=hard.astype(np.uint8): tifffile.imwrite(
+            p, a, photometric="minisblack")
+        if labels and probs.shape[1] == 2:
+            inst = np.stack([instance_labels(p[1]) for p in probs])
+            outputs[out_dir / f"{f.stem}_labels.tif"] = lambda p, a=inst: tifffile.imwrite(
+                p, a, photometric="minisblack")
+        if overlays and probs.shape[1] == 2:
+            for z, (img, pr) in enumerate(zip(stack, probs)):
+                name = f"{f.stem}_overlay.png" if len(stack) == 1 else f"{f.stem}_overlay_{z:03d}.png"
+                outputs[out_dir / name] = lambda p, a=overlay(img, pr[0]): Image.fromarray(a).save(p, format="PNG")
+        for path, write in outputs.items():
+            atomic_write(path, write)
+            written.append(path)
+        log(f"{f}: {len(stack)} slice(s) -> {', '.join(p.name for p in outputs if 'overlay' not in p.name)}")
+    return written
