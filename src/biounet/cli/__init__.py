@@ -90,15 +90,3 @@ def _one_line(exc: BaseException) -> str:
         text = ("out of memory: the input or the chosen sizes need more memory than this machine has; use "
                 "smaller images, a smaller --batch-size or --tile, or a machine with more memory")
     return " ".join(text.split())
-
-
-def _one_line(exc: BaseException) -> str:
-    """The user's message for an expected error, on one line."""
-    if isinstance(exc, BiounetError):
-        text = str(exc)
-    elif isinstance(exc, OSError):
-        text = describe_os_error(exc)
-    else:  # MemoryError
-        text = ("out of memory: the input or the chosen sizes need more memory than this machine has; use "
-                "smaller images, a smaller --batch-size or --tile, or a machine with more memory")
-    return " ".join(text.split())
