@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from biounet.data import kfold_split, read_dataset
 from biounet.checkpoint import load_predictor
+from biounet.data import kfold_split, read_dataset
 from biounet.evaluate import evaluate_images
 from biounet.export import export_model, load_exported
 from biounet.inference import segment

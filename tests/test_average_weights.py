@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+from conftest import load_benchmark, tiny_config
 
 from biounet import checkpoint as ckpt_io
 from biounet.checkpoint import load_model
 from biounet.model import build_model
-from conftest import load_benchmark, tiny_config
 
 
 @pytest.fixture(scope="module")

@@ -110,8 +110,8 @@ def test_every_option_change_bumps_the_schema_version():
 
 
 def test_saved_config_round_trips_with_its_version(tmp_path):
-    from biounet.config import CONFIG_VERSION, VERSION_KEY, WRITER_KEY, save_yaml
     from biounet import __version__
+    from biounet.config import CONFIG_VERSION, VERSION_KEY, WRITER_KEY, save_yaml
 
     cfg = TrainConfig(steps=7, mask_threshold=100.0)
     save_yaml(cfg, tmp_path / "config.yaml")

@@ -3,9 +3,9 @@
 import json
 
 import pytest
+from conftest import load_benchmark, tiny_config
 
 from biounet.runlog import Logger
-from conftest import load_benchmark, tiny_config
 
 
 @pytest.fixture(scope="module")

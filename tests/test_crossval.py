@@ -92,8 +92,8 @@ def test_cv_trains_evaluates_and_keeps_finished_folds(isbi_dir, tmp_path, capsys
 
 @pytest.mark.slow
 def test_cv_scores_as_the_recipe_validates_and_once(isbi_dir, tmp_path):
-    from biounet.data import kfold_split, read_dataset
     from biounet.checkpoint import load_predictor
+    from biounet.data import kfold_split, read_dataset
     from biounet.evaluate import evaluate_images
 
     out = tmp_path / "cv"

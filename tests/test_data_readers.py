@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 import tifffile
+from conftest import write_pairs
 
 from biounet.data import IGNORE, read_dataset, read_isbi
 from biounet.data.readers import mask_to_classes, scale_image
 from biounet.errors import DataError
-from conftest import write_pairs
 
 
 def test_isbi_reader_scales_images_and_maps_labels(isbi_dir):

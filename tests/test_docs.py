@@ -106,7 +106,6 @@ def test_record_commands_parse():
 def _write_own_images(folder: Path, isbi_dir: Path, n: int = 6, side: int = 96) -> None:
     """A folder of image/mask PNG pairs, as the README tells a user to lay out their own data:
     crops of the ISBI slices, with a few anti-aliased mask values (for --mask-threshold)."""
-    import numpy as np
     import tifffile
     from PIL import Image
 

@@ -2,14 +2,14 @@ import json
 
 import pytest
 import torch
+from conftest import tiny_config
 
 from biounet import checkpoint as ckpt_io
 from biounet import engine, losses, memory, optim
 from biounet.data import AugmentConfig, TileDataset, TileSampler
 from biounet.engine import StepBatches, train, train_step
-from biounet.model import build_model, tile_geometry
 from biounet.errors import CheckpointError, ConfigError, TrainingDiverged
-from conftest import tiny_config
+from biounet.model import build_model, tile_geometry
 
 
 def _batch(isbi_data, cfg, start, count):

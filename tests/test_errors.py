@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from conftest import tiny_config
 from PIL import Image
 
 from biounet import checkpoint as ckpt_io
@@ -20,7 +21,6 @@ from biounet.config import CONFIG_VERSION, VERSION_KEY, WRITER_KEY
 from biounet.data import write_synthetic_dataset
 from biounet.engine import train
 from biounet.errors import describe_os_error
-from conftest import tiny_config
 
 
 def run_cli(capsys, *args) -> tuple[int, str]:

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from conftest import tiny_config
 from PIL import Image
 
 from biounet.cli import main
 from biounet.engine import train
-from conftest import tiny_config
 
 
 @pytest.fixture(scope="module")

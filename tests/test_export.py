@@ -6,15 +6,15 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import tiny_config
 
+from biounet.checkpoint import load_predictor
 from biounet.cli import main
 from biounet.data import kfold_split
 from biounet.engine import train
-from biounet.checkpoint import load_predictor
 from biounet.evaluate import evaluate_images
 from biounet.export import ExportError, OnnxPredictor, ProgramPredictor, export_model, load_exported
 from biounet.inference import segment
-from conftest import tiny_config
 
 METRICS = ("dice_coeff", "dice_coeff_388", "pixel_error", "pixel_mismatch", "v_rand", "v_info")
 

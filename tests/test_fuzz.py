@@ -5,10 +5,9 @@ Every input ends in a valid result or a clean one-line error; the long run is th
 import shutil
 
 import pytest
+from conftest import load_benchmark
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from conftest import load_benchmark
 
 fuzz = load_benchmark("fuzz")
 

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from biounet.errors import ConfigError
-from biounet.inference import DIHEDRAL, plan_tiles, segment, torch_predictor, transform, untransform
 from biounet.geometry import valid_margin
+from biounet.inference import DIHEDRAL, plan_tiles, segment, torch_predictor, transform, untransform
 from biounet.model import UNet
 
 

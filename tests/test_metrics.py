@@ -47,8 +47,15 @@ def test_resize_matches_torch_bilinear_without_antialiasing():
 
 import math  # noqa: E402
 
-from biounet.metrics import (THRESHOLDS, challenge_scores, challenge_thresholds,  # noqa: E402
-                             thinned_segmentation, truth_segmentation, v_info_score, v_rand_score)
+from biounet.metrics import (  # noqa: E402
+    THRESHOLDS,
+    challenge_scores,
+    challenge_thresholds,
+    thinned_segmentation,
+    truth_segmentation,
+    v_info_score,
+    v_rand_score,
+)
 
 
 def _two_cells():

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from conftest import load_benchmark
 
 from biounet.metrics import THRESHOLDS, thinned_segmentation, v_rand_score
-from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +55,10 @@ def test_too_few_folds_is_a_clear_error(probe, tmp_path, capsys):
 
 
 def test_cached_probabilities_are_reused_only_for_the_same_checkpoint(probe, isbi_data, tmp_path, monkeypatch):
+    from conftest import tiny_config
+
     from biounet import checkpoint as ckpt_io
     from biounet.model import build_model
-    from conftest import tiny_config
 
     cfg = tiny_config(fold=1, padding="same")
     run, cache = tmp_path / "fold-1", tmp_path / "cache"

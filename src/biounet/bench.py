@@ -20,15 +20,14 @@ Timings are medians of ``repeats`` timed runs after ``warmup`` untimed ones.
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import multiprocessing
 import platform
 import resource
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +55,7 @@ class BenchConfig:
     memory: bool = True
     compile: bool | None = None  # None: as `biounet train` (on for CUDA)
 
-    def validate(self) -> "BenchConfig":
+    def validate(self) -> BenchConfig:
         for name in ("base_width", "depth", "tile_size", "batch_size", "repeats", "infer_batch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
@@ -220,8 +219,8 @@ def probe_infer(spec: dict) -> dict:
     torch, device = _setup(spec)
 
     from .device import resolve_compile, resolve_precision
-    from .model import build_model
     from .inference import segment, torch_predictor
+    from .model import build_model
 
     cfg = _train_cfg(spec)
     model = build_model(cfg).eval()
@@ -286,8 +285,8 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     import torch
 
     from .device import resolve_compile, resolve_device, resolve_precision
-    from .model import tile_geometry
     from .inference import plan_tiles
+    from .model import tile_geometry
 
     cfg.validate()
     device = resolve_device(cfg.device)

@@ -128,7 +128,7 @@ class TrainConfig:
     init_from: str | None = _opt(None, "start from trained weights (fine-tuning); the output layer "
                                  "is skipped when the class count differs")
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Check ranges and combinations; raise ConfigError naming the option and the fix."""
         positive = ("folds", "base_width", "depth", "in_channels", "tile_size", "elastic_grid", "steps",
                     "batch_size", "log_every", "checkpoint_every", "keep_checkpoints")
@@ -178,7 +178,7 @@ class TrainConfig:
         config.yaml, checkpoints and exports store."""
         return {VERSION_KEY: CONFIG_VERSION, WRITER_KEY: __version__, **self.to_dict()}
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
 

@@ -32,8 +32,8 @@ def parse_folds(text: str, folds: int) -> list[str]:
 def run_cv(cfg: TrainConfig, explicit: dict[str, Any], fold_list: list[str], out: str | Path,
            log=print) -> dict[str, Any]:
     """Train (or resume) and evaluate every fold of ``fold_list``; writes cv.json and cv.md."""
-    from .data import kfold_split, read_dataset
     from .checkpoint import load_predictor
+    from .data import kfold_split, read_dataset
     from .engine import train
     from .evaluate import evaluate_images
     from .inference import describe_predictor

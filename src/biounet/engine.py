@@ -32,8 +32,18 @@ from .checkpoint import BEST, LAST, RunState, atomic_save, load_init, payload, r
 from .config import TrainConfig, save_yaml
 from .data import IGNORE, AugmentConfig, TileDataset, TileSampler, kfold_split, read_dataset, weight_maps
 from .data.readers import SegmentationData, image_digest
-from .device import (autocast, compile_failed, compiled, grad_scaler, is_compile_error, memory_format,
-                     resolve_compile, resolve_precision, set_threads, tune_for_fixed_shapes)
+from .device import (
+    autocast,
+    compile_failed,
+    compiled,
+    grad_scaler,
+    is_compile_error,
+    memory_format,
+    resolve_compile,
+    resolve_precision,
+    set_threads,
+    tune_for_fixed_shapes,
+)
 from .distributed import DistInfo
 from .errors import ConfigError, TrainingDiverged
 from .evaluate import evaluate_images
@@ -42,7 +52,7 @@ from .inference import torch_predictor
 from .losses import pixel_loss_sum, soft_dice_loss_sum
 from .memory import choose_micro_batch
 from .metrics import VALIDATION_SHOWN
-from .model import UNet, build_model, tile_geometry
+from .model import build_model, tile_geometry
 from .optim import lr_at, make_optimizer
 from .runlog import Logger, hms, plot_loss
 

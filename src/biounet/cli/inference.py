@@ -78,8 +78,8 @@ def _prepare_inference(args: argparse.Namespace) -> tuple[Any, TrainConfig, dict
         if args.precision not in ("auto", "fp32"):
             raise ConfigError(f"--precision {args.precision}: an exported model runs in float32; drop --precision")
         return load_exported(args.model, args.device, args.threads)
-    from ..device import set_threads
     from ..checkpoint import load_predictor
+    from ..device import set_threads
 
     set_threads(args.threads)
     return load_predictor(args.checkpoint, args.device, args.precision)
