@@ -4,7 +4,8 @@
 per optimizer step and writes the run folder: ``config.yaml``, ``metrics.jsonl`` (runlog.py),
 checkpoints (``last.pt`` with the full state, rotated ``step_*.pt`` weights; checkpoint.py) and
 ``loss.png``. The pieces live beside: the network (model.py), the losses (losses.py), the
-micro-batch plan (memory.py), the optimizer and schedule (optim.py).
+micro-batch plan (memory.py), the optimizer and schedule (optim.py), stopping on Ctrl-C or SIGTERM
+(stopping.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import os
 import resource
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -55,6 +55,7 @@ from .metrics import VALIDATION_SHOWN
 from .model import build_model, tile_geometry
 from .optim import lr_at, make_optimizer
 from .runlog import Logger, hms, plot_loss
+from .stopping import deferred_interrupt, sigterm_as_interrupt
 
 # Fault injection for tests of a dying rank: rank R kills itself right after the checkpoint of step K.
 FAULT_RANK, FAULT_STEP = "BIOUNET_FAULT_KILL_RANK", "BIOUNET_FAULT_KILL_AFTER_STEP"
@@ -121,47 +122,6 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler:
     scaler.step(optimizer)
     scaler.update()
     return value
-
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C, and what schedulers send before a kill
-
-
-@contextlib.contextmanager
-def _deferred_interrupt():
-    """Hold Ctrl-C and SIGTERM until the block ends, then raise KeyboardInterrupt: the step in flight
-    completes and is counted, so the weights, the step number and metrics.jsonl always agree when
-    last.pt is saved."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received = []
-
-    def hold(signum, frame):
-        if not received:
-            print("stop requested: finishing the current step, then saving last.pt", file=sys.stderr, flush=True)
-        received.append(signum)
-
-    previous = {sig: signal.signal(sig, hold) for sig in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if received:
-        raise KeyboardInterrupt
-
-
-def _sigterm_as_interrupt():
-    """Make SIGTERM stop training as Ctrl-C does (last.pt saved, the --resume command printed);
-    returns the function that restores the previous handler."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def _run_dir(cfg: TrainConfig) -> Path:
@@ -360,7 +320,7 @@ def _loop(state: RunState, net: torch.nn.Module, loader: DataLoader, cfg: TrainC
     fault_rank, fault_step = int(os.environ.get(FAULT_RANK, -1)), int(os.environ.get(FAULT_STEP, -1))
     first_step = state.step
     state.model.train()
-    restore_sigterm = _sigterm_as_interrupt()
+    restore_sigterm = sigterm_as_interrupt()
     try:
         it = iter(loader)
         while state.step < cfg.steps:
@@ -369,7 +329,7 @@ def _loop(state: RunState, net: torch.nn.Module, loader: DataLoader, cfg: TrainC
             lr = lr_at(cfg, state.step + 1)
             for group in state.optimizer.param_groups:
                 group["lr"] = lr
-            with _deferred_interrupt():  # the step, its count and its log line: all or nothing
+            with deferred_interrupt():  # the step, its count and its log line: all or nothing
                 try:
                     loss = train_step(net, state.optimizer, state.scaler, micro_batches, device, precision,
                                       state.step + 1, info, cfg.dice_loss_weight)
