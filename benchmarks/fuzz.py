@@ -190,8 +190,9 @@ def yaml_texts(draw) -> str | bytes:
 
     form = draw(st.sampled_from(("mapping", "mapping", "mapping", "scalar", "list", "broken", "bytes")))
     if form == "broken":
-        return draw(st.sampled_from(("a: [1, 2", "key: {", ": :", "\t- x", "a: b: c", "*alias", "!!python/object:os.system x",
-                                     "a: 1\na: 2", "%YAML 9.9\n---\na: 1", "[" * 200, "- " * 500 + "x")))
+        return draw(st.sampled_from(("a: [1, 2", "key: {", ": :", "\t- x", "a: b: c", "*alias",
+                                     "!!python/object:os.system x", "a: 1\na: 2", "%YAML 9.9\n---\na: 1", "[" * 200,
+                                     "- " * 500 + "x")))
     if form == "bytes":  # not necessarily UTF-8
         return draw(st.binary(max_size=40))
     if form == "scalar":
@@ -205,7 +206,10 @@ def yaml_texts(draw) -> str | bytes:
         values.update(steps=1, base_width=4, depth=2, tile_size=60, batch_size=2)
     text = yaml.safe_dump(values, allow_unicode=True)
     if draw(st.booleans()):
-        text = text.replace("-", "_") if draw(st.booleans()) else text + draw(st.sampled_from(("\n: x", "\n1: 2", "\n? [a]\n: 1")))
+        if draw(st.booleans()):
+            text = text.replace("-", "_")
+        else:
+            text += draw(st.sampled_from(("\n: x", "\n1: 2", "\n? [a]\n: 1")))
     return text
 
 
@@ -364,7 +368,8 @@ def argvs(draw, ws: Workspace, case: Path, command: str | None = None) -> list[s
         probs = draw(st.sampled_from((str(ws.probs), str(case / "fuzz.tif"), str(case / "fuzz2.tif"))) | paths)
         argv = ["score", labels, probs]
         if draw(st.booleans()):
-            argv += ["--indices", draw(st.sampled_from(("0", "1", "0,1", "2", "-1", "0,0")) | st.sampled_from(NONSENSE))]
+            indices = st.sampled_from(("0", "1", "0,1", "2", "-1", "0,0")) | st.sampled_from(NONSENSE)
+            argv += ["--indices", draw(indices)]
         if draw(st.booleans()):
             argv += ["--polarity", draw(st.sampled_from(("membrane", "cell", "x")))]
         if draw(st.booleans()):
@@ -675,8 +680,9 @@ def format_table(result: dict) -> str:
                 f"{total['hang']} | {total['seconds'] / max(total['tried'], 1):.3f} |")
     rows.append("")
     rows.append(f"peak RSS {result['peak_rss_mib']:.0f} MiB, wall time {result['wall_s']:.0f} s "
-                f"({total['tried'] / max(result['wall_s'], 1e-9):.1f} inputs/s), time limit {result['time_limit_s']:g} s "
-                f"per input, seed {result['seed']}, {result['inputs']} of {result['inputs_asked']} inputs asked")
+                f"({total['tried'] / max(result['wall_s'], 1e-9):.1f} inputs/s), "
+                f"time limit {result['time_limit_s']:g} s per input, seed {result['seed']}, "
+                f"{result['inputs']} of {result['inputs_asked']} inputs asked")
     return "\n".join(rows)
 
 

@@ -41,7 +41,8 @@ def render() -> str:
         from biounet.cli import build_parser
 
         parser = build_parser()
-        parts = [HEADER.format(python="%d.%d" % sys.version_info[:2]), "## biounet\n", "```text\n" + parser.format_help().rstrip() + "\n```\n"]
+        python = f"{sys.version_info[0]}.{sys.version_info[1]}"
+        parts = [HEADER.format(python=python), "## biounet\n", "```text\n" + parser.format_help().rstrip() + "\n```\n"]
         for name, sub in _subparsers(parser).items():
             parts.append(f"## biounet {name}\n")
             parts.append("```text\n" + sub.format_help().rstrip() + "\n```\n")

@@ -34,7 +34,8 @@ def test_pairs_reader_reads_rgb_16bit_and_class_maps(tmp_path):
         np.testing.assert_allclose(data.images[k], np.moveaxis(rgb[k], -1, 0) / 127.5 - 1, atol=1e-6)
         np.testing.assert_array_equal(data.masks[k], cls[k])
 
-    grey16 = [rng.integers(1000, 5000, (33, 31), dtype=np.uint16), rng.integers(40000, 65536, (33, 31), dtype=np.uint16)]
+    grey16 = [rng.integers(1000, 5000, (33, 31), dtype=np.uint16),
+              rng.integers(40000, 65536, (33, 31), dtype=np.uint16)]
     write_pairs(tmp_path / "g16", grey16, [np.where(g > 30000, 255, 0).astype(np.uint8) for g in grey16], ".tif")
     data = read_dataset(tmp_path / "g16")
     for k in range(2):  # by the 16-bit range: 0 -> -1, 65535 -> 1
@@ -86,8 +87,10 @@ def test_missing_folder_and_files_give_clear_errors(tmp_path):
 
 
 def test_label_stack_length_must_match_image_stack(tmp_path, isbi_dir):
-    tifffile.imwrite(tmp_path / "train-volume.tif", tifffile.imread(isbi_dir / "train-volume.tif")[:5], photometric="minisblack")
-    tifffile.imwrite(tmp_path / "train-labels.tif", tifffile.imread(isbi_dir / "train-labels.tif")[:4], photometric="minisblack")
+    tifffile.imwrite(tmp_path / "train-volume.tif", tifffile.imread(isbi_dir / "train-volume.tif")[:5],
+                     photometric="minisblack")
+    tifffile.imwrite(tmp_path / "train-labels.tif", tifffile.imread(isbi_dir / "train-labels.tif")[:4],
+                     photometric="minisblack")
     with pytest.raises(DataError, match=r"\(4, 512, 512\).*\(5, 512, 512\)"):
         read_isbi(tmp_path)
     (tmp_path / "train-labels.tif").unlink()

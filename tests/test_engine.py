@@ -458,7 +458,7 @@ def test_a_stop_signal_during_the_update_is_held_until_the_step_is_counted(isbi_
         run = tmp_path / f"stopped-{sig.name}"
         real_step, calls = engine.train_step, {"n": 0}
 
-        def step_then_signal(*args, **kwargs):
+        def step_then_signal(*args, real_step=real_step, calls=calls, sig=sig, **kwargs):
             value = real_step(*args, **kwargs)  # the optimizer has updated the weights ...
             calls["n"] += 1
             if calls["n"] == 2:

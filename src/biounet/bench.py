@@ -126,11 +126,11 @@ def probe_matmul(spec: dict) -> dict:
         while True:
             a = torch.randn(n, n, device=device).to(dtype)
             b = torch.randn(n, n, device=device).to(dtype)
-            once = min(_timed(lambda: torch.mm(a, b), torch, device, 1, 2))
+            once = min(_timed(lambda a=a, b=b: torch.mm(a, b), torch, device, 1, 2))
             if once >= 0.05 or n >= largest:
                 break
             n *= 2
-        times = _timed(lambda: torch.mm(a, b), torch, device, 1, max(spec["repeats"], 5))
+        times = _timed(lambda a=a, b=b: torch.mm(a, b), torch, device, 1, max(spec["repeats"], 5))
         out[f"matmul_{name}_tflops"] = 2 * n**3 / statistics.median(times) / 1e12
         out[f"matmul_{name}_n"] = n
     return out

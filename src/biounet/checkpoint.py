@@ -177,7 +177,8 @@ def load_model(path: str | Path, device: str = "auto") -> tuple[UNet, TrainConfi
     return model.to(resolve_device(device)).eval(), cfg, ckpt
 
 
-def load_predictor(path: str | Path, device: str = "auto", precision: str = "auto") -> tuple[Predictor, TrainConfig, dict[str, Any]]:
+def load_predictor(path: str | Path, device: str = "auto",
+                   precision: str = "auto") -> tuple[Predictor, TrainConfig, dict[str, Any]]:
     """(predictor, TrainConfig, checkpoint) for a checkpoint or run folder, under ``precision``."""
     model, cfg, ckpt = load_model(path, device)
     dev = resolve_device(device)

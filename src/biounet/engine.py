@@ -149,7 +149,8 @@ def validate(state: RunState, cfg: TrainConfig, data: SegmentationData, val_idx:
                                  cfg.padding, tta=cfg.val_tta)
     finally:
         state.model.train()
-    row = {"step": state.step, "tta": cfg.val_tta, **{k: v for k, v in report.items() if k not in ("per_image", "n_images")}}
+    means = {k: v for k, v in report.items() if k not in ("per_image", "n_images")}
+    row = {"step": state.step, "tta": cfg.val_tta, **means}
     with open(run_dir / "validation.jsonl", "a") as f:
         f.write(json.dumps(row) + "\n")
     shown = "  ".join(f"{k} {report[k]:.4f}" for k in VALIDATION_SHOWN if k in report)
@@ -160,7 +161,8 @@ def validate(state: RunState, cfg: TrainConfig, data: SegmentationData, val_idx:
         best = payload(cfg.to_saved(), state.step, weights, train_digests=state.train_digests)
         best["validation"] = row
         atomic_save(best, run_dir / BEST)
-    log.info(f"validation at step {state.step} on {len(val_idx)} images: {shown}" + ("  (best so far)" if improved else ""))
+    log.info(f"validation at step {state.step} on {len(val_idx)} images: {shown}"
+             + ("  (best so far)" if improved else ""))
     return report
 
 
@@ -307,9 +309,9 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device
     }
     write_json(summary, run_dir / "summary.json")
     if steps_done:
-        log.info(f"done: step {state.step}, loss {summary['final_loss']:.4f}, median {summary['images_per_s_median']:.2f} "
-                 f"images/s, {hms(wall)} wall, peak memory {summary['peak_rss_gib']:.2f} GiB; "
-                 f"checkpoints, metrics.jsonl and loss.png in {run_dir}")
+        log.info(f"done: step {state.step}, loss {summary['final_loss']:.4f}, "
+                 f"median {summary['images_per_s_median']:.2f} images/s, {hms(wall)} wall, "
+                 f"peak memory {summary['peak_rss_gib']:.2f} GiB; checkpoints, metrics.jsonl and loss.png in {run_dir}")
     return summary
 
 

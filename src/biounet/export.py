@@ -227,8 +227,8 @@ class ProgramPredictor:
         try:
             program = torch.export.load(str(path), extra_files=extra)
         except Exception as exc:  # a zip or pickle error from a damaged file
-            raise ExportError(f"{path}: torch.export cannot load it ({str(exc).splitlines()[0][:200]}); "
-                              f"it is not a readable exported program (truncated or corrupted?): export it again") from None
+            raise ExportError(f"{path}: torch.export cannot load it ({str(exc).splitlines()[0][:200]}); it is not a "
+                              f"readable exported program (truncated or corrupted?): export it again") from None
         if not extra[METADATA_KEY]:
             raise ExportError(f"{path} is an exported program but not a biounet export (no metadata)")
         self.meta = _check_meta(_parse_meta(extra[METADATA_KEY], path), path)

@@ -59,23 +59,23 @@ class TileSampler:
         image, mask = self.data.images[i], self.data.masks[i]
         h, w = mask.shape
         y0, x0 = int(rng.integers(h - self.out_tile + 1)), int(rng.integers(w - self.out_tile + 1))
-        T, O, m = self.in_tile, self.out_tile, self.margin
+        T, S, m = self.in_tile, self.out_tile, self.margin
         weight = self.weights[i] if self.weights is not None else None
         aug = self.augment
         if aug.elastic and aug.elastic_sigma > 0:
             coords = elastic_displacement(rng, (T, T), aug.elastic_sigma, aug.elastic_grid)
             coords[0] += np.arange(y0 - m, y0 - m + T, dtype=np.float32)[:, None]  # + each pixel's own row
             coords[1] += np.arange(x0 - m, x0 - m + T, dtype=np.float32)[None, :]  # and column
-            inner = coords[:, m:m + O, m:m + O]
+            inner = coords[:, m:m + S, m:m + S]
             img_t = warp(image, coords, order=1)
             mask_t = warp(mask, inner, order=0)
             w_t = warp(weight, inner, order=1) if weight is not None else None
         else:
             img_t = self._padded_image(i)[:, y0:y0 + T, x0:x0 + T]
-            mask_t = mask[y0:y0 + O, x0:x0 + O]
-            w_t = weight[y0:y0 + O, x0:x0 + O] if weight is not None else None
+            mask_t = mask[y0:y0 + S, x0:x0 + S]
+            w_t = weight[y0:y0 + S, x0:x0 + S] if weight is not None else None
         if w_t is None:
-            w_t = np.ones((O, O), np.float32)
+            w_t = np.ones((S, S), np.float32)
         img_t, mask_t, w_t = flip_rotate([img_t, mask_t, w_t], rng, aug)
         img_t = intensity(img_t, rng, aug)
         return img_t.astype(np.float32, copy=False), mask_t.astype(np.int64), w_t.astype(np.float32, copy=False)
