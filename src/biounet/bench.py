@@ -27,10 +27,13 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
+from .config import TrainConfig
 from .errors import ConfigError
 
 GIB = 2**30
@@ -105,9 +108,7 @@ def _timed(fn: Callable[[], Any], torch, device, warmup: int, repeats: int) -> l
     return times
 
 
-def _train_cfg(spec: dict):
-    from .config import TrainConfig
-
+def _train_cfg(spec: dict) -> TrainConfig:
     return TrainConfig(base_width=spec["base_width"], depth=spec["depth"], tile_size=spec["tile_size"],
                        batch_size=spec["batch_size"], precision=spec["precision"], device=spec["device"])
 
@@ -126,11 +127,11 @@ def probe_matmul(spec: dict) -> dict:
         while True:
             a = torch.randn(n, n, device=device).to(dtype)
             b = torch.randn(n, n, device=device).to(dtype)
-            once = min(_timed(lambda a=a, b=b: torch.mm(a, b), torch, device, 1, 2))
+            once = min(_timed(partial(torch.mm, a, b), torch, device, 1, 2))
             if once >= 0.05 or n >= largest:
                 break
             n *= 2
-        times = _timed(lambda a=a, b=b: torch.mm(a, b), torch, device, 1, max(spec["repeats"], 5))
+        times = _timed(partial(torch.mm, a, b), torch, device, 1, max(spec["repeats"], 5))
         out[f"matmul_{name}_tflops"] = 2 * n**3 / statistics.median(times) / 1e12
         out[f"matmul_{name}_n"] = n
     return out
@@ -158,7 +159,8 @@ def probe_flops(spec: dict) -> dict:
     return out
 
 
-def synthetic_batches(torch, cfg, micro: int, count: int, in_channels: int = 1):
+def synthetic_batches(torch: ModuleType, cfg: TrainConfig, micro: int, count: int,
+                      in_channels: int = 1) -> list[tuple[Any, ...]]:
     from .model import tile_geometry
 
     in_t, out_t = tile_geometry(cfg)
@@ -188,7 +190,7 @@ def probe_train(spec: dict) -> dict:
     else:
         precision = resolve_precision(cfg.precision, device)
         micro = spec["micro"] or choose_micro_batch(cfg, cfg.batch_size, device, precision)
-        model = build_model(cfg).to(device).to(memory_format=memory_format(device, precision))
+        model = build_model(cfg).to(device).to(memory_format=memory_format(device, precision))  # type: ignore[call-overload]  # Module.to takes memory_format; torch's overloads omit it
         optimizer = make_optimizer(model, cfg, device)
     net = compiled(model, resolve_compile(spec["compile"], device) and not spec["baseline"])
     accum = spec["accum"] or cfg.batch_size // micro

@@ -209,6 +209,8 @@ def load_init(model: UNet, path: str) -> list[str]:
 
 def resume_config(cfg: TrainConfig, explicit: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
     """The config a resumed run continues with: the checkpoint's, plus allowed explicit changes."""
+    if cfg.resume is None:
+        raise ValueError("resume_config needs cfg.resume")
     ckpt = load(cfg.resume)
     if "training_state" not in ckpt:
         raise CheckpointError(f"{ckpt['path']} holds weights only; resume from the run folder or its "

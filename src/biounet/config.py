@@ -286,8 +286,9 @@ def _yaml_problem(exc: Exception) -> str:
     repeats the offending line with a caret)."""
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or type(exc).__name__
+    position = getattr(exc, "position", None)
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else \
-        f" at character {exc.position}" if isinstance(getattr(exc, "position", None), int) else ""
+        f" at character {position}" if isinstance(position, int) else ""
     return " ".join(f"{problem}{where}".split())
 
 

@@ -9,6 +9,7 @@ standard deviation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ def parse_folds(text: str, folds: int) -> list[str]:
 
 
 def run_cv(cfg: TrainConfig, explicit: dict[str, Any], fold_list: list[str], out: str | Path,
-           log=print) -> dict[str, Any]:
+           log: Callable[[str], object] = print) -> dict[str, Any]:
     """Train (or resume) and evaluate every fold of ``fold_list``; writes cv.json and cv.md."""
     from .checkpoint import load_predictor
     from .data import kfold_split, read_dataset
@@ -69,7 +70,7 @@ def run_cv(cfg: TrainConfig, explicit: dict[str, Any], fold_list: list[str], out
         write_json(report, run / "evaluation.json")
         reports[fold] = report
         log(f"fold {fold}: " + "  ".join(f"{k} {report[k]:.4f}" for k in METRICS if k in report))
-    summary = {"folds": reports, "tta": cfg.val_tta, "mean": {}, "std": {},
+    summary: dict[str, Any] = {"folds": reports, "tta": cfg.val_tta, "mean": {}, "std": {},
                **{k: sorted({r[k] for r in reports.values()}) for k in ("device", "precision")}}
     for key in METRICS:
         values = [r[key] for r in reports.values() if key in r]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from typing import Any, cast
 
 import torch
 
@@ -69,7 +70,7 @@ def tune_for_fixed_shapes(device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def autocast(device: torch.device, precision: str):
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
     """Mixed-precision context for the forward pass (a no-op for fp32)."""
     if precision == "fp32":
         return contextlib.nullcontext()
@@ -100,7 +101,8 @@ def compiled(module: torch.nn.Module, enabled: bool) -> torch.nn.Module:
     The compiled module shares its parameters with ``module``; the work happens at its first
     call (a minute or more), and again for every new input shape.
     """
-    return torch.compile(module, dynamic=False) if enabled else module
+    # torch.compile of a Module returns a Module (an OptimizedModule); its annotation says only Callable
+    return cast(torch.nn.Module, torch.compile(module, dynamic=False)) if enabled else module
 
 
 def is_compile_error(exc: BaseException) -> bool:

@@ -11,12 +11,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
 from .device import resolve_device
 from .errors import ConfigError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ def all_sum(value: float | int, info: DistInfo, device: torch.device) -> float:
     return float(t.item())
 
 
-def broadcast(value, info: DistInfo):
+def broadcast(value: T, info: DistInfo) -> T:
     """Rank 0's value on every rank."""
     if not info.enabled:
         return value

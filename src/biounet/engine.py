@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -45,7 +45,7 @@ from .device import (
     tune_for_fixed_shapes,
 )
 from .distributed import DistInfo
-from .errors import ConfigError, TrainingDiverged
+from .errors import ConfigError, DataError, TrainingDiverged
 from .evaluate import evaluate_images
 from .fileio import check_output_dir, write_json
 from .inference import torch_predictor
@@ -56,6 +56,9 @@ from .model import build_model, tile_geometry
 from .optim import lr_at, make_optimizer
 from .runlog import Logger, hms, plot_loss
 from .stopping import deferred_interrupt, sigterm_as_interrupt
+
+if TYPE_CHECKING:
+    from torch.nn.parallel import DistributedDataParallel
 
 # Fault injection for tests of a dying rank: rank R kills itself right after the checkpoint of step K.
 FAULT_RANK, FAULT_STEP = "BIOUNET_FAULT_KILL_RANK", "BIOUNET_FAULT_KILL_AFTER_STEP"
@@ -107,7 +110,8 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler:
         masks, weights = masks.to(device, non_blocking=True), weights.to(device, non_blocking=True)
         # gradients are exchanged once per step, at the last micro-batch (nanoGPT's habit)
         sync = not dist_info.enabled or k == len(micro_batches) - 1
-        with contextlib.nullcontext() if sync else model.no_sync():
+        # only a DistributedDataParallel model has no_sync, and only one is asked (sync is False under DDP)
+        with contextlib.nullcontext() if sync else cast("DistributedDataParallel", model).no_sync():
             with autocast(device, precision):
                 logits = model(images)
             loss = pixel_loss_sum(logits, masks, weights) / n_pixels
@@ -198,6 +202,8 @@ def _training_data(cfg: TrainConfig, data: SegmentationData | None, in_tile: int
         if not cfg.data:
             raise ConfigError("--data is required: the ISBI 2012 folder or a folder with images/ and masks/")
         data = read_dataset(cfg.data, cfg.classes, cfg.in_channels, cfg.ignore_value, cfg.mask_threshold)
+    if data.masks is None:
+        raise DataError("training needs masks, but the dataset has none")
     train_idx, val_idx = kfold_split(len(data), cfg.fold, cfg.folds)
     maps = weight_maps([data.masks[i] for i in train_idx], cfg.classes, cfg.border_weight,
                        cfg.border_sigma, cfg.class_balance)
@@ -262,7 +268,7 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
 
-    model = build_model(cfg).to(device).to(memory_format=memory_format(device, precision))
+    model = build_model(cfg).to(device).to(memory_format=memory_format(device, precision))  # type: ignore[call-overload]  # Module.to takes memory_format; torch's overloads omit it
     state = RunState(model, make_optimizer(model, cfg, device), grad_scaler(device, precision),
                      train_digests=tuple(image_digest(data.images[i]) for i in train_idx))
     log = Logger(run_dir, cfg, ckpt["step"] if ckpt else 0, quiet or not info.is_main, write=info.is_main)
@@ -284,8 +290,11 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device
         log.info(f"nothing to do: the run is at step {state.step} of {cfg.steps}; raise --steps to train longer")
 
     batches = StepBatches(state.step, cfg.steps, cfg.batch_size, micro, info.rank, info.world)
-    loader = DataLoader(TileDataset(sampler), batch_sampler=batches, num_workers=cfg.workers,
-                        pin_memory=device.type == "cuda", persistent_workers=False)
+    # TileDataset is a map-style dataset (__getitem__, __len__) without subclassing torch's Dataset, which
+    # DataLoader accepts; its annotation asks for a Dataset subclass
+    loader: DataLoader[Any] = DataLoader(TileDataset(sampler),  # type: ignore[arg-type]
+                                         batch_sampler=batches, num_workers=cfg.workers,
+                                         pin_memory=device.type == "cuda", persistent_workers=False)
     first_step = state.step
     started = time.perf_counter()
 

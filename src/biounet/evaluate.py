@@ -33,7 +33,9 @@ def evaluate_images(predictor: Predictor, data: SegmentationData, indices: list[
         raise DataError("evaluation needs masks, but the dataset has none")
     if not indices:
         raise ConfigError("no images to evaluate: the fold's validation set is empty (--fold all has none)")
-    per_image, cell_probs, masks = [], [], []
+    per_image: list[dict[str, Any]] = []
+    cell_probs: list[np.ndarray] = []
+    masks: list[np.ndarray] = []
     for n, i in enumerate(indices):
         probs = segment(data.images[i], predictor, depth, padding, tile, batch_size, tta)
         mask = data.masks[i]

@@ -119,6 +119,8 @@ def _write_onnx(program, example, meta: dict[str, Any], out: Path, opset: int) -
                           "pip install 'biounet[export]'") from None
     onnx_program = torch.onnx.export(program, (example,), dynamo=True, input_names=[INPUT_NAME],
                                      output_names=[OUTPUT_NAME], opset_version=opset, verbose=False)
+    if onnx_program is None:  # only the legacy exporter (dynamo=False) returns None
+        raise RuntimeError("torch.onnx.export returned no program")
     proto = onnx_program.model_proto
     names = ("batch", "height", "width")
     for i, name in zip((0, 2, 3), names):  # readable names for the dynamic input axes
@@ -248,6 +250,7 @@ def load_exported(path: str | Path, device: str = "auto", threads: int = 0) -> t
     """(predictor, TrainConfig, description) for an exported ``.onnx`` or ``.pt2`` file;
     ``threads`` CPU threads (0: the runtime's default)."""
     path = Path(path)
+    predictor: OnnxPredictor | ProgramPredictor
     if path.suffix == ".onnx":
         predictor = OnnxPredictor(path, device, threads)
     elif path.suffix == ".pt2":

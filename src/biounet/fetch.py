@@ -11,6 +11,7 @@ import hashlib
 import shutil
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import tifffile
@@ -44,7 +45,7 @@ def _download(url: str, part: Path, timeout: float) -> None:
 
 
 def fetch_isbi2012(folder: str | Path, urls: list[str] | None = None, timeout: float = 60.0,
-                   log=print) -> dict[str, Path]:
+                   log: Callable[[str], object] = print) -> dict[str, Path]:
     """Download (or verify, if present) the three ISBI 2012 files into ``folder``.
 
     Returns the verified paths. Raises DataError with what to do when no source is reachable

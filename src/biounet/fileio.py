@@ -12,7 +12,7 @@ from typing import Any
 from .errors import ConfigError
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None], durable: bool = False) -> Path:
+def atomic_write(path: str | Path, write: Callable[[Path], object], durable: bool = False) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
 
     The temporary name keeps the suffix (writers that pick a format from it still work). With

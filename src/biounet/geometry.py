@@ -5,6 +5,7 @@ Kept free of torch so that the tiler and the ONNX deployment path can use it wit
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 from .errors import ConfigError
@@ -32,7 +33,8 @@ def output_or_none(size: int, depth: int) -> int | None:
 def valid_sizes_near(size: int, depth: int = 4, count: int = 2) -> list[int]:
     """The valid (unpadded) input sizes nearest to ``size``: at most ``count`` below and above."""
     below = [s for s in range(size - 1, 0, -1) if output_or_none(s, depth)][:count]
-    above, s = [], size + 1
+    above: list[int] = []
+    s = size + 1
     while len(above) < count:
         if output_or_none(s, depth):
             above.append(s)
@@ -88,7 +90,7 @@ def valid_input_size(out_size: int, depth: int = 4, exact: bool = True) -> int:
     return out_size + 2 * valid_margin(depth)
 
 
-def check_input_size(shape, depth: int, padding: Padding) -> None:
+def check_input_size(shape: Sequence[int], depth: int, padding: Padding) -> None:
     """Raise a ConfigError naming the nearest valid sizes when (H, W) does not fit the network."""
     for side in (int(shape[0]), int(shape[1])):
         if padding == "valid":

@@ -13,11 +13,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import ConfigError
 from .geometry import is_valid_output, output_size, valid_margin
+
+if TYPE_CHECKING:  # the tiler itself runs without PyTorch
+    import torch
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 MAX_TILE = 1024  # largest input tile side chosen automatically (memory grows with its area)
@@ -46,6 +50,7 @@ def _best_valid_side(size: int, depth: int, max_tile: int) -> int:
         cost = math.ceil(size / out) * (out + 2 * m)
         if cost < best_cost:
             best, best_cost = out, cost
+    assert best is not None  # the loop spans 2**depth consecutive sides, so one of them is valid
     return best
 
 
@@ -130,12 +135,13 @@ def sliding_window(image: np.ndarray, predictor: Predictor, plan: TilePlan, batc
             acc = np.zeros((scores.shape[1], extent_h, extent_w), np.float32)
             norm = np.zeros((extent_h, extent_w), np.float32) if same else None
         for (y, x), s in zip(chunk, scores):
-            if same:
+            if norm is not None:  # same padding
                 acc[:, y:y + oh, x:x + ow] += s * window
                 norm[y:y + oh, x:x + ow] += window
             else:
                 acc[:, y:y + oh, x:x + ow] = s
-    if same:
+    assert acc is not None  # there is at least one tile
+    if norm is not None:  # same padding
         out = acc[:, pad:pad + H, pad:pad + W] / norm[pad:pad + H, pad:pad + W]
     else:
         out = acc[:, :H, :W]
@@ -177,10 +183,12 @@ def segment(image: np.ndarray, predictor: Predictor, depth: int = 4, padding: st
         plan = plan_tiles(x.shape[1], x.shape[2], depth, padding, tile, max_tile)
         y = untransform(sliding_window(x, predictor, plan, batch_size, softmax), k, flip)
         total = y.copy() if total is None else total + y
+    assert total is not None  # there is at least one variant
     return np.ascontiguousarray(total / len(variants), dtype=np.float32)
 
 
-def torch_predictor(model, device=None, precision: str = "fp32", compile: bool = False) -> Predictor:
+def torch_predictor(model: torch.nn.Module, device: torch.device | str | None = None, precision: str = "fp32",
+                    compile: bool = False) -> Predictor:
     """A predictor running a PyTorch model under inference mode and the given autocast precision
     (with ``compile``, through ``torch.compile``: each new batch shape compiles once)."""
     import torch
@@ -190,7 +198,8 @@ def torch_predictor(model, device=None, precision: str = "fp32", compile: bool =
     device = torch.device(device or next(model.parameters()).device)
     tune_for_fixed_shapes(device)
     fmt = memory_format(device, precision)
-    model = model.to(device).to(memory_format=fmt).eval()
+    # Module.to takes memory_format; torch's overloads omit it
+    model = model.to(device).to(memory_format=fmt).eval()  # type: ignore[call-overload]
     net = compiled(model, compile)
 
     def predict(batch: np.ndarray) -> np.ndarray:

@@ -7,6 +7,8 @@ and ``mask`` (H, W) integer class indices with IGNORE (-1) for pixels left out.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .data.readers import IGNORE
@@ -86,7 +88,7 @@ def dice_coeff_388(probs: np.ndarray, mask: np.ndarray, size: int = REFERENCE_SI
     return float(2.0 * (p * y).sum() / ((p * p).sum() + (y * y).sum() + 1e-6))
 
 
-def hard_scores(probs: np.ndarray, mask: np.ndarray) -> dict[str, list[float]]:
+def hard_scores(probs: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
     """Per-class dice and IoU of the arg-max segmentation, and the plain pixel mismatch.
 
     A class absent from both prediction and mask scores 1 (nothing to get wrong).

@@ -12,6 +12,8 @@ the two. :func:`build_model` makes the network a :class:`TrainConfig` describes.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -140,7 +142,8 @@ def build_model(cfg: TrainConfig) -> UNet:
     """The U-Net described by ``cfg``, its weights drawn from a generator seeded by ``cfg.seed``."""
     gen = torch.Generator().manual_seed(cfg.seed)
     return UNet(in_channels=cfg.in_channels, num_classes=cfg.classes, base_width=cfg.base_width,
-                depth=cfg.depth, padding=cfg.padding, batch_norm=cfg.batch_norm, generator=gen)
+                depth=cfg.depth, padding=cast(Padding, cfg.padding),  # UNet checks the value
+                batch_norm=cfg.batch_norm, generator=gen)
 
 
 def tile_geometry(cfg: TrainConfig) -> tuple[int, int]:

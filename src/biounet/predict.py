@@ -5,6 +5,7 @@ instances and overlays, each written atomically. No PyTorch: the predictor may b
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -83,13 +84,23 @@ def instance_labels(cell_prob: np.ndarray) -> np.ndarray:
     return labels.astype(np.uint32)
 
 
-def predict_files(files: list[Path], predictor: Predictor, cfg: TrainConfig, out_dir: str | Path,
-                  tile: int | None = None, batch_size: int = 4, tta: bool = False, labels: bool = False,
-                  overlays: bool = False, log=print, progress: Callable[[int], None] | None = None) -> list[Path]:
-    """Segment every file and write the outputs (atomically); returns the paths written."""
+def _write_tiff(path: Path, array: np.ndarray, dtype: type | None = None) -> None:
     import tifffile
+
+    tifffile.imwrite(path, array if dtype is None else array.astype(dtype), photometric="minisblack")
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
     from PIL import Image
 
+    Image.fromarray(rgb).save(path, format="PNG")
+
+
+def predict_files(files: list[Path], predictor: Predictor, cfg: TrainConfig, out_dir: str | Path,
+                  tile: int | None = None, batch_size: int = 4, tta: bool = False, labels: bool = False,
+                  overlays: bool = False, log: Callable[[str], object] = print,
+                  progress: Callable[[int], None] | None = None) -> list[Path]:
+    """Segment every file and write the outputs (atomically); returns the paths written."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -101,26 +112,22 @@ def predict_files(files: list[Path], predictor: Predictor, cfg: TrainConfig, out
             if progress:
                 progress(1)
         probs = np.stack(slices)
-        outputs: dict[Path, Callable[[Path], None]] = {}
+        outputs: dict[Path, Callable[[Path], object]] = {}
         if probs.shape[1] == 2:
             membrane = probs[:, 0]
-            outputs[out_dir / f"{f.stem}_membrane.tif"] = lambda p, a=membrane: tifffile.imwrite(
-                p, a.astype(np.float32), photometric="minisblack")
+            outputs[out_dir / f"{f.stem}_membrane.tif"] = partial(_write_tiff, array=membrane, dtype=np.float32)
         else:
-            outputs[out_dir / f"{f.stem}_probs.tif"] = lambda p, a=probs: tifffile.imwrite(
-                p, a.astype(np.float32), photometric="minisblack")
+            outputs[out_dir / f"{f.stem}_probs.tif"] = partial(_write_tiff, array=probs, dtype=np.float32)
         # two classes: the labels' convention (255 = cell, 0 = membrane), cut where membrane > 0.5
         hard = np.where(probs[:, 0] > 0.5, 0, 255) if probs.shape[1] == 2 else probs.argmax(1)
-        outputs[out_dir / f"{f.stem}_mask.tif"] = lambda p, a=hard.astype(np.uint8): tifffile.imwrite(
-            p, a, photometric="minisblack")
+        outputs[out_dir / f"{f.stem}_mask.tif"] = partial(_write_tiff, array=hard.astype(np.uint8))
         if labels and probs.shape[1] == 2:
             inst = np.stack([instance_labels(p[1]) for p in probs])
-            outputs[out_dir / f"{f.stem}_labels.tif"] = lambda p, a=inst: tifffile.imwrite(
-                p, a, photometric="minisblack")
+            outputs[out_dir / f"{f.stem}_labels.tif"] = partial(_write_tiff, array=inst)
         if overlays and probs.shape[1] == 2:
             for z, (img, pr) in enumerate(zip(stack, probs)):
                 name = f"{f.stem}_overlay.png" if len(stack) == 1 else f"{f.stem}_overlay_{z:03d}.png"
-                outputs[out_dir / name] = lambda p, a=overlay(img, pr[0]): Image.fromarray(a).save(p, format="PNG")
+                outputs[out_dir / name] = partial(_write_png, rgb=overlay(img, pr[0]))
         for path, write in outputs.items():
             atomic_write(path, write)
             written.append(path)

@@ -28,8 +28,10 @@ class Logger:
         if show_bar and not quiet:
             from tqdm import tqdm
             self.bar = tqdm(total=cfg.steps, initial=first_step, unit="step", dynamic_ncols=True, leave=False)
-        self.window_images, self.window_time, self.window_loss = 0, 0.0, []
-        self.losses, self.rates = [], []  # this session's steps, for the summary
+        self.window_images, self.window_time = 0, 0.0
+        self.window_loss: list[float] = []
+        self.losses: list[float] = []  # this session's steps, for the summary
+        self.rates: list[float] = []
 
     def _truncate(self, step: int) -> None:
         """Drop log rows past ``step``: a run killed after its last checkpoint logged steps it redoes.

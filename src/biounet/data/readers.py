@@ -299,15 +299,17 @@ def read_pairs(folder: str | Path, classes: int = 2, in_channels: int = 1,
     if missing:
         raise DataError(f"{len(missing)} image(s) in {folder / 'images'} have no mask in {folder / 'masks'} "
                         f"(first: {missing[0]}); every images/NAME.ext needs masks/NAME.ext")
-    data = SegmentationData([], [], [])
+    data_images: list[np.ndarray] = []
+    data_masks: list[np.ndarray] = []
+    data = SegmentationData(data_images, data_masks, [])
     for name, path in images.items():
         image = scale_image(read_image_file(path), in_channels, str(path))
         mask = mask_to_classes(read_image_file(masks[name]), classes, ignore_value, str(masks[name]), mask_threshold)
         if mask.shape != image.shape[1:]:
             raise DataError(f"{masks[name]} is {mask.shape[0]}x{mask.shape[1]} but its image is "
                             f"{image.shape[1]}x{image.shape[2]}; a mask must match its image")
-        data.images.append(image)
-        data.masks.append(mask)
+        data_images.append(image)
+        data_masks.append(mask)
         data.names.append(name)
     return data
 

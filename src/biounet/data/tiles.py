@@ -38,6 +38,7 @@ class TileSampler:
                     f"image {data.names[i]} is {h}x{w} pixels, smaller than the {out_tile}x{out_tile} output "
                     f"tile; choose a smaller --tile-size (or same padding), or use larger images")
         self.data, self.indices, self.weights = data, list(indices), weights
+        self.masks: list[np.ndarray] = data.masks
         self.in_tile, self.out_tile = in_tile, out_tile
         self.margin = (in_tile - out_tile) // 2
         self.augment, self.seed = augment, seed
@@ -56,7 +57,7 @@ class TileSampler:
     def __call__(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rng = self.rng(index)
         i = self.indices[int(rng.integers(len(self.indices)))]
-        image, mask = self.data.images[i], self.data.masks[i]
+        image, mask = self.data.images[i], self.masks[i]
         h, w = mask.shape
         y0, x0 = int(rng.integers(h - self.out_tile + 1)), int(rng.integers(w - self.out_tile + 1))
         T, S, m = self.in_tile, self.out_tile, self.margin
