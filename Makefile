@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-all clean-venv
+.PHONY: setup demo test test-all lint clean-venv
 
 $(BIN)/.biounet-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: setup
 
 test-all: setup
 	$(BIN)/python -m pytest -q
+
+# ruff (lint rules only: `ruff format` is not applied yet, see docs/design.md, Contributing) and mypy
+lint: setup
+	$(BIN)/ruff check src tests benchmarks docs
+	$(BIN)/mypy
 
 clean-venv:
 	rm -rf $(VENV)
