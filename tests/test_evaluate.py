@@ -5,7 +5,6 @@ import pytest
 import tifffile
 import torch
 from conftest import tiny_config
-from PIL import Image
 
 from biounet.cli import main
 from biounet.engine import train
@@ -115,37 +114,6 @@ def test_evaluate_refuses_training_slices(run_dir, isbi_dir, capsys):
     assert "--allow-train-slices" in capsys.readouterr().err
     assert main(["evaluate", "--checkpoint", str(run_dir), "--data", str(isbi_dir), "--fold", "0",
                  "--allow-train-slices"]) == 0
-
-
-def test_predict_a_tiff_stack(run_dir, isbi_dir, tmp_path):
-    stack = tifffile.imread(isbi_dir / "test-volume.tif")[:2]
-    tifffile.imwrite(tmp_path / "two.tif", stack, photometric="minisblack")
-    out = tmp_path / "out"
-    assert main(["predict", str(tmp_path / "two.tif"), "--checkpoint", str(run_dir), "--out", str(out),
-                 "--labels", "--overlay"]) == 0
-    membrane = tifffile.imread(out / "two_membrane.tif")
-    assert membrane.shape == (2, 512, 512) and membrane.dtype == np.float32
-    assert membrane.min() >= 0 and membrane.max() <= 1
-    mask = tifffile.imread(out / "two_mask.tif")
-    assert set(np.unique(mask)) <= {0, 255}
-    np.testing.assert_array_equal(mask == 0, membrane > 0.5)
-    assert tifffile.imread(out / "two_labels.tif").dtype == np.uint32
-    assert Image.open(out / "two_overlay_000.png").size == (512, 512)
-    assert not [p for p in out.iterdir() if "tmp" in p.name]
-
-
-def test_predict_bad_inputs(run_dir, tmp_path, capsys):
-    # files that fail while running: exit status 1, one line
-    (tmp_path / "empty").mkdir()
-    assert main(["predict", str(tmp_path / "empty"), "--checkpoint", str(run_dir), "--out", str(tmp_path)]) == 1
-    assert "holds no PNG or TIFF" in capsys.readouterr().err
-    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "rgb.png")
-    assert main(["predict", str(tmp_path / "rgb.png"), "--checkpoint", str(run_dir), "--out", str(tmp_path)]) == 1
-    assert "3 channel(s) but the model takes 1" in capsys.readouterr().err
-    (tmp_path / "fake.pt").write_bytes(b"junk")
-    assert main(["predict", str(tmp_path / "rgb.png"), "--checkpoint", str(tmp_path / "fake.pt"),
-                 "--out", str(tmp_path)]) == 1
-    assert "not a readable checkpoint" in capsys.readouterr().err
 
 
 # --- biounet score: a probability TIFF from any tool against a label stack ---
