@@ -181,5 +181,21 @@ def test_score_refuses_an_empty_tiff_stack(tmp_path):
 
     path = tmp_path / "empty.tif"
     tifffile.imwrite(path, np.zeros((0, 4, 4), np.uint8))
-    with pytest.raises(DataError, match="expected a"):
+    with pytest.raises(DataError, match="empty image of shape"):
+        score_files(path, path, None, "membrane")
+
+
+def test_score_refuses_a_stack_larger_than_memory_before_reading(tmp_path, monkeypatch):
+    # found by benchmarks/fuzz.py: a small TIFF whose header declares 100000 x 100000 pixels made
+    # `score` allocate for seconds (a "hang" on a busy machine); it is refused from the header now
+    import tifffile
+
+    import biounet.data.readers as readers
+    from biounet.errors import DataError
+    from biounet.evaluate import score_files
+
+    path = tmp_path / "p.tif"
+    tifffile.imwrite(path, np.zeros((2, 64, 64), np.float32))
+    monkeypatch.setattr(readers, "available_ram_bytes", lambda: 1000)
+    with pytest.raises(DataError, match="declares 2 x 64 x 64 float32 pixels"):
         score_files(path, path, None, "membrane")

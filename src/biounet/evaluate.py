@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .config import TrainConfig
-from .data.readers import SegmentationData, image_digest
+from .data.readers import SegmentationData, image_digest, read_image_file
 from .data.split import kfold_split
 from .errors import ConfigError, DataError
 from .inference import Predictor, segment
@@ -98,15 +98,11 @@ def check_not_training_slices(ckpt: dict[str, Any], ckpt_cfg: TrainConfig, data:
 
 
 def _read_score_stack(path: str | Path, what: str) -> np.ndarray:
-    import tifffile
-
+    """A (Z, H, W) stack, read as every image is (header checked against memory, damage refused)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{what} file {path} does not exist")
-    try:
-        stack = np.asarray(tifffile.imread(path))
-    except Exception as exc:  # tifffile raises many kinds for a file that is not a TIFF
-        raise DataError(f"{path} is not a readable TIFF ({type(exc).__name__}: {str(exc)[:120]})") from None
+    stack = read_image_file(path)
     if stack.ndim == 2:
         stack = stack[None]
     if stack.ndim != 3 or stack.size == 0:  # empty: a damaged strip tifffile could not decode
