@@ -387,3 +387,13 @@ def test_resuming_a_run_that_never_saved_says_to_start_again(capsys, tmp_path):
     code, err = run_cli(capsys, "train", "--resume", run)
     assert code == 1
     assert_one_line(err, "stopped before its first checkpoint", "start it again with the same command")
+
+
+@pytest.mark.parametrize("opset", ["-0", "7", "999"])
+def test_export_opset_out_of_range(capsys, runs, tmp_path, opset):
+    # found by benchmarks/fuzz.py: --opset 0 "succeeded" with a converter traceback on stderr
+    code, err = run_cli(capsys, "export", "--checkpoint", runs / "valid", "--format", "onnx", "--out",
+                        tmp_path / "m.onnx", "--opset", opset)
+    assert code == 2
+    assert_one_line(err, "--opset must be between 17 and")
+    assert not (tmp_path / "m.onnx").exists()

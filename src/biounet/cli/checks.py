@@ -57,3 +57,21 @@ def check_timeout(timeout: float) -> float:
     if not 0 < timeout <= 1e6:  # NaN too; an infinite or huge one overflows the socket's timeout
         raise ConfigError(f"--timeout must be a positive number of seconds (at most 1e6), got {timeout}")
     return timeout
+
+
+MIN_OPSET = 17  # torch.onnx writes opset 18; 17 converts cleanly, lower ones fail inside the converter
+
+
+def check_opset(opset: int, fmt: str) -> int:
+    """``export --opset``: an ONNX opset the exporter can write."""
+    if fmt != "onnx":
+        return opset
+    try:
+        from onnx.defs import onnx_opset_version
+    except ImportError:
+        return opset  # export_model says which packages to install
+    newest = onnx_opset_version()
+    if not MIN_OPSET <= opset <= newest:
+        raise ConfigError(f"--opset must be between {MIN_OPSET} and {newest} (the installed onnx's newest), got "
+                          f"{opset}; the default, 18, is what torch.onnx writes natively")
+    return opset

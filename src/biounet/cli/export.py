@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..fileio import check_output_file
+from .checks import check_opset
 
 COMMANDS = ("export",)
 
@@ -26,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from ..export import export_model
 
     check_output_file(args.out, "--out")
+    check_opset(args.opset, args.format)
     path = export_model(args.checkpoint, args.format, args.out, args.opset)
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     return 0
