@@ -141,3 +141,14 @@ def test_a_tiff_whose_pixels_cannot_be_decoded_is_a_data_error_not_an_empty_arra
     "03"))
     with pytest.raises(DataError, match="holds none that can be decoded"):
         read_image_file(path)
+
+
+def test_float_images_of_any_range_scale_to_finite_values():
+    # found by benchmarks/fuzz.py: float64 pixels spanning 1e-74 overflowed the float32 scale (NaN out)
+    tiny = np.array([[1e-300, 2e-74], [-2e-74, 0.0]], np.float64)
+    huge = np.array([[-1e300, 1e300], [0.0, 5e299]], np.float64)
+    subnormal = np.array([[1e-44, 2e-44], [3e-44, 0.0]], np.float32)
+    for pixels in (tiny, huge, subnormal):
+        out = scale_image(pixels, 1)
+        assert out.dtype == np.float32 and np.isfinite(out).all()
+        assert out.min() == -1.0 and out.max() == 1.0

@@ -176,7 +176,11 @@ def scale_image(pixels: np.ndarray, in_channels: int, name: str = "image") -> np
     else:
         raise DataError(f"{name} has pixel type {pixels.dtype}; expected integer or float pixels")
     scale = 2.0 / (hi - lo) if hi > lo else 0.0
-    return ((pixels.astype(np.float32) - lo) * scale - 1.0).astype(np.float32)
+    # float32 arithmetic, as always, unless the values or their span lie outside float32's range
+    # (float64 pixels, or a span so small that the scale overflows): then float64, cast at the end
+    wide = pixels.dtype == np.float64 or scale > float(np.finfo(np.float32).max)
+    work: np.ndarray = pixels.astype(np.float64 if wide else np.float32)
+    return ((work - lo) * scale - 1.0).astype(np.float32)
 
 
 def image_digest(image: np.ndarray) -> str:
