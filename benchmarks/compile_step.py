@@ -24,7 +24,7 @@ def _time_steps(spec: dict) -> dict:
         os.environ["TORCHINDUCTOR_FORCE_DISABLE_CACHES"] = "1"
     import torch
 
-    from biounet.bench import synthetic_batches
+    from biounet.bench_probes import synthetic_batches
     from biounet.config import from_dict, load_yaml
     from biounet.device import compiled, grad_scaler, resolve_device, resolve_precision
     from biounet.engine import train_step

@@ -16,7 +16,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from biounet.bench import synthetic_batches
+from biounet.bench_probes import synthetic_batches
 from biounet.config import TrainConfig
 from biounet.device import grad_scaler, memory_format, resolve_device, resolve_precision
 from biounet.engine import train_step

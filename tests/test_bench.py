@@ -28,7 +28,7 @@ def test_bench_refuses_a_micro_batch_that_does_not_divide(capsys):
 def test_flop_count_matches_the_paper_network():
     """The counter sees the whole network: 572x572 at width 64 costs about 301 GFLOP forward and
     902 GFLOP forward+backward (the figures the speed issue derives by hand)."""
-    from biounet.bench import probe_flops
+    from biounet.bench_probes import probe_flops
 
     r = probe_flops({"base_width": 64, "depth": 4, "tile_size": 572, "batch_size": 16, "precision": "auto",
                      "device": "cpu", "slice_tile": 700})
@@ -55,7 +55,7 @@ def test_flop_count_is_exact_on_a_hand_counted_network():
     """Depth 1, width 2, valid padding: every convolution counted by hand (2 FLOP per multiply-add,
     biases not counted). Forward+backward = 3x forward less the first convolution's input gradient
     (the image needs none)."""
-    from biounet.bench import probe_flops
+    from biounet.bench_probes import probe_flops
 
     def forward(t, w=2):
         p = (t - 4) // 2  # after the first double conv and the 2x2 pool

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from biounet.config import TrainConfig, add_config_arguments, from_dict, load_yaml, resolve, save_yaml
+from biounet.cli.options import add_config_arguments, resolve
+from biounet.config import TrainConfig, from_dict, load_yaml, save_yaml
 from biounet.errors import ConfigError
 
 

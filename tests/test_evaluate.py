@@ -34,14 +34,14 @@ def test_best_checkpoint_holds_the_step_with_the_best_validation_dice(isbi_dir, 
     """Validation at steps 2, 4 and 6 with dice_coeff scripted to 0.3, 0.8, 0.5 (the other scores are
     real): best.pt must hold step 4 (its validation row, and the weights of step_0000004.pt), not the
     last weights."""
-    import biounet.engine as engine  # validation calls the evaluate_images it imported
+    import biounet.validation as validation  # validation calls the evaluate_images it imported
 
-    real, scripted = engine.evaluate_images, iter([0.3, 0.8, 0.5])
+    real, scripted = validation.evaluate_images, iter([0.3, 0.8, 0.5])
 
     def scored(*args, **kwargs):
         return {**real(*args, **kwargs), "dice_coeff": next(scripted)}
 
-    monkeypatch.setattr(engine, "evaluate_images", scored)
+    monkeypatch.setattr(validation, "evaluate_images", scored)
     run = tmp_path / "run"
     train(tiny_config(data=str(isbi_dir), out=str(run), steps=6, val_every=2, checkpoint_every=2,
                       keep_checkpoints=10, validation=True), quiet=True)

@@ -14,7 +14,8 @@ the peak of that configuration alone, and no measurement warms another's caches)
   images/s and peak memory for each micro-batch size of a sweep;
 - the augmentation cost of a batch (elastic deformation included) against the training step.
 
-Timings are medians of ``repeats`` timed runs after ``warmup`` untimed ones.
+Timings are medians of ``repeats`` timed runs after ``warmup`` untimed ones. The probes are in
+``bench_probes.py``; this module runs them and builds the table.
 """
 
 from __future__ import annotations
@@ -22,21 +23,20 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import platform
-import resource
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from functools import partial
-from types import ModuleType
 from typing import Any
 
-import numpy as np
-
-from .config import TrainConfig
+from .bench_probes import (
+    probe_augment,
+    probe_flops,
+    probe_infer,
+    probe_matmul,
+    probe_train,
+    train_config,
+)
 from .errors import ConfigError
-
-GIB = 2**30
 
 
 @dataclass
@@ -70,208 +70,6 @@ class BenchConfig:
         return self
 
 
-# ---------------------------------------------------------------- helpers run in the child process
-
-def _setup(spec: dict) -> tuple[Any, Any]:
-    import torch
-
-    from .device import resolve_device, set_threads, tune_for_fixed_shapes
-
-    set_threads(spec["threads"])
-    device = resolve_device(spec["device"])
-    tune_for_fixed_shapes(device)
-    return torch, device
-
-
-def _sync(torch, device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _peaks(torch, device) -> dict[str, float]:
-    out = {"peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB}
-    if device.type == "cuda":
-        out["cuda_peak_gib"] = torch.cuda.max_memory_allocated(device) / GIB
-    return out
-
-
-def _timed(fn: Callable[[], Any], torch, device, warmup: int, repeats: int) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    _sync(torch, device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        _sync(torch, device)
-        times.append(time.perf_counter() - t0)
-    return times
-
-
-def _train_cfg(spec: dict) -> TrainConfig:
-    return TrainConfig(base_width=spec["base_width"], depth=spec["depth"], tile_size=spec["tile_size"],
-                       batch_size=spec["batch_size"], precision=spec["precision"], device=spec["device"])
-
-
-def probe_matmul(spec: dict) -> dict:
-    """Matrix-product rate in TFLOP/s for bf16 and fp32.
-
-    The side grows from 256 until one product takes 50 ms (or reaches 8192 on a GPU, 4096 on a
-    CPU), so a slow emulated bf16 is measured as quickly as a fast one.
-    """
-    torch, device = _setup(spec)
-    largest = 8192 if device.type == "cuda" else 4096
-    out = {}
-    for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
-        n = 256
-        while True:
-            a = torch.randn(n, n, device=device).to(dtype)
-            b = torch.randn(n, n, device=device).to(dtype)
-            once = min(_timed(partial(torch.mm, a, b), torch, device, 1, 2))
-            if once >= 0.05 or n >= largest:
-                break
-            n *= 2
-        times = _timed(partial(torch.mm, a, b), torch, device, 1, max(spec["repeats"], 5))
-        out[f"matmul_{name}_tflops"] = 2 * n**3 / statistics.median(times) / 1e12
-        out[f"matmul_{name}_n"] = n
-    return out
-
-
-def probe_flops(spec: dict) -> dict:
-    """GFLOP per image, forward and forward+backward, counted on the meta device."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from .memory import meta_model
-
-    cfg = _train_cfg(spec)
-    model = meta_model(cfg)
-    out = {}
-    for side, key in ((cfg.tile_size, "tile"), (spec["slice_tile"], "slice_tile")):
-        x = torch.empty(1, cfg.in_channels, side, side, device="meta")
-        with FlopCounterMode(display=False) as fwd:
-            model(x)
-        out[f"gflop_infer_{key}"] = fwd.get_total_flops() / 1e9
-        if key == "tile":
-            with FlopCounterMode(display=False) as both:
-                model(x).float().sum().backward()
-            out["gflop_train_tile"] = both.get_total_flops() / 1e9
-    return out
-
-
-def synthetic_batches(torch: ModuleType, cfg: TrainConfig, micro: int, count: int,
-                      in_channels: int = 1) -> list[tuple[Any, ...]]:
-    from .model import tile_geometry
-
-    in_t, out_t = tile_geometry(cfg)
-    gen = torch.Generator().manual_seed(0)
-    return [(torch.rand(micro, in_channels, in_t, in_t, generator=gen) * 2 - 1,
-             torch.randint(0, cfg.classes, (micro, out_t, out_t), generator=gen),
-             torch.ones(micro, out_t, out_t)) for _ in range(count)]
-
-
-def probe_train(spec: dict) -> dict:
-    """Images/s of optimizer steps of ``micro * accum`` images on biounet's default path
-    (``engine.train_step``) or, with ``baseline``, a plain fp32 NCHW eager loop."""
-    torch, device = _setup(spec)
-    import torch.nn.functional as F
-
-    from .device import compiled, memory_format, resolve_compile, resolve_precision
-    from .engine import train_step
-    from .memory import choose_micro_batch
-    from .model import build_model
-    from .optim import make_optimizer
-
-    cfg = _train_cfg(spec)
-    if spec["baseline"]:
-        precision, micro = "fp32", spec["micro"] or 1
-        model = build_model(cfg).to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    else:
-        precision = resolve_precision(cfg.precision, device)
-        micro = spec["micro"] or choose_micro_batch(cfg, cfg.batch_size, device, precision)
-        model = build_model(cfg).to(device).to(memory_format=memory_format(device, precision))  # type: ignore[call-overload]  # Module.to takes memory_format; torch's overloads omit it
-        optimizer = make_optimizer(model, cfg, device)
-    net = compiled(model, resolve_compile(spec["compile"], device) and not spec["baseline"])
-    accum = spec["accum"] or cfg.batch_size // micro
-    batches = synthetic_batches(torch, cfg, micro, accum, cfg.in_channels)
-    model.train()
-    if spec["baseline"]:
-        def step():
-            optimizer.zero_grad(set_to_none=True)
-            for x, y, _ in batches:
-                x, y = x.to(device), y.to(device)
-                F.cross_entropy(model(x), y).div(accum).backward()
-            optimizer.step()
-    else:
-        from .device import grad_scaler
-
-        scaler = grad_scaler(device, precision)
-
-        def step():
-            train_step(net, optimizer, scaler, batches, device, precision, 1)
-    times = _timed(step, torch, device, spec["warmup"], spec["repeats"])
-    return {"images_per_s": micro * accum / statistics.median(times), "step_s": times, "micro": micro,
-            "accum": accum, "precision": precision, **_peaks(torch, device)}
-
-
-def probe_infer(spec: dict) -> dict:
-    """Images/s on tiles (default path: inference mode, autocast, tile batches; baseline: fp32
-    NCHW, one tile at a time, no_grad) and, for the default path, seconds per 512x512 slice."""
-    torch, device = _setup(spec)
-
-    from .device import resolve_compile, resolve_precision
-    from .inference import segment, torch_predictor
-    from .model import build_model
-
-    cfg = _train_cfg(spec)
-    model = build_model(cfg).eval()
-    side = cfg.tile_size
-    if spec["baseline"]:
-        model = model.to(device)
-        batch = 1
-        x = torch.rand(batch, cfg.in_channels, side, side) * 2 - 1
-
-        def run():
-            with torch.no_grad():
-                return model(x.to(device)).cpu()
-        times = _timed(run, torch, device, spec["warmup"], spec["repeats"])
-        return {"images_per_s": batch / statistics.median(times), "precision": "fp32", "batch": batch}
-    precision = resolve_precision(cfg.precision, device)
-    predict = torch_predictor(model, device, precision, compile=resolve_compile(spec["compile"], device))
-    batch = spec["infer_batch"]
-    tiles = (np.random.default_rng(0).random((batch, cfg.in_channels, side, side), dtype=np.float32) * 2 - 1)
-    times = _timed(lambda: predict(tiles), torch, device, spec["warmup"], spec["repeats"])
-    image = np.random.default_rng(1).random((cfg.in_channels, 512, 512), dtype=np.float32) * 2 - 1
-    slice_times = _timed(lambda: segment(image, predict, cfg.depth, cfg.padding, batch_size=batch),
-                         torch, device, spec["warmup"], spec["repeats"])
-    return {"images_per_s": batch / statistics.median(times), "precision": precision, "batch": batch,
-            "slice512_s": statistics.median(slice_times)}
-
-
-def probe_augment(spec: dict) -> dict:
-    """Seconds to draw one batch of augmented training tiles (elastic, flips, intensity) in one
-    process, on synthetic EM-like 512x512 slices."""
-    torch, device = _setup(spec)
-    from .data import AugmentConfig, SegmentationData, TileSampler, synthetic_em_image
-    from .data.readers import mask_to_classes, scale_image
-    from .model import tile_geometry
-
-    cfg = _train_cfg(spec)
-    rng = np.random.default_rng(0)
-    pairs = [synthetic_em_image(rng, 512) for _ in range(4)]
-    data = SegmentationData([scale_image(im, 1) for im, _ in pairs],
-                            [mask_to_classes(lb, 2, None) for _, lb in pairs], [f"s{i}" for i in range(4)])
-    in_t, out_t = tile_geometry(cfg)
-    sampler = TileSampler(data, list(range(4)), in_t, out_t, AugmentConfig(), 0)
-    counter = iter(range(10**9))
-
-    def batch():
-        for _ in range(cfg.batch_size):
-            sampler(next(counter))
-    times = _timed(batch, torch, device, spec["warmup"], spec["repeats"])
-    return {"batch_s": statistics.median(times)}
-
 
 def in_fresh_process(fn: Callable[[dict], dict], spec: dict) -> dict:
     """Run one probe in a new (spawned) interpreter, so its peak memory is its own."""
@@ -294,7 +92,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     use_compile = resolve_compile(cfg.compile, device)
-    tile_geometry(_train_cfg(asdict(cfg)))  # a clear error for a tile the network cannot take
+    tile_geometry(train_config(asdict(cfg)))  # a clear error for a tile the network cannot take
     spec = {**asdict(cfg), "device": str(device), "micro": 0, "accum": 0, "baseline": False,
             "slice_tile": plan_tiles(512, 512, cfg.depth).in_tile[0], "compile": use_compile}
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
@@ -323,6 +121,13 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     r["infer_tflops"] = r["infer_images_per_s"] * r["gflop_infer_tile"] / 1e3
     r["train_frac_of_peak"] = r["train_tflops"] / peak
     r["infer_frac_of_peak"] = r["infer_tflops"] / peak
+    _comparisons(r, cfg, probe, use_compile)
+    _memory(r, cfg, probe)
+    return r
+
+
+def _comparisons(r: dict[str, Any], cfg: BenchConfig, probe: Callable[..., dict], use_compile: bool) -> None:
+    """The same default path eager (when compiled), the fp32 eager baseline, the augmentation cost."""
     if use_compile:  # what compiling buys: the same default path, eager, in the same run
         eager = probe("training, default path eager", probe_train, accum=1, compile=False)
         ieager = probe("inference, default path eager", probe_infer, compile=False)
@@ -339,6 +144,10 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     aug = probe("augmentation", probe_augment)
     r["augment_batch_s"] = aug["batch_s"]
     r["augment_frac_of_step"] = aug["batch_s"] / (cfg.batch_size / r["train_images_per_s"])
+
+
+def _memory(r: dict[str, Any], cfg: BenchConfig, probe: Callable[..., dict]) -> None:
+    """The peak memory of one whole training step, and the micro-batch sweep."""
     if cfg.memory:
         mem = probe(f"memory of one batch-{cfg.batch_size} step", probe_train, warmup=0, repeats=1,
                     micro=r["train_micro"])
@@ -352,7 +161,6 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
         sweep.append({"micro": m, "images_per_s": out["images_per_s"], "peak_rss_gib": out["peak_rss_gib"],
                       **({"cuda_peak_gib": out["cuda_peak_gib"]} if "cuda_peak_gib" in out else {})})
     r["micro_sweep"] = sweep
-    return r
 
 
 def format_table(r: dict[str, Any]) -> str:

@@ -2,12 +2,12 @@
 
 Precedence: dataclass defaults < a preset (``biounet demo``) < a YAML file (``--config``) <
 command-line flags. The resolved configuration is saved as ``config.yaml`` in the run folder
-and inside every checkpoint, so that a run can be reproduced from either.
+and inside every checkpoint, so that a run can be reproduced from either. The flags themselves
+(one per field) and their resolution are in ``cli/options.py``.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import difflib
 import math
@@ -134,15 +134,15 @@ class TrainConfig:
                     "batch_size", "log_every", "checkpoint_every", "keep_checkpoints")
         for name in positive:
             if getattr(self, name) < 1:
-                raise ConfigError(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}")
+                raise ConfigError(f"--{flag(name)} must be at least 1, got {getattr(self, name)}")
         for name in ("micro_batch_size", "threads", "workers", "val_every", "brightness", "contrast", "border_weight",
                      "weight_decay", "elastic_sigma", "warmup_steps", "memory_gib", "dice_loss_weight"):
             if getattr(self, name) < 0:
-                raise ConfigError(f"--{_flag(name)} must not be negative, got {getattr(self, name)}")
+                raise ConfigError(f"--{flag(name)} must not be negative, got {getattr(self, name)}")
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
-                raise ConfigError(f"--{_flag(f.name)} must be a finite number, got {value}")
+                raise ConfigError(f"--{flag(f.name)} must be a finite number, got {value}")
         if self.lr <= 0:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
         if self.dist_timeout <= 0:
@@ -162,7 +162,7 @@ class TrainConfig:
                               f"{self.batch_size}; pick a divisor or 0 for automatic")
         for name, meta_choices in _choices().items():
             if meta_choices and getattr(self, name) not in meta_choices:
-                raise ConfigError(f"--{_flag(name)} must be one of {', '.join(meta_choices)}, "
+                raise ConfigError(f"--{flag(name)} must be one of {', '.join(meta_choices)}, "
                                   f"got {getattr(self, name)!r}")
         if self.mask_threshold is not None and not 0 <= self.mask_threshold < 255:
             raise ConfigError(f"--mask-threshold must be in [0, 255) (mask values above it are cell), got "
@@ -189,7 +189,8 @@ def check_device(name: str) -> str:
     return name
 
 
-def _flag(name: str) -> str:
+def flag(name: str) -> str:
+    """The command-line spelling of an option: ``batch_size`` -> ``batch-size``."""
     return name.replace("_", "-")
 
 
@@ -197,12 +198,13 @@ def _choices() -> dict[str, tuple | None]:
     return {f.name: f.metadata.get("choices") for f in fields(TrainConfig)}
 
 
-_HINTS = typing.get_type_hints(TrainConfig)
+# every option's annotation (``int | None`` ...), by field name
+FIELD_TYPES = typing.get_type_hints(TrainConfig)
 
 
-def _base_type(name: str) -> type:
+def base_type(name: str) -> type:
     """The non-None type of a field: int for ``int | None``."""
-    hint = _HINTS[name]
+    hint = FIELD_TYPES[name]
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         return next(a for a in typing.get_args(hint) if a is not type(None))
     return hint
@@ -210,13 +212,13 @@ def _base_type(name: str) -> type:
 
 def coerce(name: str, value: Any) -> Any:
     """Check one value read from YAML or a checkpoint against the field's type."""
-    if name not in _HINTS:
-        known = difflib.get_close_matches(name, list(_HINTS), n=1)
+    if name not in FIELD_TYPES:
+        known = difflib.get_close_matches(name, list(FIELD_TYPES), n=1)
         hint = f" (did you mean {known[0]!r}?)" if known else ""
         raise ConfigError(f"unknown config key {name!r}{hint}; `biounet train --help` lists every option")
-    typ = _base_type(name)
+    typ = base_type(name)
     if value is None:
-        if _HINTS[name] is typ:
+        if FIELD_TYPES[name] is typ:
             raise ConfigError(f"config key {name!r} must not be empty")
         return None
     if typ is bool:
@@ -295,54 +297,3 @@ def _yaml_problem(exc: Exception) -> str:
 def save_yaml(cfg: TrainConfig, path: str | Path) -> None:
     """Write the resolved configuration (every option, with its schema version) as YAML."""
     atomic_write_text(path, yaml.safe_dump(cfg.to_saved(), sort_keys=False))
-
-
-def _parse_value(name: str):
-    typ = _base_type(name)
-
-    def parse(text: str):
-        if _HINTS[name] is not typ and text.lower() in ("none", "null", ""):
-            return None
-        try:
-            return typ(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {typ.__name__}, got {text!r}") from None
-
-    parse.__name__ = typ.__name__
-    return parse
-
-
-def add_config_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig, skip: tuple[str, ...] = ()) -> None:
-    """One flag per config field, its help showing the default; values not given stay absent.
-
-    Absent flags (``argparse.SUPPRESS``) let the caller tell what the user typed from what
-    a default, preset or YAML file supplied.
-    """
-    parser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
-                        help="YAML file setting any of the options below (flags win)")
-    groups: dict[str, argparse._ArgumentGroup] = {}
-    for f in fields(TrainConfig):
-        if f.name in skip:
-            continue
-        group_name = f.metadata["group"]
-        group = groups.setdefault(group_name, parser.add_argument_group(group_name))
-        default = getattr(defaults, f.name)
-        help_text = f"{f.metadata['help']} (default: {default})"
-        flag = f"--{_flag(f.name)}"
-        if _base_type(f.name) is bool:
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
-                               default=argparse.SUPPRESS, help=help_text)
-        else:
-            group.add_argument(flag, dest=f.name, type=_parse_value(f.name), default=argparse.SUPPRESS,
-                               choices=f.metadata["choices"], metavar=f.name.upper().replace("_", "-")
-                               if not f.metadata["choices"] else None, help=help_text)
-
-
-def resolve(args: argparse.Namespace, defaults: TrainConfig) -> tuple[TrainConfig, dict[str, Any]]:
-    """Defaults < YAML file < flags. Returns the config and the options the user set explicitly."""
-    given = {k: v for k, v in vars(args).items() if k in _HINTS}
-    explicit: dict[str, Any] = {}
-    if getattr(args, "config", None):
-        explicit.update({k: coerce(k, v) for k, v in migrate(load_yaml(args.config), args.config).items()})
-    explicit.update(given)
-    return from_dict(explicit, defaults), explicit

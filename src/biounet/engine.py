@@ -3,7 +3,8 @@
 ``train(cfg)`` builds everything from one resolved :class:`TrainConfig`, runs ``train_step``
 per optimizer step and writes the run folder: ``config.yaml``, ``metrics.jsonl`` (runlog.py),
 checkpoints (``last.pt`` with the full state, rotated ``step_*.pt`` weights; checkpoint.py) and
-``loss.png``. The pieces live beside: the network (model.py), the losses (losses.py), the
+``loss.png``. The pieces live beside: the run's setup (runsetup.py), validation and ``best.pt``
+(validation.py), the network (model.py), the losses (losses.py), the
 micro-batch plan (memory.py), the optimizer and schedule (optim.py), stopping on Ctrl-C or SIGTERM
 (stopping.py).
 """
@@ -11,7 +12,6 @@ micro-batch plan (memory.py), the optimizer and schedule (optim.py), stopping on
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import resource
@@ -19,7 +19,6 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -28,34 +27,31 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import distributed
-from .checkpoint import BEST, LAST, RunState, atomic_save, load_init, payload, resume_config, save_run
+from .checkpoint import RunState, resume_config, save_run
 from .config import TrainConfig, save_yaml
-from .data import IGNORE, AugmentConfig, TileDataset, TileSampler, kfold_split, read_dataset, weight_maps
+from .data import IGNORE, TileDataset, TileSampler
 from .data.readers import SegmentationData, image_digest
 from .device import (
     autocast,
     compile_failed,
-    compiled,
     grad_scaler,
     is_compile_error,
     memory_format,
     resolve_compile,
     resolve_precision,
-    set_threads,
     tune_for_fixed_shapes,
 )
 from .distributed import DistInfo
-from .errors import ConfigError, DataError, TrainingDiverged
-from .evaluate import evaluate_images
-from .fileio import check_output_dir, write_json
-from .inference import torch_predictor
+from .errors import ConfigError, TrainingDiverged
+from .fileio import write_json
 from .losses import pixel_loss_sum, soft_dice_loss_sum
 from .memory import choose_micro_batch
-from .metrics import VALIDATION_SHOWN
 from .model import build_model, tile_geometry
 from .optim import lr_at, make_optimizer
 from .runlog import Logger, hms, plot_loss
+from .runsetup import check_new_run_dir, run_dir_for, start_state, train_threads, training_data, training_net
 from .stopping import deferred_interrupt, sigterm_as_interrupt
+from .validation import validate
 
 if TYPE_CHECKING:
     from torch.nn.parallel import DistributedDataParallel
@@ -128,48 +124,6 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler:
     return value
 
 
-def _run_dir(cfg: TrainConfig) -> Path:
-    if cfg.out:
-        return Path(cfg.out)
-    name = cfg.name or datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / name
-
-
-def check_new_run_dir(run_dir: Path) -> None:
-    """Refuse to start a new run in a folder that holds one (its checkpoints would be overwritten), or
-    in a path that is not a writable folder."""
-    check_output_dir(run_dir, "--out")
-    if (run_dir / LAST).exists():
-        raise ConfigError(f"run folder {run_dir} already holds a run; continue it with --resume {run_dir} "
-                          f"or choose another --out")
-
-
-def validate(state: RunState, cfg: TrainConfig, data: SegmentationData, val_idx: list[int],
-             device: torch.device, precision: str, run_dir: Path, log: Logger) -> dict[str, Any]:
-    """Segment and score the held-out images; keep best.pt when dice_coeff improves."""
-    state.model.eval()
-    try:
-        report = evaluate_images(torch_predictor(state.model, device, precision), data, val_idx, cfg.depth,
-                                 cfg.padding, tta=cfg.val_tta)
-    finally:
-        state.model.train()
-    means = {k: v for k, v in report.items() if k not in ("per_image", "n_images")}
-    row = {"step": state.step, "tta": cfg.val_tta, **means}
-    with open(run_dir / "validation.jsonl", "a") as f:
-        f.write(json.dumps(row) + "\n")
-    shown = "  ".join(f"{k} {report[k]:.4f}" for k in VALIDATION_SHOWN if k in report)
-    improved = report["dice_coeff"] > state.best
-    if improved:
-        state.best = report["dice_coeff"]
-        weights = {k: v.detach().cpu() for k, v in state.model.state_dict().items()}
-        best = payload(cfg.to_saved(), state.step, weights, train_digests=state.train_digests)
-        best["validation"] = row
-        atomic_save(best, run_dir / BEST)
-    log.info(f"validation at step {state.step} on {len(val_idx)} images: {shown}"
-             + ("  (best so far)" if improved else ""))
-    return report
-
-
 def train(cfg: TrainConfig, explicit: dict[str, Any] | None = None, data: SegmentationData | None = None,
           quiet: bool = False, validate_at_end: bool = True) -> dict[str, Any]:
     """Train a U-Net as ``cfg`` says; returns a summary (also written to summary.json).
@@ -189,76 +143,20 @@ def train(cfg: TrainConfig, explicit: dict[str, Any] | None = None, data: Segmen
         distributed.teardown(info)
 
 
-def _set_threads(cfg: TrainConfig, info: DistInfo, device: torch.device) -> int:
-    if info.enabled and device.type == "cpu" and not cfg.threads:
-        return set_threads(distributed.cpu_threads_per_process(info))
-    return set_threads(cfg.threads)
-
-
-def _training_data(cfg: TrainConfig, data: SegmentationData | None, in_tile: int,
-                   out_tile: int) -> tuple[SegmentationData, list[int], list[int], TileSampler]:
-    """The dataset, its training and held-out indices, and the sampler of training tiles."""
-    if data is None:
-        if not cfg.data:
-            raise ConfigError("--data is required: the ISBI 2012 folder or a folder with images/ and masks/")
-        data = read_dataset(cfg.data, cfg.classes, cfg.in_channels, cfg.ignore_value, cfg.mask_threshold)
-    if data.masks is None:
-        raise DataError("training needs masks, but the dataset has none")
-    train_idx, val_idx = kfold_split(len(data), cfg.fold, cfg.folds)
-    maps = weight_maps([data.masks[i] for i in train_idx], cfg.classes, cfg.border_weight,
-                       cfg.border_sigma, cfg.class_balance)
-    weights = dict(zip(train_idx, maps)) if maps is not None else None
-    augment = AugmentConfig(cfg.flip, cfg.rotate90, cfg.elastic, cfg.elastic_sigma, cfg.elastic_grid,
-                            cfg.brightness, cfg.contrast)
-    sampler = TileSampler(data, train_idx, in_tile, out_tile, augment, cfg.seed, weights)
-    return data, train_idx, val_idx, sampler
-
-
-def _start_state(cfg: TrainConfig, ckpt: dict[str, Any] | None, state: RunState, run_dir: Path,
-                 log: Logger) -> None:
-    """Load the resumed checkpoint (or the --init-from weights) into ``state``."""
-    if ckpt is not None:
-        state.model.load_state_dict(ckpt["model"])
-        state.optimizer.load_state_dict(ckpt["training_state"]["optimizer"])
-        state.scaler.load_state_dict(ckpt["training_state"]["scaler"])
-        torch.set_rng_state(ckpt["training_state"]["torch_rng"])
-        state.step = ckpt["step"]
-        state.best = ckpt["training_state"].get("best", -1.0)
-        log.info(f"resuming {run_dir} at step {state.step}")
-    elif cfg.init_from:
-        skipped = load_init(state.model, cfg.init_from)
-        log.info(f"initialised from {cfg.init_from}" + (f" (skipped {', '.join(skipped)}: class count differs)"
-                                                         if skipped else ""))
-
-
-def _training_net(state: RunState, cfg: TrainConfig, info: DistInfo, device: torch.device,
-                  use_compile: bool) -> torch.nn.Module:
-    """What the steps run: the model, wrapped in DDP when distributed, compiled when asked. Validation
-    and checkpoints use the eager ``state.model``: the same parameters."""
-    net: torch.nn.Module = state.model
-    if info.enabled:
-        from torch.nn.parallel import DistributedDataParallel
-
-        if cfg.batch_norm and device.type == "cuda":  # batch statistics over the global batch
-            state.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(state.model)
-        net = DistributedDataParallel(state.model, device_ids=[device.index] if device.type == "cuda" else None)
-    return compiled(net, use_compile)
-
-
 def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device: torch.device,
            data: SegmentationData | None, quiet: bool, validate_at_end: bool) -> dict[str, Any]:
-    run_dir = _run_dir(cfg)
+    run_dir = run_dir_for(cfg)
     if ckpt is None:
         check_new_run_dir(run_dir)  # before any work: a folder that cannot take the run fails at once
     precision = resolve_precision(cfg.precision, device)
     tune_for_fixed_shapes(device)
-    threads = _set_threads(cfg, info, device)
+    threads = train_threads(cfg, info, device)
     if cfg.batch_size % info.world:
         raise ConfigError(f"--batch-size {cfg.batch_size} does not divide over {info.world} processes; "
                           f"use a multiple of {info.world}")
     share = cfg.batch_size // info.world
     in_tile, out_tile = tile_geometry(cfg)
-    data, train_idx, val_idx, sampler = _training_data(cfg, data, in_tile, out_tile)
+    data, train_idx, val_idx, sampler = training_data(cfg, data, in_tile, out_tile)
     if cfg.micro_batch_size and share % cfg.micro_batch_size:
         # e.g. resumed with another world size: the recorded micro-batch no longer divides the share
         cfg = cfg.replace(micro_batch_size=0)
@@ -272,40 +170,61 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device
     state = RunState(model, make_optimizer(model, cfg, device), grad_scaler(device, precision),
                      train_digests=tuple(image_digest(data.images[i]) for i in train_idx))
     log = Logger(run_dir, cfg, ckpt["step"] if ckpt else 0, quiet or not info.is_main, write=info.is_main)
-    _start_state(cfg, ckpt, state, run_dir, log)
+    start_state(cfg, ckpt, state, run_dir, log)
     if info.is_main:
         save_yaml(cfg, run_dir / "config.yaml")
     # every rank starts from the same weights: built from the same seed, or loaded from the same file
     use_compile = resolve_compile(cfg.compile, device)
-    net = _training_net(state, cfg, info, device, use_compile)
-    n_params = sum(p.numel() for p in state.model.parameters())
-    log.info(f"run {run_dir}: {len(train_idx)} training / {len(val_idx)} held-out images (fold {cfg.fold}), "
-             f"tiles {in_tile}->{out_tile}, U-Net width {cfg.base_width} depth {cfg.depth} "
-             f"({n_params / 1e6:.1f} M parameters)")
-    split = f" over {info.world} processes, {share} each," if info.enabled else ""
-    log.info(f"device {device}, precision {precision}, {threads} threads{' per process' if info.enabled else ''}, "
-             f"batch {cfg.batch_size}{split} as {share // micro} micro-batch(es) of {micro}"
-             + (", compiled (the first step compiles)" if use_compile else ""))
+    net = training_net(state, cfg, info, device, use_compile)
+    sizes = (len(train_idx), len(val_idx), in_tile, out_tile)
+    _describe(log, run_dir, cfg, state, info, device, precision, threads, use_compile, sizes)
     if state.step >= cfg.steps:
         log.info(f"nothing to do: the run is at step {state.step} of {cfg.steps}; raise --steps to train longer")
 
-    batches = StepBatches(state.step, cfg.steps, cfg.batch_size, micro, info.rank, info.world)
-    # TileDataset is a map-style dataset (__getitem__, __len__) without subclassing torch's Dataset, which
-    # DataLoader accepts; its annotation asks for a Dataset subclass
-    loader: DataLoader[Any] = DataLoader(TileDataset(sampler),  # type: ignore[arg-type]
-                                         batch_sampler=batches, num_workers=cfg.workers,
-                                         pin_memory=device.type == "cuda", persistent_workers=False)
+    loader = _loader(sampler, state.step, cfg, micro, info, device)
     first_step = state.step
     started = time.perf_counter()
 
     def validation() -> None:
         validate(state, cfg, data, val_idx, device, precision, run_dir, log)
 
-    _loop(state, net, loader, cfg, share // micro, device, precision, info, run_dir, log, use_compile,
-          validation if cfg.validation and val_idx else None, validate_at_end)
+    check = validation if cfg.validation and val_idx else None
+    _loop(state, net, loader, cfg, device, precision, info, run_dir, log, use_compile, check, validate_at_end)
     if not info.is_main:
         return {"run_dir": str(run_dir), "step": state.step, "rank": info.rank}
-    wall = time.perf_counter() - started
+    return _finish(state, log, run_dir, first_step, time.perf_counter() - started, device, precision, threads, micro)
+
+
+def _describe(log: Logger, run_dir: Path, cfg: TrainConfig, state: RunState, info: DistInfo, device: torch.device,
+              precision: str, threads: int, use_compile: bool, sizes: tuple[int, int, int, int]) -> None:
+    """The run's first two log lines: data (``sizes``: training and held-out images, tile in and out) and
+    network, then device, precision and batch."""
+    n_train, n_val, in_tile, out_tile = sizes
+    share, micro = cfg.batch_size // info.world, cfg.micro_batch_size
+    n_params = sum(p.numel() for p in state.model.parameters())
+    log.info(f"run {run_dir}: {n_train} training / {n_val} held-out images (fold {cfg.fold}), "
+             f"tiles {in_tile}->{out_tile}, U-Net width {cfg.base_width} depth {cfg.depth} "
+             f"({n_params / 1e6:.1f} M parameters)")
+    split = f" over {info.world} processes, {share} each," if info.enabled else ""
+    log.info(f"device {device}, precision {precision}, {threads} threads{' per process' if info.enabled else ''}, "
+             f"batch {cfg.batch_size}{split} as {share // micro} micro-batch(es) of {micro}"
+             + (", compiled (the first step compiles)" if use_compile else ""))
+
+
+def _loader(sampler: TileSampler, first_step: int, cfg: TrainConfig, micro: int, info: DistInfo,
+            device: torch.device) -> DataLoader[Any]:
+    """This process's micro-batches of tiles from ``first_step`` to ``cfg.steps``."""
+    batches = StepBatches(first_step, cfg.steps, cfg.batch_size, micro, info.rank, info.world)
+    # TileDataset is a map-style dataset (__getitem__, __len__) without subclassing torch's Dataset, which
+    # DataLoader accepts; its annotation asks for a Dataset subclass
+    return DataLoader(TileDataset(sampler),  # type: ignore[arg-type]
+                      batch_sampler=batches, num_workers=cfg.workers,
+                      pin_memory=device.type == "cuda", persistent_workers=False)
+
+
+def _finish(state: RunState, log: Logger, run_dir: Path, first_step: int, wall: float, device: torch.device,
+            precision: str, threads: int, micro: int) -> dict[str, Any]:
+    """Plot the loss, write summary.json and say where everything is; returns the summary."""
     plot_loss(run_dir)
     steps_done = state.step - first_step
     summary = {
@@ -324,10 +243,11 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device
     return summary
 
 
-def _loop(state: RunState, net: torch.nn.Module, loader: DataLoader, cfg: TrainConfig, per_step: int,
-          device: torch.device, precision: str, info: DistInfo, run_dir: Path, log: Logger, use_compile: bool,
+def _loop(state: RunState, net: torch.nn.Module, loader: DataLoader, cfg: TrainConfig, device: torch.device,
+          precision: str, info: DistInfo, run_dir: Path, log: Logger, use_compile: bool,
           validation: Callable[[], None] | None, validate_at_end: bool) -> None:
     """Step until ``cfg.steps``: validate and checkpoint when due; on Ctrl-C or SIGTERM save last.pt."""
+    per_step = cfg.batch_size // info.world // cfg.micro_batch_size  # micro-batches per step
     fault_rank, fault_step = int(os.environ.get(FAULT_RANK, -1)), int(os.environ.get(FAULT_STEP, -1))
     first_step = state.step
     state.model.train()

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import TrainConfig, add_config_arguments, resolve
+from ..config import TrainConfig
 from ..errors import ConfigError
 from ..fileio import check_output_dir
+from .options import add_config_arguments, resolve
 
 COMMANDS = ("train", "demo", "cv")
 # The embedded demo: a small U-Net (same architecture, width 16) on synthetic EM-like images,
@@ -57,7 +58,8 @@ def _run_train(args: argparse.Namespace) -> int:
 
 def _run_demo(args: argparse.Namespace) -> int:
     from ..data import write_synthetic_dataset
-    from ..engine import check_new_run_dir, train
+    from ..engine import train
+    from ..runsetup import check_new_run_dir
 
     cfg, explicit = resolve(args, DEMO_PRESET)
     if not cfg.resume:
