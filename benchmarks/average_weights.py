@@ -33,8 +33,10 @@ def step_checkpoints(run_dir: Path, from_step: int) -> list[Path]:
     chosen = [found[step] for step in sorted(found) if step >= from_step]
     if len(chosen) < 2:
         steps = ", ".join(map(str, sorted(found))) or "none"
-        raise ConfigError(f"{run_dir} holds {len(chosen)} step checkpoint(s) at or after step {from_step} "
-                          f"(its steps: {steps}); averaging needs at least 2: lower --from-step")
+        raise ConfigError(
+            f"{run_dir} holds {len(chosen)} step checkpoint(s) at or after step {from_step} "
+            f"(its steps: {steps}); averaging needs at least 2: lower --from-step"
+        )
     return chosen
 
 
@@ -45,8 +47,9 @@ def average(paths: list[Path]) -> dict:
     keys = set(newest["model"])
     for c in ckpts[:-1]:
         if set(c["model"]) != keys or any(c["model"][k].shape != newest["model"][k].shape for k in keys):
-            raise CheckpointError(f"{c['path']} and {newest['path']} hold different networks; average the "
-                                  f"checkpoints of one run only")
+            raise CheckpointError(
+                f"{c['path']} and {newest['path']} hold different networks; average the checkpoints of one run only"
+            )
     weights = {}
     for key, value in newest["model"].items():
         if value.is_floating_point():

@@ -45,8 +45,14 @@ def _time_steps(spec: dict) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - t0)
-    return {"first_step_s": times[0], "median_step_s": statistics.median(times[1:]), "steps_s": times[1:],
-            "device": str(device), "precision": precision, "threads": torch.get_num_threads()}
+    return {
+        "first_step_s": times[0],
+        "median_step_s": statistics.median(times[1:]),
+        "steps_s": times[1:],
+        "device": str(device),
+        "precision": precision,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def main() -> None:
@@ -55,13 +61,17 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6, help="timed steps after the first (default: 6)")
     ap.add_argument("--json", metavar="FILE", help="also write the figures to FILE")
     args = ap.parse_args()
-    result = {mode: in_fresh_process(_time_steps, {"config": args.config, "compile": flag, "steps": args.steps})
-              for mode, flag in (("eager", False), ("compiled", True))}
+    result = {
+        mode: in_fresh_process(_time_steps, {"config": args.config, "compile": flag, "steps": args.steps})
+        for mode, flag in (("eager", False), ("compiled", True))
+    }
     result["speedup"] = result["eager"]["median_step_s"] / result["compiled"]["median_step_s"]
     for mode in ("eager", "compiled"):
         r = result[mode]
-        print(f"{mode:9s} first step {r['first_step_s']:6.1f} s, median step {r['median_step_s']:.3f} s "
-              f"({r['device']}, {r['precision']}, {r['threads']} threads)")
+        print(
+            f"{mode:9s} first step {r['first_step_s']:6.1f} s, median step {r['median_step_s']:.3f} s "
+            f"({r['device']}, {r['precision']}, {r['threads']} threads)"
+        )
     print(f"torch.compile speed-up per step: {result['speedup']:.2f}x")
     if args.json:
         with open(args.json, "w") as f:

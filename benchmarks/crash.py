@@ -51,8 +51,15 @@ from typing import Any
 import numpy as np
 
 STEPS, EVERY = 12, 3
-TRAIN_KINDS = ("after_step", "log_torn", "ckpt_partial", "before_replace", "after_replace", "at_metrics_line",
-               "at_tmp_file")
+TRAIN_KINDS = (
+    "after_step",
+    "log_torn",
+    "ckpt_partial",
+    "before_replace",
+    "after_replace",
+    "at_metrics_line",
+    "at_tmp_file",
+)
 PREDICT_KINDS = ("tiff_partial", "before_replace", "after_replace", "timer")
 TMP = re.compile(r"^\..*\.tmp-\d+\.[A-Za-z0-9]+$")  # fileio.atomic_write's temporary names
 CHILD_TIMEOUT = 300
@@ -100,7 +107,7 @@ def install_faults(spec: dict[str, Any]) -> None:
                 self.f.close()
 
             def write(self, text):
-                self.f.write(text[:max(1, int(len(text) * spec["frac"]))])
+                self.f.write(text[: max(1, int(len(text) * spec["frac"]))])
                 self.f.flush()
                 os.fsync(self.f.fileno())
                 _die()
@@ -124,13 +131,13 @@ def install_faults(spec: dict[str, Any]) -> None:
             real_save(obj, buf, *args, **kwargs)
             data = buf.getvalue()
             if kind == "ckpt_partial" and saves["n"] == spec["nth"]:
-                f.write(data[:int(len(data) * spec["frac"])])
+                f.write(data[: int(len(data) * spec["frac"])])
                 f.flush()
                 os.fsync(f.fileno())
                 _die()
             if kind == "slow_write":
                 for k in range(8):
-                    f.write(data[k * len(data) // 8:(k + 1) * len(data) // 8])
+                    f.write(data[k * len(data) // 8 : (k + 1) * len(data) // 8])
                     f.flush()
                     time.sleep(spec.get("chunk_sleep", 0.03))
             else:
@@ -151,7 +158,7 @@ def install_faults(spec: dict[str, Any]) -> None:
             real_imwrite(buf, data, *args, **kwargs)
             raw = buf.getvalue()
             with builtins.open(path, "wb") as f:
-                f.write(raw[:int(len(raw) * spec["frac"])])
+                f.write(raw[: int(len(raw) * spec["frac"])])
                 f.flush()
                 os.fsync(f.fileno())
             _die()
@@ -203,8 +210,9 @@ def make_inputs(folder: Path, seed: int = 0) -> dict[str, Any]:
 
     stacks = []
     for name, z in (("vol_a", 3), ("vol_b", 2)):
-        pages = np.stack([synthetic_em_image(np.random.default_rng([seed, 100 + len(stacks), k]), 80)[0]
-                          for k in range(z)])
+        pages = np.stack(
+            [synthetic_em_image(np.random.default_rng([seed, 100 + len(stacks), k]), 80)[0] for k in range(z)]
+        )
         path = folder / "predict-in" / f"{name}.tif"
         path.parent.mkdir(exist_ok=True)
         tifffile.imwrite(path, pages, photometric="minisblack")
@@ -213,15 +221,61 @@ def make_inputs(folder: Path, seed: int = 0) -> dict[str, Any]:
 
 
 def train_argv(data: Path, out: Path, steps: int = STEPS, every: int = EVERY) -> list[str]:
-    return ["train", "--data", str(data), "--fold", "all", "--base-width", "4", "--depth", "2", "--tile-size", "60",
-            "--batch-size", "4", "--steps", str(steps), "--checkpoint-every", str(every), "--keep-checkpoints", "2",
-            "--lr", "1e-3", "--precision", "fp32", "--device", "cpu", "--no-validation", "--progress", "off",
-            "--threads", "1", "--log-every", "100", "--seed", "0", "--out", str(out)]
+    return [
+        "train",
+        "--data",
+        str(data),
+        "--fold",
+        "all",
+        "--base-width",
+        "4",
+        "--depth",
+        "2",
+        "--tile-size",
+        "60",
+        "--batch-size",
+        "4",
+        "--steps",
+        str(steps),
+        "--checkpoint-every",
+        str(every),
+        "--keep-checkpoints",
+        "2",
+        "--lr",
+        "1e-3",
+        "--precision",
+        "fp32",
+        "--device",
+        "cpu",
+        "--no-validation",
+        "--progress",
+        "off",
+        "--threads",
+        "1",
+        "--log-every",
+        "100",
+        "--seed",
+        "0",
+        "--out",
+        str(out),
+    ]
 
 
 def predict_argv(ckpt: Path, stacks: list[Path], out: Path) -> list[str]:
-    return ["predict", "--checkpoint", str(ckpt), "--out", str(out), "--precision", "fp32", "--device", "cpu",
-            "--threads", "1", *map(str, stacks)]
+    return [
+        "predict",
+        "--checkpoint",
+        str(ckpt),
+        "--out",
+        str(out),
+        "--precision",
+        "fp32",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        *map(str, stacks),
+    ]
 
 
 def biounet(args: list[str], spec: dict[str, Any] | None = None) -> subprocess.Popen:
@@ -286,8 +340,13 @@ def kill_run(args: list[str], spec: dict[str, Any], watch: Path) -> dict[str, An
     except subprocess.TimeoutExpired:
         p.kill()
         out, _ = p.communicate()
-    return {"rc": p.returncode, "killed": p.returncode == -signal.SIGKILL, "outside": killed_from_outside,
-            "seconds": round(time.perf_counter() - start, 2), "output": out.decode(errors="replace")[-2000:]}
+    return {
+        "rc": p.returncode,
+        "killed": p.returncode == -signal.SIGKILL,
+        "outside": killed_from_outside,
+        "seconds": round(time.perf_counter() - start, 2),
+        "output": out.decode(errors="replace")[-2000:],
+    }
 
 
 def logged_step(metrics: Path) -> int:
@@ -336,19 +395,38 @@ def plan(trials: int, seed: int, kinds: tuple[str, ...], predict: bool = False) 
     for t in range(trials):
         kind = order[t % len(order)]
         if predict:
-            spec = {"kind": kind, "nth": rng.randint(1, 4), "frac": round(rng.uniform(0.05, 0.95), 3),
-                    "suffix": ".tif", "delay": round(rng.uniform(0.2, 0.7), 3)}
+            spec = {
+                "kind": kind,
+                "nth": rng.randint(1, 4),
+                "frac": round(rng.uniform(0.05, 0.95), 3),
+                "suffix": ".tif",
+                "delay": round(rng.uniform(0.2, 0.7), 3),
+            }
         else:
-            spec = {"kind": kind, "step": rng.randint(1, STEPS - 1), "line": rng.randint(1, STEPS - 1),
-                    "nth": rng.randint(1, n_ckpt - 1), "frac": round(rng.uniform(0.05, 0.95), 3), "suffix": ".pt"}
+            spec = {
+                "kind": kind,
+                "step": rng.randint(1, STEPS - 1),
+                "line": rng.randint(1, STEPS - 1),
+                "nth": rng.randint(1, n_ckpt - 1),
+                "frac": round(rng.uniform(0.05, 0.95), 3),
+                "suffix": ".pt",
+            }
         specs.append({k: v for k, v in spec.items() if k in _PARAMS[kind]} | {"kind": kind})
     return specs
 
 
 # the parameters each kind uses (timer's delay: a fraction of the uninterrupted prediction's time)
-_PARAMS = {"after_step": {"step"}, "log_torn": {"step", "frac"}, "ckpt_partial": {"nth", "frac"},
-           "before_replace": {"nth", "suffix"}, "after_replace": {"nth", "suffix"}, "at_metrics_line": {"line"},
-           "at_tmp_file": {"nth"}, "tiff_partial": {"nth", "frac"}, "timer": {"delay"}}
+_PARAMS = {
+    "after_step": {"step"},
+    "log_torn": {"step", "frac"},
+    "ckpt_partial": {"nth", "frac"},
+    "before_replace": {"nth", "suffix"},
+    "after_replace": {"nth", "suffix"},
+    "at_metrics_line": {"line"},
+    "at_tmp_file": {"nth"},
+    "tiff_partial": {"nth", "frac"},
+    "timer": {"delay"},
+}
 
 
 def reference_run(root: Path, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -365,12 +443,17 @@ def reference_run(root: Path, inputs: dict[str, Any]) -> dict[str, Any]:
     rc, out = run_ok(predict_argv(run / "last.pt", [s for s, _ in inputs["stacks"]], pred))
     if rc != 0:
         raise RuntimeError(f"the reference prediction failed (exit {rc}):\n{out}")
-    return {"run": run, "model": ckpt_io.load(run / "last.pt")["model"], "predict": pred,
-            "predict_s": time.perf_counter() - start}
+    return {
+        "run": run,
+        "model": ckpt_io.load(run / "last.pt")["model"],
+        "predict": pred,
+        "predict_s": time.perf_counter() - start,
+    }
 
 
-def train_trial(t: int, spec: dict[str, Any], root: Path, inputs: dict[str, Any],
-                ref: dict[str, Any]) -> dict[str, Any]:
+def train_trial(
+    t: int, spec: dict[str, Any], root: Path, inputs: dict[str, Any], ref: dict[str, Any]
+) -> dict[str, Any]:
     from biounet import checkpoint as ckpt_io
 
     run = root / f"train-{t:03d}"
@@ -385,8 +468,14 @@ def train_trial(t: int, spec: dict[str, Any], root: Path, inputs: dict[str, Any]
     after = check_checkpoints(run)
     has_last = (run / "last.pt").is_file() and not after["failed"]
     saved = ckpt_io.load(run / "last.pt")["step"] if has_last else 0
-    row.update(reached=reached, saved=saved, lost=reached - saved, failed_loads=after["failed"],
-               tmp_after_kill=after["tmp"], ckpt_write_kill=any(n.endswith(".pt") for n in after["tmp"]))
+    row.update(
+        reached=reached,
+        saved=saved,
+        lost=reached - saved,
+        failed_loads=after["failed"],
+        tmp_after_kill=after["tmp"],
+        ckpt_write_kill=any(n.endswith(".pt") for n in after["tmp"]),
+    )
     # resume: the run folder if it holds last.pt, else the original command again (nothing to resume)
     args = ["train", "--resume", str(run)] if (run / "last.pt").exists() else train_argv(inputs["data"], run)
     rc, out = run_ok(args)
@@ -432,8 +521,9 @@ def read_outputs(folder: Path, stacks: list[tuple[Path, tuple]]) -> dict[str, An
     return {"present": present, "bad": bad, "tmp": [p.name for p in _tmp_files(folder)]}
 
 
-def predict_trial(t: int, spec: dict[str, Any], root: Path, inputs: dict[str, Any],
-                  ref: dict[str, Any]) -> dict[str, Any]:
+def predict_trial(
+    t: int, spec: dict[str, Any], root: Path, inputs: dict[str, Any], ref: dict[str, Any]
+) -> dict[str, Any]:
     out = root / f"predict-{t:03d}"
     shutil.rmtree(out, ignore_errors=True)
     stacks = [s for s, _ in inputs["stacks"]]
@@ -443,13 +533,20 @@ def predict_trial(t: int, spec: dict[str, Any], root: Path, inputs: dict[str, An
     expected = read_outputs(ref["predict"], inputs["stacks"])["present"]
     after = read_outputs(out, inputs["stacks"]) if out.is_dir() else {"present": {}, "bad": [], "tmp": []}
     wrong = [n for n, a in after["present"].items() if not np.array_equal(a, expected[n])]
-    row.update(files_after_kill=sorted(after["present"]), partial=after["bad"] + [f"{n}: differs" for n in wrong],
-               tmp_after_kill=after["tmp"])
+    row.update(
+        files_after_kill=sorted(after["present"]),
+        partial=after["bad"] + [f"{n}: differs" for n in wrong],
+        tmp_after_kill=after["tmp"],
+    )
     rc, text = run_ok(args)
     again = read_outputs(out, inputs["stacks"])
     row["rerun_rc"] = rc
-    row["rerun_ok"] = (rc == 0 and not again["bad"] and sorted(again["present"]) == sorted(expected)
-                       and all(np.array_equal(again["present"][n], expected[n]) for n in expected))
+    row["rerun_ok"] = (
+        rc == 0
+        and not again["bad"]
+        and sorted(again["present"]) == sorted(expected)
+        and all(np.array_equal(again["present"][n], expected[n]) for n in expected)
+    )
     row["tmp_after_rerun"] = again["tmp"]
     if rc != 0:
         row["rerun_output"] = text[-1500:]
@@ -504,8 +601,7 @@ def table(fig: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_benchmark(trials: int, seed: int, out: Path, predict_trials: int | None = None,
-                  log=print) -> dict[str, Any]:
+def run_benchmark(trials: int, seed: int, out: Path, predict_trials: int | None = None, log=print) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     inputs = make_inputs(out / "inputs", seed)
     ref = reference_run(out, inputs)
@@ -514,15 +610,19 @@ def run_benchmark(trials: int, seed: int, out: Path, predict_trials: int | None 
     for t, spec in enumerate(plan(trials, seed, TRAIN_KINDS)):
         row = train_trial(t, spec, out, inputs, ref)
         train_rows.append(row)
-        log(f"train {t:2d} {spec['kind']:<16} {json.dumps({k: v for k, v in spec.items() if k != 'kind'}):<34} "
+        log(
+            f"train {t:2d} {spec['kind']:<16} {json.dumps({k: v for k, v in spec.items() if k != 'kind'}):<34} "
             f"killed {row['killed']!s:<5} reached {row['reached']:2d} saved {row['saved']:2d} lost {row['lost']} "
-            f"tmp {len(row['tmp_after_kill'])} {row['resume_how']} rc {row['resume_rc']} exact {row['exact']}")
+            f"tmp {len(row['tmp_after_kill'])} {row['resume_how']} rc {row['resume_rc']} exact {row['exact']}"
+        )
     for t, spec in enumerate(plan(predict_trials, seed + 1, PREDICT_KINDS, predict=True)):
         row = predict_trial(t, spec, out, inputs, ref)
         predict_rows.append(row)
-        log(f"predict {t:2d} {spec['kind']:<14} {json.dumps({k: v for k, v in spec.items() if k != 'kind'}):<34} "
+        log(
+            f"predict {t:2d} {spec['kind']:<14} {json.dumps({k: v for k, v in spec.items() if k != 'kind'}):<34} "
             f"killed {row['killed']!s:<5} files {len(row['files_after_kill'])} partial {len(row['partial'])} "
-            f"tmp {len(row['tmp_after_kill'])} rerun ok {row['rerun_ok']}")
+            f"tmp {len(row['tmp_after_kill'])} rerun ok {row['rerun_ok']}"
+        )
     return {"seed": seed, "figures": figures(train_rows, predict_rows), "train": train_rows, "predict": predict_rows}
 
 
@@ -540,8 +640,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
     f = result["figures"]
-    ok = (f["resumes_ok"] == f["trials"] and f["checkpoints_failed_to_load"] == 0 and f["max_steps_lost"] <= EVERY
-          and f["predict_partial_files"] == 0 and f["predict_reruns_ok"] == f["predict_trials"])
+    ok = (
+        f["resumes_ok"] == f["trials"]
+        and f["checkpoints_failed_to_load"] == 0
+        and f["max_steps_lost"] <= EVERY
+        and f["predict_partial_files"] == 0
+        and f["predict_reruns_ok"] == f["predict_trials"]
+    )
     return 0 if ok else 1
 
 

@@ -60,8 +60,10 @@ def main() -> None:
         if name == "pytorch-fp32":
             continue
         diff = max(float(np.abs(a - b).max()) for a, b in zip(probs[name], probs["pytorch-fp32"]))
-        result[name] = {"max_abs_prob_diff": diff,
-                        "metric_diffs": {k: abs(reports[name][k] - reports["pytorch-fp32"][k]) for k in METRICS}}
+        result[name] = {
+            "max_abs_prob_diff": diff,
+            "metric_diffs": {k: abs(reports[name][k] - reports["pytorch-fp32"][k]) for k in METRICS},
+        }
     result["metrics_pytorch"] = {k: reports["pytorch-fp32"][k] for k in METRICS}
     print(json.dumps(result, indent=2))
     if args.json:

@@ -14,7 +14,6 @@ work (``train``/``cv``/``demo`` get a width-4 model and ``--steps 1``; ``bench``
 value).
 """
 
-
 import argparse
 import contextlib
 import io
@@ -67,8 +66,12 @@ def encode_png(pixels: np.ndarray, declared: tuple[int, int] | None = None) -> b
     raw = b"".join(b"\x00" + r for r in rows)
     dh, dw = declared or (h, w)
     ihdr = struct.pack(">IIBBBBB", dw, dh, depth, color, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(raw)) + \
-        _png_chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", zlib.compress(raw))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def patch_tiff_size(data: bytes, side: int = HUGE) -> bytes:
@@ -83,14 +86,14 @@ def patch_tiff_size(data: bytes, side: int = HUGE) -> bytes:
     (ifd,) = struct.unpack(e + "I", buf[4:8])
     if ifd + 2 > len(buf):
         return data
-    (n,) = struct.unpack(e + "H", buf[ifd:ifd + 2])
+    (n,) = struct.unpack(e + "H", buf[ifd : ifd + 2])
     for k in range(n):
         at = ifd + 2 + 12 * k
         if at + 12 > len(buf):
             break
-        tag, _typ, count = struct.unpack(e + "HHI", buf[at:at + 8])
+        tag, _typ, count = struct.unpack(e + "HHI", buf[at : at + 8])
         if tag in (256, 257) and count == 1:
-            buf[at + 2:at + 12] = struct.pack(e + "HII", 4, 1, side)
+            buf[at + 2 : at + 12] = struct.pack(e + "HII", 4, 1, side)
     return bytes(buf)
 
 
@@ -143,8 +146,12 @@ def image_files(draw, suffixes=(".png", ".tif")) -> tuple[str, bytes, str]:
     suffix = draw(st.sampled_from(suffixes))
     damage = draw(st.sampled_from(DAMAGE))
     if damage == "junk":
-        return suffix, draw(st.sampled_from((b"", b"hello", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*")))\
-            + draw(st.binary(max_size=64)), damage
+        return (
+            suffix,
+            draw(st.sampled_from((b"", b"hello", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*")))
+            + draw(st.binary(max_size=64)),
+            damage,
+        )
     pixels = draw(pixel_arrays())
     try:
         if suffix == ".png":
@@ -157,7 +164,7 @@ def image_files(draw, suffixes=(".png", ".tif")) -> tuple[str, bytes, str]:
     except Exception:  # an array the writer refuses (an empty TIFF): fall back to junk
         return suffix, b"II*\x00" + bytes(8), "junk"
     if damage == "truncate" and data:
-        data = data[:draw(st.integers(0, len(data) - 1))]
+        data = data[: draw(st.integers(0, len(data) - 1))]
     elif damage == "flip" and data:
         buf = bytearray(data)
         for _ in range(draw(st.integers(1, 8))):
@@ -168,18 +175,55 @@ def image_files(draw, suffixes=(".png", ".tif")) -> tuple[str, bytes, str]:
 
 # ------------------------------------------------------------------------------------ YAML configs
 
-_KEYS = ("steps", "base_width", "depth", "tile_size", "batch_size", "lr", "fold", "folds", "padding", "classes",
-         "in_channels", "precision", "device", "mask_threshold", "ignore_value", "elastic", "flip", "memory_gib",
-         "micro_batch_size", "elastic_sigma", "border_weight", "dist_timeout", "data", "out", "resume", "threads",
-         "lr_schedule", "progress", "seed", "warmup_steps", "config_version", "biounet_version", "stepz", "bogus")
+_KEYS = (
+    "steps",
+    "base_width",
+    "depth",
+    "tile_size",
+    "batch_size",
+    "lr",
+    "fold",
+    "folds",
+    "padding",
+    "classes",
+    "in_channels",
+    "precision",
+    "device",
+    "mask_threshold",
+    "ignore_value",
+    "elastic",
+    "flip",
+    "memory_gib",
+    "micro_batch_size",
+    "elastic_sigma",
+    "border_weight",
+    "dist_timeout",
+    "data",
+    "out",
+    "resume",
+    "threads",
+    "lr_schedule",
+    "progress",
+    "seed",
+    "warmup_steps",
+    "config_version",
+    "biounet_version",
+    "stepz",
+    "bogus",
+)
 _SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(-3, 5), st.integers(-2**70, 2**70),
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 5),
+    st.integers(-(2**70), 2**70),
     st.sampled_from((float("nan"), float("inf"), float("-inf"), 1e308, -0.0, 1e-320, 0.5)),
     st.sampled_from(("", "x", "valid", "same", "all", "cpu", "cuda:99", "bf16", "1", "-1", "nan", "ü∂", "~")),
 )
-_VALUES = st.recursive(_SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                         st.dictionaries(st.sampled_from(_KEYS), inner, max_size=3)),
-                       max_leaves=6)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(_KEYS), inner, max_size=3)),
+    max_leaves=6,
+)
 
 
 @st.composite
@@ -190,9 +234,23 @@ def yaml_texts(draw) -> str | bytes:
 
     form = draw(st.sampled_from(("mapping", "mapping", "mapping", "scalar", "list", "broken", "bytes")))
     if form == "broken":
-        return draw(st.sampled_from(("a: [1, 2", "key: {", ": :", "\t- x", "a: b: c", "*alias",
-                                     "!!python/object:os.system x", "a: 1\na: 2", "%YAML 9.9\n---\na: 1", "[" * 200,
-                                     "- " * 500 + "x")))
+        return draw(
+            st.sampled_from(
+                (
+                    "a: [1, 2",
+                    "key: {",
+                    ": :",
+                    "\t- x",
+                    "a: b: c",
+                    "*alias",
+                    "!!python/object:os.system x",
+                    "a: 1\na: 2",
+                    "%YAML 9.9\n---\na: 1",
+                    "[" * 200,
+                    "- " * 500 + "x",
+                )
+            )
+        )
     if form == "bytes":  # not necessarily UTF-8
         return draw(st.binary(max_size=40))
     if form == "scalar":
@@ -215,22 +273,94 @@ def yaml_texts(draw) -> str | bytes:
 
 # ------------------------------------------------------------------------------------ argv lists
 
-NONSENSE = ("", " ", "-1", "0", "1", "-0", "10" * 15, "-" + "9" * 30, "nan", "inf", "-inf", "1e309", "3.5", "0x10",
-            "ü∂ß", "none", "cuda:999", "cpu:0", "--", "all", "auto", "1,2", "0,0", "a,b", ",")
+NONSENSE = (
+    "",
+    " ",
+    "-1",
+    "0",
+    "1",
+    "-0",
+    "10" * 15,
+    "-" + "9" * 30,
+    "nan",
+    "inf",
+    "-inf",
+    "1e309",
+    "3.5",
+    "0x10",
+    "ü∂ß",
+    "none",
+    "cuda:999",
+    "cpu:0",
+    "--",
+    "all",
+    "auto",
+    "1,2",
+    "0,0",
+    "a,b",
+    ",",
+)
 INFER_FLAGS = ("--precision", "--device", "--tile", "--batch-size", "--threads")
-TRAIN_FLAGS = ("--fold", "--folds", "--ignore-value", "--mask-threshold", "--depth", "--padding", "--in-channels",
-               "--classes", "--tile-size", "--batch-size", "--micro-batch-size", "--memory-gib", "--lr",
-               "--weight-decay", "--lr-schedule", "--warmup-steps", "--precision", "--device", "--threads",
-               "--workers", "--seed", "--elastic-sigma", "--elastic-grid", "--brightness", "--contrast",
-               "--border-weight", "--border-sigma", "--dice-loss-weight", "--dist-timeout", "--log-every",
-               "--checkpoint-every", "--keep-checkpoints", "--val-every", "--progress", "--name", "--resume",
-               "--init-from", "--base-width", "--config", "--data", "--out", "--steps")
+TRAIN_FLAGS = (
+    "--fold",
+    "--folds",
+    "--ignore-value",
+    "--mask-threshold",
+    "--depth",
+    "--padding",
+    "--in-channels",
+    "--classes",
+    "--tile-size",
+    "--batch-size",
+    "--micro-batch-size",
+    "--memory-gib",
+    "--lr",
+    "--weight-decay",
+    "--lr-schedule",
+    "--warmup-steps",
+    "--precision",
+    "--device",
+    "--threads",
+    "--workers",
+    "--seed",
+    "--elastic-sigma",
+    "--elastic-grid",
+    "--brightness",
+    "--contrast",
+    "--border-weight",
+    "--border-sigma",
+    "--dice-loss-weight",
+    "--dist-timeout",
+    "--log-every",
+    "--checkpoint-every",
+    "--keep-checkpoints",
+    "--val-every",
+    "--progress",
+    "--name",
+    "--resume",
+    "--init-from",
+    "--base-width",
+    "--config",
+    "--data",
+    "--out",
+    "--steps",
+)
 # a valid value of these starts long work: they only ever get values that fail fast
-_LONG = {"--steps": ("-1", "0", "nan", "", "x"), "--workers": ("-1", "x", ""), "--base-width": ("-1", "0", "x", ""),
-         "--depth": ("-1", "0", "x", "99"), "--tile-size": ("-1", "0", "x", "1", "10" * 15),
-         "--batch-size": ("-1", "0", "x"), "--elastic-grid": ("-1", "0", "x"), "--threads": ("-1", "x", ""),
-         "--val-every": ("-1", "x"), "--warmup-steps": ("-1", "x"), "--micro-batch-size": ("-1", "3", "x"),
-         "--memory-gib": ("-1", "nan", "inf", "x"), "--dist-timeout": ("-1", "0", "nan", "inf")}
+_LONG = {
+    "--steps": ("-1", "0", "nan", "", "x"),
+    "--workers": ("-1", "x", ""),
+    "--base-width": ("-1", "0", "x", ""),
+    "--depth": ("-1", "0", "x", "99"),
+    "--tile-size": ("-1", "0", "x", "1", "10" * 15),
+    "--batch-size": ("-1", "0", "x"),
+    "--elastic-grid": ("-1", "0", "x"),
+    "--threads": ("-1", "x", ""),
+    "--val-every": ("-1", "x"),
+    "--warmup-steps": ("-1", "x"),
+    "--micro-batch-size": ("-1", "3", "x"),
+    "--memory-gib": ("-1", "nan", "inf", "x"),
+    "--dist-timeout": ("-1", "0", "nan", "inf"),
+}
 
 
 @dataclass
@@ -262,12 +392,33 @@ class Workspace:
         ws.root.mkdir(parents=True, exist_ok=True)
         write_synthetic_dataset(ws.data, count=4, size=64)
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            train(TrainConfig(data=str(ws.data), out=str(ws.run), base_width=4, depth=2, tile_size=60, batch_size=2,
-                              steps=1, folds=2, fold="1", precision="fp32", device="cpu", progress="off",
-                              validation=False, checkpoint_every=1, log_every=1), quiet=True)
+            train(
+                TrainConfig(
+                    data=str(ws.data),
+                    out=str(ws.run),
+                    base_width=4,
+                    depth=2,
+                    tile_size=60,
+                    batch_size=2,
+                    steps=1,
+                    folds=2,
+                    fold="1",
+                    precision="fp32",
+                    device="cpu",
+                    progress="off",
+                    validation=False,
+                    checkpoint_every=1,
+                    log_every=1,
+                ),
+                quiet=True,
+            )
         ws.junk.mkdir(exist_ok=True)
-        for name, data in (("a.png", b"not a png"), ("b.tif", b"II*\x00junk"), ("train-volume.tif", b"\x00" * 9),
-                           ("c.txt", b"hello")):
+        for name, data in (
+            ("a.png", b"not a png"),
+            ("b.tif", b"II*\x00junk"),
+            ("train-volume.tif", b"\x00" * 9),
+            ("c.txt", b"hello"),
+        ):
             (ws.junk / name).write_bytes(data)
         ws.text.write_text("just text\n")
         rng = np.random.default_rng(0)
@@ -277,15 +428,29 @@ class Workspace:
 
     def paths(self, case: Path) -> tuple[str, ...]:
         """Path values of every sort: file, folder, missing, junk, under a file."""
-        return (str(self.text), str(self.junk), str(case / "missing"), str(self.text / "under"), str(self.root),
-                str(self.data), str(self.run), str(self.run / "last.pt"), str(self.labels), str(case / "fuzz.png"),
-                str(case / "fuzz.tif"), "", "ü∂ß/x")
+        return (
+            str(self.text),
+            str(self.junk),
+            str(case / "missing"),
+            str(self.text / "under"),
+            str(self.root),
+            str(self.data),
+            str(self.run),
+            str(self.run / "last.pt"),
+            str(self.labels),
+            str(case / "fuzz.png"),
+            str(case / "fuzz.tif"),
+            "",
+            "ü∂ß/x",
+        )
 
 
 def _values(ws: Workspace, case: Path):
-    return st.one_of(st.sampled_from(NONSENSE), st.sampled_from(ws.paths(case)),
-                     st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
-                             max_size=6))
+    return st.one_of(
+        st.sampled_from(NONSENSE),
+        st.sampled_from(ws.paths(case)),
+        st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=6),
+    )
 
 
 def _flags(draw, ws, case, names, long_ok=False, at_most=3) -> list[str]:
@@ -299,9 +464,33 @@ def _flags(draw, ws, case, names, long_ok=False, at_most=3) -> list[str]:
     return out
 
 
-TINY = ["--steps", "1", "--base-width", "4", "--depth", "2", "--tile-size", "60", "--batch-size", "2",
-        "--progress", "off", "--device", "cpu", "--precision", "fp32", "--no-validation", "--folds", "2",
-        "--fold", "1", "--checkpoint-every", "1", "--log-every", "1"]
+TINY = [
+    "--steps",
+    "1",
+    "--base-width",
+    "4",
+    "--depth",
+    "2",
+    "--tile-size",
+    "60",
+    "--batch-size",
+    "2",
+    "--progress",
+    "off",
+    "--device",
+    "cpu",
+    "--precision",
+    "fp32",
+    "--no-validation",
+    "--folds",
+    "2",
+    "--fold",
+    "1",
+    "--checkpoint-every",
+    "1",
+    "--log-every",
+    "1",
+]
 COMMANDS = ("train", "predict", "evaluate", "export", "bench", "fetch", "cv", "score", "demo")
 
 
@@ -316,26 +505,51 @@ def argvs(draw, ws: Workspace, case: Path, command: str | None = None) -> list[s
         data = draw(st.sampled_from((str(ws.data), str(ws.data), str(case / "fuzzdata"))) | paths)
         argv = [command, "--data", data, "--out", str(case / "out"), *TINY]
         if command == "cv":  # cv's --folds is the list of folds to run; the fold count stays 2
-            argv = [command, "--data", data, "--out", str(case / "out"), *TINY[:TINY.index("--folds")],
-                    "--folds", draw(st.sampled_from(NONSENSE + ("0", "1", "0,1", "5")))]
+            argv = [
+                command,
+                "--data",
+                data,
+                "--out",
+                str(case / "out"),
+                *TINY[: TINY.index("--folds")],
+                "--folds",
+                draw(st.sampled_from(NONSENSE + ("0", "1", "0,1", "5"))),
+            ]
         argv += _flags(draw, ws, case, TRAIN_FLAGS)
         if draw(st.booleans()):
             argv += ["--config", str(case / "config.yaml")]
         return argv
     if command in ("predict", "evaluate"):
-        model = draw(st.sampled_from((["--checkpoint", str(ws.run)], ["--checkpoint", str(ws.run)],
-                                      ["--checkpoint", str(case / "fuzz.pt")], ["--model", str(case / "fuzz.png")])))
+        model = draw(
+            st.sampled_from(
+                (
+                    ["--checkpoint", str(ws.run)],
+                    ["--checkpoint", str(ws.run)],
+                    ["--checkpoint", str(case / "fuzz.pt")],
+                    ["--model", str(case / "fuzz.png")],
+                )
+            )
+        )
         model[1] = draw(st.just(model[1]) | paths)
         if command == "predict":
-            inputs = draw(st.lists(st.sampled_from((str(case / "fuzz.png"), str(case / "fuzz.tif"))) | paths,
-                                   min_size=1, max_size=2))
+            inputs = draw(
+                st.lists(
+                    st.sampled_from((str(case / "fuzz.png"), str(case / "fuzz.tif"))) | paths, min_size=1, max_size=2
+                )
+            )
             argv = ["predict", *inputs, *model, "--out", draw(st.just(str(case / "out")) | paths), "--device", "cpu"]
             argv += draw(st.lists(st.sampled_from(("--labels", "--overlay", "--tta")), max_size=2, unique=True))
         else:
             data = draw(st.sampled_from((str(ws.data), str(case / "fuzzdata"))) | paths)
             argv = ["evaluate", *model, "--data", data, "--device", "cpu"]
-            argv += draw(st.lists(st.sampled_from((["--fold", draw(_values(ws, case))], ["--allow-train-slices"],
-                                                   ["--json", draw(paths)])), max_size=2).map(lambda ls: sum(ls, [])))
+            argv += draw(
+                st.lists(
+                    st.sampled_from(
+                        (["--fold", draw(_values(ws, case))], ["--allow-train-slices"], ["--json", draw(paths)])
+                    ),
+                    max_size=2,
+                ).map(lambda ls: sum(ls, []))
+            )
         return argv + _flags(draw, ws, case, INFER_FLAGS)
     if command == "export":
         ckpt = draw(st.sampled_from((str(ws.run), str(case / "fuzz.pt"))) | paths)
@@ -344,22 +558,62 @@ def argvs(draw, ws: Workspace, case: Path, command: str | None = None) -> list[s
         opset = draw(st.sampled_from(("18", "17")) | st.sampled_from(NONSENSE))
         return ["export", "--checkpoint", ckpt, "--format", fmt, "--out", out, "--opset", opset]
     if command == "bench":  # always one value that is refused before any work starts
-        bad = draw(st.sampled_from((["--device", draw(st.sampled_from(("gpu", "", "cuda:x", "ü")))],
-                                    ["--micro-sweep", draw(st.sampled_from(("x", "1,,a", "0", "-1", "3", "1e3")))],
-                                    [draw(st.sampled_from(("--depth", "--repeats", "--tile-size", "--batch-size",
-                                                           "--infer-batch", "--base-width"))),
-                                     draw(st.sampled_from(("0", "-1", "-" + "9" * 30, "x", "", "nan")))],
-                                    ["--warmup", draw(st.sampled_from(("-1", "x")))],
-                                    ["--precision", "fp8"], ["--json", str(ws.junk)], ["--nonsense"])))
-        extra = draw(st.lists(st.sampled_from((["--no-baseline"], ["--no-memory"], ["--json", str(case / "b.json")],
-                                               ["--threads", "1"], ["--compile"])), max_size=2))
+        bad = draw(
+            st.sampled_from(
+                (
+                    ["--device", draw(st.sampled_from(("gpu", "", "cuda:x", "ü")))],
+                    ["--micro-sweep", draw(st.sampled_from(("x", "1,,a", "0", "-1", "3", "1e3")))],
+                    [
+                        draw(
+                            st.sampled_from(
+                                ("--depth", "--repeats", "--tile-size", "--batch-size", "--infer-batch", "--base-width")
+                            )
+                        ),
+                        draw(st.sampled_from(("0", "-1", "-" + "9" * 30, "x", "", "nan"))),
+                    ],
+                    ["--warmup", draw(st.sampled_from(("-1", "x")))],
+                    ["--precision", "fp8"],
+                    ["--json", str(ws.junk)],
+                    ["--nonsense"],
+                )
+            )
+        )
+        extra = draw(
+            st.lists(
+                st.sampled_from(
+                    (
+                        ["--no-baseline"],
+                        ["--no-memory"],
+                        ["--json", str(case / "b.json")],
+                        ["--threads", "1"],
+                        ["--compile"],
+                    )
+                ),
+                max_size=2,
+            )
+        )
         return ["bench", *sum(extra, []), *bad]
     if command == "fetch":
         target = draw(st.sampled_from((str(case / "junkcopy"), str(case / "new"))) | paths)
         urls = ["--url", "http://127.0.0.1:9/"]
         if draw(st.booleans()):
-            urls = ["--url", draw(st.sampled_from(("", "nonsense", "http://", "ftp://127.0.0.1:9/", "file:///nonexistent/",
-                                                   "http://127.0.0.1:0/", "http://[::1", "ü://x")))] + urls
+            urls = [
+                "--url",
+                draw(
+                    st.sampled_from(
+                        (
+                            "",
+                            "nonsense",
+                            "http://",
+                            "ftp://127.0.0.1:9/",
+                            "file:///nonexistent/",
+                            "http://127.0.0.1:0/",
+                            "http://[::1",
+                            "ü://x",
+                        )
+                    )
+                ),
+            ] + urls
         timeout = draw(st.sampled_from(("2", "0.5")) | st.sampled_from(NONSENSE))
         dataset = draw(st.sampled_from(("isbi2012", "isbi2012", "mnist", "")))
         return ["fetch", dataset, target, *urls, "--timeout", timeout]
@@ -385,8 +639,12 @@ def _bytes(text: str | bytes) -> bytes:
 @st.composite
 def fuzz_files(draw) -> dict[str, bytes]:
     """The files an argv may name in its case folder: images, a second TIFF, a config, a checkpoint."""
-    files = {"fuzz.png": draw(image_files((".png",)))[1], "fuzz.tif": draw(image_files((".tif",)))[1],
-             "fuzz2.tif": draw(image_files((".tif",)))[1], "config.yaml": _bytes(draw(yaml_texts()))}
+    files = {
+        "fuzz.png": draw(image_files((".png",)))[1],
+        "fuzz.tif": draw(image_files((".tif",)))[1],
+        "fuzz2.tif": draw(image_files((".tif",)))[1],
+        "config.yaml": _bytes(draw(yaml_texts())),
+    }
     for name in ("fuzzdata/images/a", "fuzzdata/masks/a"):
         suffix, data, _ = draw(image_files())
         files[name + suffix] = data
@@ -404,7 +662,7 @@ def write_files(case: Path, files: dict[str, bytes], ws: Workspace | None = None
         if ckpt_damage is not None:  # (kind, position fraction, byte)
             kind, frac, byte = ckpt_damage
             at = int(frac * (len(src) - 1))
-            src = src[:at] if kind == "truncate" else src[:at] + bytes([byte]) + src[at + 1:]
+            src = src[:at] if kind == "truncate" else src[:at] + bytes([byte]) + src[at + 1 :]
         (case / "fuzz.pt").write_bytes(src)
 
 
@@ -469,8 +727,12 @@ def check_cli(argv: list[str], limit: float = 30.0, expect_codes: tuple[int, ...
     err, out = io.StringIO(), io.StringIO()
     code = None
     try:
-        with time_limit(limit), _fd2_captured() as raw, contextlib.redirect_stderr(err), \
-                contextlib.redirect_stdout(out):
+        with (
+            time_limit(limit),
+            _fd2_captured() as raw,
+            contextlib.redirect_stderr(err),
+            contextlib.redirect_stdout(out),
+        ):
             try:
                 code = main(list(argv))
             except SystemExit as exc:  # argparse: --help (0) or a bad command line (2)
@@ -488,8 +750,12 @@ def check_cli(argv: list[str], limit: float = 30.0, expect_codes: tuple[int, ...
     if code not in (1, 2):
         return Outcome("failure", f"exit status {code!r}", code, text)
     errors = [ln for ln in lines if ": error:" in ln]
-    if "Traceback" in text or len(errors) != 1 or lines[-1] != errors[-1] \
-            or not all(ln.startswith("biounet") for ln in lines):  # notices ("biounet: ...") may come first
+    if (
+        "Traceback" in text
+        or len(errors) != 1
+        or lines[-1] != errors[-1]
+        or not all(ln.startswith("biounet") for ln in lines)
+    ):  # notices ("biounet: ...") may come first
         return Outcome("failure", "the error is not one line starting with 'biounet'", code, text)
     if code not in expect_codes:
         return Outcome("failure", f"exit status {code}, expected {expect_codes}", code, text)
@@ -504,8 +770,9 @@ def check_valid_image(pixels) -> str | None:
     return None
 
 
-def check_readers(path: Path, in_channels: int = 1, classes: int = 2, threshold: float | None = None,
-                  limit: float = 30.0) -> Outcome:
+def check_readers(
+    path: Path, in_channels: int = 1, classes: int = 2, threshold: float | None = None, limit: float = 30.0
+) -> Outcome:
     """read_image_file, then scale_image and mask_to_classes on what it returns: each must give a valid
     array or raise a BiounetError."""
     from biounet.data.readers import mask_to_classes, read_image_file, scale_image
@@ -519,18 +786,28 @@ def check_readers(path: Path, in_channels: int = 1, classes: int = 2, threshold:
             if bad:
                 return Outcome("failure", f"read_image_file {bad}")
             errors = []
-            for step, call in (("scale_image", lambda: scale_image(pixels, in_channels, "x")),
-                               ("mask_to_classes", lambda: mask_to_classes(pixels, classes, None, "m", threshold))):
+            for step, call in (
+                ("scale_image", lambda: scale_image(pixels, in_channels, "x")),
+                ("mask_to_classes", lambda: mask_to_classes(pixels, classes, None, "m", threshold)),
+            ):
                 try:
                     out = call()
                 except BiounetError as exc:
                     errors.append(str(exc))
                     continue
                 if step == "scale_image":
-                    if out.dtype != np.float32 or out.ndim != 3 or out.shape[0] != in_channels \
-                            or not np.all(np.isfinite(out)) or out.min() < -1.0001 or out.max() > 1.0001:
-                        return Outcome("failure", f"scale_image gave {out.dtype} {out.shape} "
-                                                  f"range {out.min() if out.size else None}..")
+                    if (
+                        out.dtype != np.float32
+                        or out.ndim != 3
+                        or out.shape[0] != in_channels
+                        or not np.all(np.isfinite(out))
+                        or out.min() < -1.0001
+                        or out.max() > 1.0001
+                    ):
+                        return Outcome(
+                            "failure",
+                            f"scale_image gave {out.dtype} {out.shape} range {out.min() if out.size else None}..",
+                        )
                 elif out.dtype != np.int16 or out.ndim != 2 or out.size and (out.min() < -1 or out.max() >= classes):
                     return Outcome("failure", f"mask_to_classes gave {out.dtype} {out.shape}")
     except Hang as exc:
@@ -577,8 +854,15 @@ def _case(kind: str, ws: Workspace, case: Path, draw, limit: float) -> tuple[Out
         path.write_bytes(data)
         in_channels, classes = draw(st.sampled_from((1, 1, 3))), draw(st.sampled_from((2, 2, 3)))
         threshold = draw(st.sampled_from((None, None, 127.0)))
-        repro = {"kind": kind, "suffix": suffix, "damage": damage, "in_channels": in_channels, "classes": classes,
-                 "threshold": threshold, "file": path.name}
+        repro = {
+            "kind": kind,
+            "suffix": suffix,
+            "damage": damage,
+            "in_channels": in_channels,
+            "classes": classes,
+            "threshold": threshold,
+            "file": path.name,
+        }
         return check_readers(path, in_channels, classes, threshold, limit), repro
     if kind == "config":
         text = draw(yaml_texts())
@@ -588,12 +872,28 @@ def _case(kind: str, ws: Workspace, case: Path, draw, limit: float) -> tuple[Out
     write_files(case, files, ws, damage)
     if kind == "checkpoint":
         command = draw(st.sampled_from(("predict", "evaluate", "export")))
-        argv = {"predict": ["predict", str(case / "fuzz.png"), "--checkpoint", str(case / "fuzz.pt"), "--out",
-                            str(case / "out"), "--device", "cpu"],
-                "evaluate": ["evaluate", "--checkpoint", str(case / "fuzz.pt"), "--data", str(ws.data), "--device",
-                             "cpu"],
-                "export": ["export", "--checkpoint", str(case / "fuzz.pt"), "--format", "program", "--out",
-                           str(case / "m.pt2")]}[command]
+        argv = {
+            "predict": [
+                "predict",
+                str(case / "fuzz.png"),
+                "--checkpoint",
+                str(case / "fuzz.pt"),
+                "--out",
+                str(case / "out"),
+                "--device",
+                "cpu",
+            ],
+            "evaluate": ["evaluate", "--checkpoint", str(case / "fuzz.pt"), "--data", str(ws.data), "--device", "cpu"],
+            "export": [
+                "export",
+                "--checkpoint",
+                str(case / "fuzz.pt"),
+                "--format",
+                "program",
+                "--out",
+                str(case / "m.pt2"),
+            ],
+        }[command]
         if command != "predict":
             files = {}
     else:
@@ -605,8 +905,15 @@ class _OutOfTime(Exception):
     """--max-seconds has passed: the run stops drawing inputs."""
 
 
-def run(inputs: int, seed: int, limit: float, out_dir: Path, mix: dict[str, int] | None = None,
-        log=print, max_seconds: float = float("inf")) -> dict:
+def run(
+    inputs: int,
+    seed: int,
+    limit: float,
+    out_dir: Path,
+    mix: dict[str, int] | None = None,
+    log=print,
+    max_seconds: float = float("inf"),
+) -> dict:
     """Run ``inputs`` fuzzed inputs (a mix of KINDS drawn by one seeded hypothesis search, no shrinking:
     every outcome is recorded); reproducers of the first failures go to ``out_dir``."""
     from hypothesis import HealthCheck, Phase, given, settings
@@ -623,8 +930,13 @@ def run(inputs: int, seed: int, limit: float, out_dir: Path, mix: dict[str, int]
         counter = iter(range(10**9))
 
         @hseed(seed)
-        @settings(max_examples=inputs, phases=[Phase.generate], database=None, deadline=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=inputs,
+            phases=[Phase.generate],
+            database=None,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        )
         @given(st.data())
         def one(data):
             if time.perf_counter() - start > max_seconds:
@@ -640,8 +952,9 @@ def run(inputs: int, seed: int, limit: float, out_dir: Path, mix: dict[str, int]
             s[outcome.status] += 1
             s["seconds"] += time.perf_counter() - t0
             if outcome.status in ("failure", "hang"):
-                repro.update(index=i, status=outcome.status, detail=outcome.detail[-3000:],
-                             stderr=outcome.stderr[-2000:])
+                repro.update(
+                    index=i, status=outcome.status, detail=outcome.detail[-3000:], stderr=outcome.stderr[-2000:]
+                )
                 failures.append(repro)
                 if len(failures) <= 20:
                     dest = out_dir / f"{len(failures):02d}-{kind}"
@@ -660,12 +973,19 @@ def run(inputs: int, seed: int, limit: float, out_dir: Path, mix: dict[str, int]
                 raise
             log(f"stopped drawing inputs after {max_seconds:g} s (--max-seconds)")
     tried = sum(s["tried"] for s in stats.values())
-    return {"inputs": tried, "inputs_asked": inputs, "max_seconds": max_seconds, "seed": seed,
-            "time_limit_s": limit, "stats": stats,
-            "failures": len([f for f in failures if f["status"] == "failure"]),
-            "hangs": len([f for f in failures if f["status"] == "hang"]),
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "wall_s": time.perf_counter() - start, "first_failures": failures[:20]}
+    return {
+        "inputs": tried,
+        "inputs_asked": inputs,
+        "max_seconds": max_seconds,
+        "seed": seed,
+        "time_limit_s": limit,
+        "stats": stats,
+        "failures": len([f for f in failures if f["status"] == "failure"]),
+        "hangs": len([f for f in failures if f["status"] == "hang"]),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "wall_s": time.perf_counter() - start,
+        "first_failures": failures[:20],
+    }
 
 
 def format_table(result: dict) -> str:
@@ -674,15 +994,21 @@ def format_table(result: dict) -> str:
     for kind, s in result["stats"].items():
         for k in total:
             total[k] += s[k]
-        rows.append(f"| {kind} | {s['tried']} | {s['ok']} | {s['clean']} | {s['failure']} | {s['hang']} | "
-                    f"{s['seconds'] / max(s['tried'], 1):.3f} |")
-    rows.append(f"| **all** | {total['tried']} | {total['ok']} | {total['clean']} | {total['failure']} | "
-                f"{total['hang']} | {total['seconds'] / max(total['tried'], 1):.3f} |")
+        rows.append(
+            f"| {kind} | {s['tried']} | {s['ok']} | {s['clean']} | {s['failure']} | {s['hang']} | "
+            f"{s['seconds'] / max(s['tried'], 1):.3f} |"
+        )
+    rows.append(
+        f"| **all** | {total['tried']} | {total['ok']} | {total['clean']} | {total['failure']} | "
+        f"{total['hang']} | {total['seconds'] / max(total['tried'], 1):.3f} |"
+    )
     rows.append("")
-    rows.append(f"peak RSS {result['peak_rss_mib']:.0f} MiB, wall time {result['wall_s']:.0f} s "
-                f"({total['tried'] / max(result['wall_s'], 1e-9):.1f} inputs/s), "
-                f"time limit {result['time_limit_s']:g} s per input, seed {result['seed']}, "
-                f"{result['inputs']} of {result['inputs_asked']} inputs asked")
+    rows.append(
+        f"peak RSS {result['peak_rss_mib']:.0f} MiB, wall time {result['wall_s']:.0f} s "
+        f"({total['tried'] / max(result['wall_s'], 1e-9):.1f} inputs/s), "
+        f"time limit {result['time_limit_s']:g} s per input, seed {result['seed']}, "
+        f"{result['inputs']} of {result['inputs_asked']} inputs asked"
+    )
     return "\n".join(rows)
 
 
@@ -692,15 +1018,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--time-limit", type=float, default=30.0, help="seconds per input before it counts as a hang")
     p.add_argument("--json", metavar="FILE", help="write the figures here")
-    p.add_argument("--max-seconds", type=float, default=float("inf"),
-                   help="stop drawing new inputs after this many seconds (a slow machine: report the rate)")
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=float("inf"),
+        help="stop drawing new inputs after this many seconds (a slow machine: report the rate)",
+    )
     p.add_argument("--repro-dir", default="fuzz-repro", help="folder for the first failures' inputs")
     args = p.parse_args(argv)
     import logging
 
     logging.getLogger("biounet").propagate = False
-    result = run(args.inputs, args.seed, args.time_limit, Path(args.repro_dir), log=lambda t: print(t, flush=True),
-                 max_seconds=args.max_seconds)
+    result = run(
+        args.inputs,
+        args.seed,
+        args.time_limit,
+        Path(args.repro_dir),
+        log=lambda t: print(t, flush=True),
+        max_seconds=args.max_seconds,
+    )
     print(format_table(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, default=str))

@@ -22,8 +22,9 @@ OLD_COMMIT = "8acb40f"  # the last commit with the skeletonised-ground-truth def
 def old_metrics_module():
     """The old ``biounet.metrics`` as a stand-alone module (its two package imports replaced)."""
     root = Path(__file__).resolve().parents[1]
-    source = subprocess.run(["git", "show", f"{OLD_COMMIT}:src/biounet/metrics.py"], cwd=root, check=True,
-                            capture_output=True, text=True).stdout
+    source = subprocess.run(
+        ["git", "show", f"{OLD_COMMIT}:src/biounet/metrics.py"], cwd=root, check=True, capture_output=True, text=True
+    ).stdout
     source = source.replace("from .data.readers import IGNORE", "IGNORE = -1")
     source = source.replace("from .errors import ConfigError", "ConfigError = ValueError")
     path = Path(tempfile.mkdtemp()) / "old_metrics.py"
@@ -53,8 +54,12 @@ def main() -> int:
     new, old = metrics.challenge_scores(probs, masks), old_metrics_module().challenge_scores(probs, masks)
     out = {"run": args.run, "step": ckpt["step"], "precision": args.precision, "tta": True}
     for key in ("pixel_error", "v_rand", "v_info"):
-        out[key] = {"old": old[key], "challenge": new[key], "old_threshold": old[f"{key}_threshold"],
-                    "challenge_threshold": new[f"{key}_threshold"]}
+        out[key] = {
+            "old": old[key],
+            "challenge": new[key],
+            "old_threshold": old[f"{key}_threshold"],
+            "challenge_threshold": new[f"{key}_threshold"],
+        }
     print(json.dumps(out, indent=1))
     return 0
 

@@ -32,8 +32,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--top", type=int, default=12, help="ops to list (default: 12)")
     args = ap.parse_args()
-    cfg = TrainConfig(base_width=args.base_width, tile_size=args.tile_size, batch_size=args.micro,
-                      device=args.device)
+    cfg = TrainConfig(base_width=args.base_width, tile_size=args.tile_size, batch_size=args.micro, device=args.device)
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     in_t = tile_geometry(cfg)[0]
@@ -55,12 +54,16 @@ def main() -> None:
         train_step(model, optimizer, scaler, batch, device, precision, 3)
     gflop = counter.get_total_flops() / 1e9
     conv = sum(getattr(e, attr) for e in rows if "conv" in e.key) / 1e6
-    print(f"one step of {args.micro} tile(s) {in_t}x{in_t}, width {cfg.base_width}, {device}, {precision}: "
-          f"{wall:.2f} s wall, {total:.2f} s of profiled op time, {gflop:.0f} GFLOP counted")
-    print(f"convolutions (forward and backward): {conv:.2f} s = {100 * conv / total:.1f} % of the op time, "
-          f"{gflop / conv / 1e3:.3f} TFLOP/s while they run; everything else: {total - conv:.2f} s")
+    print(
+        f"one step of {args.micro} tile(s) {in_t}x{in_t}, width {cfg.base_width}, {device}, {precision}: "
+        f"{wall:.2f} s wall, {total:.2f} s of profiled op time, {gflop:.0f} GFLOP counted"
+    )
+    print(
+        f"convolutions (forward and backward): {conv:.2f} s = {100 * conv / total:.1f} % of the op time, "
+        f"{gflop / conv / 1e3:.3f} TFLOP/s while they run; everything else: {total - conv:.2f} s"
+    )
     print("| op | calls | self s | share |\n|---|---|---|---|")
-    for e in rows[:args.top]:
+    for e in rows[: args.top]:
         t = getattr(e, attr) / 1e6
         print(f"| {e.key} | {e.count} | {t:.3f} | {100 * t / total:.1f} % |")
 

@@ -31,8 +31,20 @@ def commands(out: Path, data: str) -> dict[str, list[str]]:
     common = ["--steps", "20", "--precision", "fp32", "--progress", "off"]
     return {
         "demo": ["demo", *common, "--out", str(out / "demo")],
-        "isbi": ["train", "--config", str(ROOT / "configs" / "isbi-cpu.yaml"), "--data", data, "--fold", "1",
-                 "--no-compile", "--no-validation", *common, "--out", str(out / "isbi")],
+        "isbi": [
+            "train",
+            "--config",
+            str(ROOT / "configs" / "isbi-cpu.yaml"),
+            "--data",
+            data,
+            "--fold",
+            "1",
+            "--no-compile",
+            "--no-validation",
+            *common,
+            "--out",
+            str(out / "isbi"),
+        ],
     }
 
 

@@ -58,8 +58,12 @@ def vrand_table(cells: list[np.ndarray], truths: list[np.ndarray]) -> np.ndarray
 
     truths: the labels' segments (``truth_segmentation(mask == 1)``, not thinned, as the challenge).
     """
-    return np.array([[v_rand_score(t, thinned_segmentation(c.astype(np.float64) > th)) for c, t in zip(cells, truths)]
-                     for th in THRESHOLDS])
+    return np.array(
+        [
+            [v_rand_score(t, thinned_segmentation(c.astype(np.float64) > th)) for c, t in zip(cells, truths)]
+            for th in THRESHOLDS
+        ]
+    )
 
 
 def stack_score(table: np.ndarray) -> float:
@@ -94,8 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("cv_dir", type=Path, help="a `biounet cv` output folder (fold-K/last.pt)")
     parser.add_argument("--data", required=True, help="the ISBI 2012 folder the runs were trained on")
     parser.add_argument("--tta", action="store_true", help="segment with the 8 flips/rotations")
-    parser.add_argument("--cores", type=float, nargs="+", default=[0.7, 0.8, 0.9],
-                        help="core thresholds to choose from (default: 0.7 0.8 0.9)")
+    parser.add_argument(
+        "--cores",
+        type=float,
+        nargs="+",
+        default=[0.7, 0.8, 0.9],
+        help="core thresholds to choose from (default: 0.7 0.8 0.9)",
+    )
     parser.add_argument("--min-size", type=int, default=50, help="smallest core in pixels (default: 50)")
     parser.add_argument("--extra", type=Path, nargs="*", default=[], help="more runs to score")
     parser.add_argument("--cache", type=Path, help="folder to keep the held-out cell probabilities in")
@@ -104,8 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         folds = sorted(p for p in args.cv_dir.glob("fold-*") if (p / "last.pt").is_file())
         if len(folds) < 2:
-            raise ConfigError(f"{args.cv_dir} holds {len(folds)} fold folder(s) with a last.pt; "
-                              "choosing on other folds needs at least 2: pass a `biounet cv` output folder")
+            raise ConfigError(
+                f"{args.cv_dir} holds {len(folds)} fold folder(s) with a last.pt; "
+                "choosing on other folds needs at least 2: pass a `biounet cv` output folder"
+            )
         if any(not 0 < c < 1 for c in args.cores) or args.min_size < 1:
             raise ConfigError("--cores must lie in (0, 1) and --min-size be at least 1")
         data = read_dataset(args.data)
@@ -113,8 +124,10 @@ def main(argv: list[str] | None = None) -> int:
 
         def tables(cells, masks):
             truths = [truth_segmentation(m == 1) for m in masks]
-            return {s: vrand_table(cells if s is None else [watershed_map(c, s, args.min_size) for c in cells],
-                                   truths) for s in settings}
+            return {
+                s: vrand_table(cells if s is None else [watershed_map(c, s, args.min_size) for c in cells], truths)
+                for s in settings
+            }
 
         scored = {}
         for run in folds:
@@ -133,18 +146,26 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for name, fold, t in named:
             core = choose(fold)
-            row = {"run": name, "fold": fold, "core": core, "v_rand_raw": stack_score(t[None]),
-                   "v_rand_watershed": stack_score(t[core])}
+            row = {
+                "run": name,
+                "fold": fold,
+                "core": core,
+                "v_rand_raw": stack_score(t[None]),
+                "v_rand_watershed": stack_score(t[core]),
+            }
             rows.append(row)
-            print(f"{name:>24}  fold {fold}  core {core}  v_rand raw {row['v_rand_raw']:.4f}  "
-                  f"watershed {row['v_rand_watershed']:.4f}  ({row['v_rand_watershed'] - row['v_rand_raw']:+.4f})")
-        cv_rows = rows[:len(scored)]
+            print(
+                f"{name:>24}  fold {fold}  core {core}  v_rand raw {row['v_rand_raw']:.4f}  "
+                f"watershed {row['v_rand_watershed']:.4f}  ({row['v_rand_watershed'] - row['v_rand_raw']:+.4f})"
+            )
+        cv_rows = rows[: len(scored)]
         raw, ws = [r["v_rand_raw"] for r in cv_rows], [r["v_rand_watershed"] for r in cv_rows]
-        print(f"{'cv mean':>24}  v_rand raw {np.mean(raw):.4f} +- {np.std(raw):.4f}  "
-              f"watershed {np.mean(ws):.4f} +- {np.std(ws):.4f}")
+        print(
+            f"{'cv mean':>24}  v_rand raw {np.mean(raw):.4f} +- {np.std(raw):.4f}  "
+            f"watershed {np.mean(ws):.4f} +- {np.std(ws):.4f}"
+        )
         if args.json:
-            write_json({"min_size": args.min_size, "cores": args.cores, "tta": args.tta, "rows": rows},
-                              args.json)
+            write_json({"min_size": args.min_size, "cores": args.cores, "tta": args.tta, "rows": rows}, args.json)
     except BiounetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

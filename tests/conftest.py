@@ -18,7 +18,8 @@ torch.set_num_threads(2)
 @pytest.fixture(scope="session")
 def isbi_dir() -> Path:
     assert (ISBI_DIR / "train-volume.tif").is_file(), (
-        f"the ISBI 2012 data is expected at {ISBI_DIR} (../shared/data/isbi2012 from the project root)")
+        f"the ISBI 2012 data is expected at {ISBI_DIR} (../shared/data/isbi2012 from the project root)"
+    )
     return ISBI_DIR
 
 
@@ -31,9 +32,23 @@ def isbi_data(isbi_dir):
 
 def tiny_config(**changes) -> TrainConfig:
     """A U-Net small enough for a test: width 4, depth 2, 44-pixel tiles (output 4 + ...)."""
-    base = dict(base_width=4, depth=2, tile_size=60, batch_size=4, steps=4, lr=1e-3, log_every=2,
-                checkpoint_every=2, keep_checkpoints=2, precision="fp32", device="cpu", progress="off",
-                elastic=True, seed=0, validation=False)
+    base = dict(
+        base_width=4,
+        depth=2,
+        tile_size=60,
+        batch_size=4,
+        steps=4,
+        lr=1e-3,
+        log_every=2,
+        checkpoint_every=2,
+        keep_checkpoints=2,
+        precision="fp32",
+        device="cpu",
+        progress="off",
+        elastic=True,
+        seed=0,
+        validation=False,
+    )
     base.update(changes)
     return TrainConfig(**base)
 

@@ -7,12 +7,40 @@ from biounet.cli import main
 
 def test_bench_runs_end_to_end_on_a_tiny_network(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    rc = main(["bench", "--device", "cpu", "--base-width", "4", "--depth", "2", "--tile-size", "60",
-               "--batch-size", "4", "--repeats", "1", "--warmup", "0", "--micro-sweep", "1,2", "--json", str(out)])
+    rc = main(
+        [
+            "bench",
+            "--device",
+            "cpu",
+            "--base-width",
+            "4",
+            "--depth",
+            "2",
+            "--tile-size",
+            "60",
+            "--batch-size",
+            "4",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--micro-sweep",
+            "1,2",
+            "--json",
+            str(out),
+        ]
+    )
     assert rc == 0
     r = json.loads(out.read_text())
-    for key in ("train_frac_of_peak", "infer_frac_of_peak", "slice512_s", "train_speedup_vs_fp32",
-                "infer_speedup_vs_fp32", "peak_rss_gib_batch16", "augment_frac_of_step"):
+    for key in (
+        "train_frac_of_peak",
+        "infer_frac_of_peak",
+        "slice512_s",
+        "train_speedup_vs_fp32",
+        "infer_speedup_vs_fp32",
+        "peak_rss_gib_batch16",
+        "augment_frac_of_step",
+    ):
         assert r[key] > 0, key
     assert r["gflop_train_tile"] > 2 * r["gflop_infer_tile"]  # backward costs about twice the forward
     assert [s["micro"] for s in r["micro_sweep"]] == [1, 2]
@@ -30,22 +58,58 @@ def test_flop_count_matches_the_paper_network():
     902 GFLOP forward+backward (the figures the speed issue derives by hand)."""
     from biounet.bench_probes import probe_flops
 
-    r = probe_flops({"base_width": 64, "depth": 4, "tile_size": 572, "batch_size": 16, "precision": "auto",
-                     "device": "cpu", "slice_tile": 700})
+    r = probe_flops(
+        {
+            "base_width": 64,
+            "depth": 4,
+            "tile_size": 572,
+            "batch_size": 16,
+            "precision": "auto",
+            "device": "cpu",
+            "slice_tile": 700,
+        }
+    )
     assert abs(r["gflop_infer_tile"] - 301) < 3 and abs(r["gflop_train_tile"] - 902) < 9
     assert r["gflop_infer_slice_tile"] > r["gflop_infer_tile"] * (700 / 572) ** 2 * 0.9
 
 
 def test_bench_compiled_path_reports_what_compiling_buys(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    rc = main(["bench", "--device", "cpu", "--base-width", "4", "--depth", "2", "--tile-size", "60",
-               "--batch-size", "2", "--repeats", "1", "--warmup", "1", "--infer-batch", "2", "--compile",
-               "--no-baseline", "--no-memory", "--json", str(out)])
+    rc = main(
+        [
+            "bench",
+            "--device",
+            "cpu",
+            "--base-width",
+            "4",
+            "--depth",
+            "2",
+            "--tile-size",
+            "60",
+            "--batch-size",
+            "2",
+            "--repeats",
+            "1",
+            "--warmup",
+            "1",
+            "--infer-batch",
+            "2",
+            "--compile",
+            "--no-baseline",
+            "--no-memory",
+            "--json",
+            str(out),
+        ]
+    )
     assert rc == 0
     r = json.loads(out.read_text())
     assert r["compile"] is True
-    for key in ("eager_train_images_per_s", "eager_infer_images_per_s", "compile_speedup_train",
-                "compile_speedup_infer"):
+    for key in (
+        "eager_train_images_per_s",
+        "eager_infer_images_per_s",
+        "compile_speedup_train",
+        "compile_speedup_infer",
+    ):
         assert r[key] > 0, key
     table = capsys.readouterr().out
     assert "torch.compile speed-up" in table and ", torch.compile" in table
@@ -60,15 +124,29 @@ def test_flop_count_is_exact_on_a_hand_counted_network():
     def forward(t, w=2):
         p = (t - 4) // 2  # after the first double conv and the 2x2 pool
         u = 2 * (p - 4)  # after the bottom double conv and the 2x2 up-convolution
-        macs = ((t - 2) ** 2 * 1 * w * 9 + (t - 4) ** 2 * w * w * 9  # inc: 1->w, w->w
-                + (p - 2) ** 2 * w * 2 * w * 9 + (p - 4) ** 2 * 2 * w * 2 * w * 9  # down: w->2w, 2w->2w
-                + (p - 4) ** 2 * 2 * w * w * 4  # 2x2 transposed conv 2w->w, counted on its input
-                + (u - 2) ** 2 * 2 * w * w * 9 + (u - 4) ** 2 * w * w * 9  # up: (w+w)->w, w->w
-                + (u - 4) ** 2 * w * 2)  # 1x1 head w->2
+        macs = (
+            (t - 2) ** 2 * 1 * w * 9
+            + (t - 4) ** 2 * w * w * 9  # inc: 1->w, w->w
+            + (p - 2) ** 2 * w * 2 * w * 9
+            + (p - 4) ** 2 * 2 * w * 2 * w * 9  # down: w->2w, 2w->2w
+            + (p - 4) ** 2 * 2 * w * w * 4  # 2x2 transposed conv 2w->w, counted on its input
+            + (u - 2) ** 2 * 2 * w * w * 9
+            + (u - 4) ** 2 * w * w * 9  # up: (w+w)->w, w->w
+            + (u - 4) ** 2 * w * 2
+        )  # 1x1 head w->2
         return 2 * macs, 2 * (t - 2) ** 2 * 1 * w * 9
 
-    r = probe_flops({"base_width": 2, "depth": 1, "tile_size": 20, "batch_size": 1, "precision": "fp32",
-                     "device": "cpu", "slice_tile": 28})
+    r = probe_flops(
+        {
+            "base_width": 2,
+            "depth": 1,
+            "tile_size": 20,
+            "batch_size": 1,
+            "precision": "fp32",
+            "device": "cpu",
+            "slice_tile": 28,
+        }
+    )
     fwd, first = forward(20)
     assert fwd == 47376 and first == 11664  # the hand count itself, pinned
     assert round(r["gflop_infer_tile"] * 1e9) == fwd
@@ -101,8 +179,12 @@ def test_bench_derives_its_ratios_from_the_right_measurements(monkeypatch):
         raise AssertionError(name)
 
     monkeypatch.setattr(bench, "in_fresh_process", fake)
-    r = bench.run_bench(bench.BenchConfig(device="cpu", precision="fp32", base_width=4, depth=2, tile_size=60,
-                                          batch_size=4, compile=True), log=lambda _: None)
+    r = bench.run_bench(
+        bench.BenchConfig(
+            device="cpu", precision="fp32", base_width=4, depth=2, tile_size=60, batch_size=4, compile=True
+        ),
+        log=lambda _: None,
+    )
     assert r["compile_speedup_train"] == 2.0 and r["compile_speedup_infer"] == 2.5
     assert r["train_speedup_vs_fp32"] == 4.0 and r["infer_speedup_vs_fp32"] == 5.0
     assert r["train_tflops"] == 6.0 * 300 / 1e3 and r["train_frac_of_peak"] == 1.8 / 0.5  # fp32 peak

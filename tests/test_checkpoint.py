@@ -1,6 +1,5 @@
 """Checkpoints: loading refuses damaged and foreign files with a clear error."""
 
-
 import pytest
 import torch
 

@@ -7,16 +7,20 @@ from biounet.cli import main
 
 
 def _run(args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "biounet", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "biounet", *args], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
 
 
-@pytest.mark.parametrize("args,match,status", [
-    (["train", "--data", "/no/such/folder", "--steps", "1"], "data folder /no/such/folder does not exist", 1),
-    (["train", "--data", ".", "--fold", "9"], "--fold must be 0..4", 2),
-    (["train", "--data", ".", "--tile-size", "570"], "nearest valid input sizes: 540, 556, 572, 588", 2),
-    (["train", "--config", "/no/such.yaml"], "config file /no/such.yaml does not exist", 2),
-])
+@pytest.mark.parametrize(
+    "args,match,status",
+    [
+        (["train", "--data", "/no/such/folder", "--steps", "1"], "data folder /no/such/folder does not exist", 1),
+        (["train", "--data", ".", "--fold", "9"], "--fold must be 0..4", 2),
+        (["train", "--data", ".", "--tile-size", "570"], "nearest valid input sizes: 540, 556, 572, 588", 2),
+        (["train", "--config", "/no/such.yaml"], "config file /no/such.yaml does not exist", 2),
+    ],
+)
 def test_usage_errors_are_one_line_without_traceback(args, match, status, capsys):
     # 2: a bad command line (flags, values); 1: a failure while running (a missing data folder)
     assert main(args) == status
@@ -34,16 +38,23 @@ def _option_help(help_text: str, flag: str) -> str:
     """The help entry of one option in `--help` output: from its flag to the next option, one line."""
     lines = help_text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.split()[:1] == [flag])
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("-")
-                or not lines[i].strip()), len(lines))
+    end = next(
+        (i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("-") or not lines[i].strip()),
+        len(lines),
+    )
     return " ".join(" ".join(lines[start:end]).split())
 
 
 def test_help_documents_defaults():
     proc = _run(["train", "--help"])
     assert proc.returncode == 0
-    for flag, default in [("--micro-batch-size", "0"), ("--batch-size", "16"), ("--tile-size", "572"),
-                          ("--lr", "0.0001"), ("--dist-timeout", "600.0")]:
+    for flag, default in [
+        ("--micro-batch-size", "0"),
+        ("--batch-size", "16"),
+        ("--tile-size", "572"),
+        ("--lr", "0.0001"),
+        ("--dist-timeout", "600.0"),
+    ]:
         entry = _option_help(proc.stdout, flag)
         assert entry.endswith(f"(default: {default})"), entry
     demo = _run(["demo", "--help"])  # the demo preset's own defaults, not train's
@@ -55,9 +66,31 @@ def test_help_documents_defaults():
 @pytest.mark.slow
 def test_train_on_isbi_from_the_command_line_then_resume(isbi_dir, tmp_path):
     run = tmp_path / "run"
-    args = ["train", "--data", str(isbi_dir), "--fold", "1", "--base-width", "4", "--depth", "2",
-            "--tile-size", "60", "--batch-size", "4", "--steps", "4", "--checkpoint-every", "2",
-            "--precision", "fp32", "--out", str(run), "--log-every", "2"]
+    args = [
+        "train",
+        "--data",
+        str(isbi_dir),
+        "--fold",
+        "1",
+        "--base-width",
+        "4",
+        "--depth",
+        "2",
+        "--tile-size",
+        "60",
+        "--batch-size",
+        "4",
+        "--steps",
+        "4",
+        "--checkpoint-every",
+        "2",
+        "--precision",
+        "fp32",
+        "--out",
+        str(run),
+        "--log-every",
+        "2",
+    ]
     proc = _run(args)
     assert proc.returncode == 0, proc.stderr
     assert "step 4/4" in proc.stdout and "24 training / 6 held-out" in proc.stdout

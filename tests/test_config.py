@@ -41,13 +41,16 @@ def test_resolved_config_round_trips_through_yaml(tmp_path):
     assert from_dict(load_yaml(tmp_path / "config.yaml")) == cfg
 
 
-@pytest.mark.parametrize("changes,match", [
-    (dict(fold="9"), "--fold must be 0..4"),
-    (dict(batch_size=16, micro_batch_size=5), "does not divide"),
-    (dict(precision="fp8"), "--precision must be one of"),
-    (dict(device="gpu"), "--device must be"),
-    (dict(steps=0), "--steps must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "changes,match",
+    [
+        (dict(fold="9"), "--fold must be 0..4"),
+        (dict(batch_size=16, micro_batch_size=5), "does not divide"),
+        (dict(precision="fp8"), "--precision must be one of"),
+        (dict(device="gpu"), "--device must be"),
+        (dict(steps=0), "--steps must be at least 1"),
+    ],
+)
 def test_validation_names_the_option(changes, match):
     with pytest.raises(ConfigError, match=match):
         TrainConfig(**changes).validate()
@@ -60,10 +63,14 @@ def _help_by_option(defaults):
     return {a.dest: (a.option_strings, a.help) for a in parser._actions if a.dest in TrainConfig.__dataclass_fields__}
 
 
-@pytest.mark.parametrize("defaults", [
-    TrainConfig(),
-    TrainConfig(tile_size=252, lr=0.5, flip=False, fold="all", out="somewhere", ignore_value=7, compile=True),
-], ids=["defaults", "preset"])
+@pytest.mark.parametrize(
+    "defaults",
+    [
+        TrainConfig(),
+        TrainConfig(tile_size=252, lr=0.5, flip=False, fold="all", out="somewhere", ignore_value=7, compile=True),
+    ],
+    ids=["defaults", "preset"],
+)
 def test_every_option_has_help_with_its_default(defaults):
     """Every option has its own flag, a description, and a help line ending with *its own* default as
     given to add_config_arguments (a preset such as the demo's shows the preset's values)."""
@@ -95,12 +102,14 @@ def test_shipped_configs_load_and_validate(path):
 
 # The option names of each schema version. A new or renamed option must bump CONFIG_VERSION, add a
 # migration and a line here; this test fails until all three are done.
-SCHEMA_KEYS = {2: "data fold folds ignore_value mask_threshold base_width depth padding batch_norm in_channels classes "
-                  "tile_size flip rotate90 elastic elastic_sigma elastic_grid brightness contrast border_weight "
-                  "border_sigma class_balance dice_loss_weight steps batch_size micro_batch_size memory_gib lr "
-                  "weight_decay lr_schedule warmup_steps precision device threads compile workers seed "
-                  "dist_timeout out name log_every checkpoint_every keep_checkpoints validation val_every val_tta "
-                  "progress resume init_from"}
+SCHEMA_KEYS = {
+    2: "data fold folds ignore_value mask_threshold base_width depth padding batch_norm in_channels classes "
+    "tile_size flip rotate90 elastic elastic_sigma elastic_grid brightness contrast border_weight "
+    "border_sigma class_balance dice_loss_weight steps batch_size micro_batch_size memory_gib lr "
+    "weight_decay lr_schedule warmup_steps precision device threads compile workers seed "
+    "dist_timeout out name log_every checkpoint_every keep_checkpoints validation val_every val_tta "
+    "progress resume init_from"
+}
 
 
 def test_every_option_change_bumps_the_schema_version():
@@ -135,8 +144,10 @@ def test_a_nonsense_schema_version_is_refused(version):
         from_dict({VERSION_KEY: version})
 
 
-@pytest.mark.parametrize("text, where", [(b"a: b: c\n", "line 1, column 5"), (b"key: {\n", "line 2, column 1"),
-                                         (b"steps: \x13\n", "character 7")])
+@pytest.mark.parametrize(
+    "text, where",
+    [(b"a: b: c\n", "line 1, column 5"), (b"key: {\n", "line 2, column 1"), (b"steps: \x13\n", "character 7")],
+)
 def test_broken_yaml_is_refused_on_one_line_with_its_place(tmp_path, text, where):
     # found by benchmarks/fuzz.py: PyYAML's message spans lines and repeats the file with a caret
     path = tmp_path / "c.yaml"

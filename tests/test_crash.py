@@ -1,6 +1,5 @@
 """benchmarks/crash.py: SIGKILLed training resumes exactly, prediction leaves no partial output."""
 
-
 import pytest
 from conftest import load_benchmark
 
@@ -21,18 +20,21 @@ def test_kill_points_are_seeded_and_cover_every_kind(crash):
     a = crash.plan(14, 3, crash.TRAIN_KINDS)
     assert a == crash.plan(14, 3, crash.TRAIN_KINDS) and a != crash.plan(14, 4, crash.TRAIN_KINDS)
     assert {s["kind"] for s in a} == set(crash.TRAIN_KINDS)
-    assert all(1 <= s.get("step", 1) < crash.STEPS and 1 <= s.get("nth", 1) < 2 * crash.STEPS // crash.EVERY
-               for s in a)
+    assert all(1 <= s.get("step", 1) < crash.STEPS and 1 <= s.get("nth", 1) < 2 * crash.STEPS // crash.EVERY for s in a)
     p = crash.plan(4, 3, crash.PREDICT_KINDS, predict=True)
     assert {s["kind"] for s in p} == set(crash.PREDICT_KINDS)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("spec", [
-    {"kind": "log_torn", "step": 5, "frac": 0.5},        # half of step 5's metrics line on disk
-    {"kind": "ckpt_partial", "nth": 4, "frac": 0.4},     # 40 % of last.pt at step 6 on disk
-    {"kind": "at_tmp_file", "nth": 3},                   # killed from outside while step_0000006.pt is written
-], ids=lambda s: s["kind"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"kind": "log_torn", "step": 5, "frac": 0.5},  # half of step 5's metrics line on disk
+        {"kind": "ckpt_partial", "nth": 4, "frac": 0.4},  # 40 % of last.pt at step 6 on disk
+        {"kind": "at_tmp_file", "nth": 3},  # killed from outside while step_0000006.pt is written
+    ],
+    ids=lambda s: s["kind"],
+)
 def test_a_sigkilled_training_resumes_exactly(crash, setup, spec):
     root, inputs, ref = setup
     row = crash.train_trial(0, spec, root / spec["kind"], inputs, ref)

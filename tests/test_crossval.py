@@ -7,8 +7,23 @@ from biounet.cli import main
 from biounet.crossval import cv_table, parse_folds
 from biounet.errors import ConfigError
 
-TINY = ["--base-width", "4", "--depth", "2", "--tile-size", "60", "--batch-size", "4", "--steps", "2",
-        "--precision", "fp32", "--progress", "off", "--no-validation"]
+TINY = [
+    "--base-width",
+    "4",
+    "--depth",
+    "2",
+    "--tile-size",
+    "60",
+    "--batch-size",
+    "4",
+    "--steps",
+    "2",
+    "--precision",
+    "fp32",
+    "--progress",
+    "off",
+    "--no-validation",
+]
 
 
 def test_parse_folds():
@@ -18,8 +33,11 @@ def test_parse_folds():
 
 
 def test_table_has_mean_and_std():
-    summary = {"folds": {"0": {"dice_coeff": 0.5}, "1": {"dice_coeff": 0.7}},
-               "mean": {"dice_coeff": 0.6}, "std": {"dice_coeff": 0.1}}
+    summary = {
+        "folds": {"0": {"dice_coeff": 0.5}, "1": {"dice_coeff": 0.7}},
+        "mean": {"dice_coeff": 0.6},
+        "std": {"dice_coeff": 0.1},
+    }
     assert cv_table(summary).splitlines()[-1] == "| mean +- std | 0.6000 +- 0.1000 |"
 
 
@@ -28,8 +46,9 @@ def _cv_subprocess(args, **env):
     import subprocess
     import sys
 
-    return subprocess.run([sys.executable, "-m", "biounet", *args], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, **env})
+    return subprocess.run(
+        [sys.executable, "-m", "biounet", *args], capture_output=True, text=True, timeout=600, env={**os.environ, **env}
+    )
 
 
 def _mtimes(folder):
@@ -98,8 +117,10 @@ def test_cv_scores_as_the_recipe_validates_and_once(isbi_dir, tmp_path):
 
     out = tmp_path / "cv"
     tiny = [a for a in TINY if a != "--no-validation"]
-    assert main(["cv", "--data", str(isbi_dir), "--out", str(out), "--folds", "1", *tiny,
-                 "--val-every", "1", "--val-tta"]) == 0
+    assert (
+        main(["cv", "--data", str(isbi_dir), "--out", str(out), "--folds", "1", *tiny, "--val-every", "1", "--val-tta"])
+        == 0
+    )
     run = out / "fold-1"
     # step 1 is validated during training; the final step only by cv itself
     rows = [json.loads(line) for line in (run / "validation.jsonl").read_text().splitlines()]

@@ -40,8 +40,7 @@ def test_warp_matches_scipy_inside_and_mirrors_outside(monkeypatch):
     # smooth, and different along rows and columns: OpenCV 4 rounds sample positions to 1/32 pixel
     img = (np.sin(yy / 3.0) + np.cos(xx / 5.0)).astype(np.float32)
     labels = rng.integers(-1, 3, (40, 50)).astype(np.int64)
-    coords = (np.mgrid[-8:48, -8:58].astype(np.float32)
-              + elastic_displacement(rng, (56, 66), 4.0, 3))
+    coords = np.mgrid[-8:48, -8:58].astype(np.float32) + elastic_displacement(rng, (56, 66), 4.0, 3)
     want_img = ndimage.map_coordinates(img, coords, order=1, mode="mirror", prefilter=False)
     want_lab = ndimage.map_coordinates(labels, coords, order=0, mode="mirror", prefilter=False)
     got_img, got_lab = warp(img, coords, order=1), warp(labels, coords, order=0)
@@ -49,8 +48,9 @@ def test_warp_matches_scipy_inside_and_mirrors_outside(monkeypatch):
     np.testing.assert_allclose(got_img, want_img, atol=0.02)
     assert np.mean(got_lab == want_lab) > 0.999  # ties exactly half-way may round either way
     integer = np.mgrid[-5:45, -7:57].astype(np.float32)  # whole pixels: exact, mirrored outside
-    np.testing.assert_array_equal(warp(labels, integer, order=0),
-                                  ndimage.map_coordinates(labels, integer, order=0, mode="mirror"))
+    np.testing.assert_array_equal(
+        warp(labels, integer, order=0), ndimage.map_coordinates(labels, integer, order=0, mode="mirror")
+    )
     monkeypatch.setattr(augment, "CV_MAX_SIDE", 10)
     np.testing.assert_allclose(warp(img, coords, order=1), want_img, atol=1e-6)
 
@@ -77,8 +77,14 @@ def test_flip_rotate_moves_all_arrays_alike():
         np.testing.assert_array_equal(y, _dihedral(mask)[which[0]])
         seen.add(which[0])
     assert seen == set(range(8))
-    only_rot = {next(k for k, t in enumerate(_dihedral(a)) if np.array_equal(
-        flip_rotate([a], np.random.default_rng(s), AugmentConfig(flip=False))[0], t)) for s in range(32)}
+    only_rot = {
+        next(
+            k
+            for k, t in enumerate(_dihedral(a))
+            if np.array_equal(flip_rotate([a], np.random.default_rng(s), AugmentConfig(flip=False))[0], t)
+        )
+        for s in range(32)
+    }
     assert only_rot == {0, 2, 4, 6}  # the 4 rotations, no mirror images
     only_flip = [flip_rotate([a], np.random.default_rng(s), AugmentConfig(rotate90=False))[0] for s in range(32)]
     flips = [a, a[::-1], a[:, ::-1], a[::-1, ::-1]]
@@ -91,8 +97,9 @@ def test_deformed_mask_stays_binary_and_moves_with_the_image():
     aug = AugmentConfig(flip=False, rotate90=False, elastic=True, elastic_sigma=10, brightness=0, contrast=0)
     sampler = TileSampler(data, [0], in_tile=64, out_tile=40, augment=aug, seed=3)
     # the same samples without the deformation: the same crop positions (drawn first, from the same seed)
-    plain = TileSampler(data, [0], in_tile=64, out_tile=40, augment=AugmentConfig(False, False, False, 10, 3, 0, 0),
-                        seed=3)
+    plain = TileSampler(
+        data, [0], in_tile=64, out_tile=40, augment=AugmentConfig(False, False, False, 10, 3, 0, 0), seed=3
+    )
     moved = 0
     for k in range(20):
         image, mask, weight = sampler(k)

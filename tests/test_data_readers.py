@@ -34,8 +34,10 @@ def test_pairs_reader_reads_rgb_16bit_and_class_maps(tmp_path):
         np.testing.assert_allclose(data.images[k], np.moveaxis(rgb[k], -1, 0) / 127.5 - 1, atol=1e-6)
         np.testing.assert_array_equal(data.masks[k], cls[k])
 
-    grey16 = [rng.integers(1000, 5000, (33, 31), dtype=np.uint16),
-              rng.integers(40000, 65536, (33, 31), dtype=np.uint16)]
+    grey16 = [
+        rng.integers(1000, 5000, (33, 31), dtype=np.uint16),
+        rng.integers(40000, 65536, (33, 31), dtype=np.uint16),
+    ]
     write_pairs(tmp_path / "g16", grey16, [np.where(g > 30000, 255, 0).astype(np.uint8) for g in grey16], ".tif")
     data = read_dataset(tmp_path / "g16")
     for k in range(2):  # by the 16-bit range: 0 -> -1, 65535 -> 1
@@ -87,10 +89,12 @@ def test_missing_folder_and_files_give_clear_errors(tmp_path):
 
 
 def test_label_stack_length_must_match_image_stack(tmp_path, isbi_dir):
-    tifffile.imwrite(tmp_path / "train-volume.tif", tifffile.imread(isbi_dir / "train-volume.tif")[:5],
-                     photometric="minisblack")
-    tifffile.imwrite(tmp_path / "train-labels.tif", tifffile.imread(isbi_dir / "train-labels.tif")[:4],
-                     photometric="minisblack")
+    tifffile.imwrite(
+        tmp_path / "train-volume.tif", tifffile.imread(isbi_dir / "train-volume.tif")[:5], photometric="minisblack"
+    )
+    tifffile.imwrite(
+        tmp_path / "train-labels.tif", tifffile.imread(isbi_dir / "train-labels.tif")[:4], photometric="minisblack"
+    )
     with pytest.raises(DataError, match=r"\(4, 512, 512\).*\(5, 512, 512\)"):
         read_isbi(tmp_path)
     (tmp_path / "train-labels.tif").unlink()
@@ -117,12 +121,15 @@ def test_a_damaged_file_raises_a_data_error_without_decoder_warnings(tmp_path, r
 
     side = 9500  # 90 M pixels: above PIL's warning threshold, below its error threshold, 0.45 GB to hold
     path = tmp_path / "big.png"
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
     with pytest.raises(DataError, match="big.png"):
         read_image_file(path)
     assert not [str(w.message) for w in recwarn.list], [str(w.message) for w in recwarn.list]
-
 
 
 def test_a_tiff_whose_pixels_cannot_be_decoded_is_a_data_error_not_an_empty_array(tmp_path):
@@ -131,14 +138,17 @@ def test_a_tiff_whose_pixels_cannot_be_decoded_is_a_data_error_not_an_empty_arra
     from biounet.data.readers import read_image_file
 
     path = tmp_path / "damaged.tif"
-    path.write_bytes(bytes.fromhex(
-    "49492a00080000000e0000010400010000000500000001010400010000000900000002010300010000000834000003010300"
-    "0100a100010000000601030001000000010000000e01020012000000b6000000110104000100000000010000150103000100"
-    "00000100000016010480010000000900000017010400010000002d0000001a01050001000000d80000001b01050001000000"
-    "e0000000280103000100000101000000310102000c000000e800a100000000007b227368617065223a205b392c20355d7d00"
-    "00000000000000000000000000000000010000000100000001000000010000007469666666696c652e707900000000000000"
-    "0000000000000201000300020003000101020101000102020202010303000302000202030100000300000001010300020001"
-    "03"))
+    path.write_bytes(
+        bytes.fromhex(
+            "49492a00080000000e0000010400010000000500000001010400010000000900000002010300010000000834000003010300"
+            "0100a100010000000601030001000000010000000e01020012000000b6000000110104000100000000010000150103000100"
+            "00000100000016010480010000000900000017010400010000002d0000001a01050001000000d80000001b01050001000000"
+            "e0000000280103000100000101000000310102000c000000e800a100000000007b227368617065223a205b392c20355d7d00"
+            "00000000000000000000000000000000010000000100000001000000010000007469666666696c652e707900000000000000"
+            "0000000000000201000300020003000101020101000102020202010303000302000202030100000300000001010300020001"
+            "03"
+        )
+    )
     with pytest.raises(DataError, match="holds none that can be decoded"):
         read_image_file(path)
 

@@ -40,4 +40,4 @@ def test_equals_the_references_rotation_when_folds_divide_n():
         r = round(0.2 * n)
         for fold in range(5):
             rolled = np.roll(order, r * fold)
-            assert kfold_split(n, fold) == (sorted(rolled[: n - r].tolist()), sorted(rolled[n - r:].tolist()))
+            assert kfold_split(n, fold) == (sorted(rolled[: n - r].tolist()), sorted(rolled[n - r :].tolist()))

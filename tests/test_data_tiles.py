@@ -17,10 +17,10 @@ def test_tiles_mirror_the_borders_and_align_with_the_mask():
     for k in range(10):
         tile, m, _ = sampler(k)
         # find the tile's output window in the mask, then check the input window around it
-        hits = [(y, x) for y in range(31) for x in range(41) if np.array_equal(mask[y:y + 20, x:x + 20], m)]
+        hits = [(y, x) for y in range(31) for x in range(41) if np.array_equal(mask[y : y + 20, x : x + 20], m)]
         assert hits, "the mask tile is a window of the mask"
         y, x = hits[0]
-        np.testing.assert_array_equal(tile, padded[:, y:y + 44, x:x + 44])
+        np.testing.assert_array_equal(tile, padded[:, y : y + 44, x : x + 44])
 
 
 def test_samples_depend_only_on_seed_and_global_index(isbi_data):

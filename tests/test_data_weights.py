@@ -10,9 +10,9 @@ def test_border_weight_peaks_between_close_cells():
     mask[:, 40:50] = 0  # a wide gap between the second and third cell
     w = border_weight_map(mask, w0=10, sigma=5)
     # thin membrane at column 20: the cells are 1 px (column 19) and 2 px (column 22) away
-    assert w[20, 20] == pytest.approx(10 * np.exp(-(1 + 2) ** 2 / 50), rel=1e-5)
+    assert w[20, 20] == pytest.approx(10 * np.exp(-((1 + 2) ** 2) / 50), rel=1e-5)
     # wide gap at column 45: 6 px to the middle cell (column 39), 5 px to the right one (column 50)
-    assert w[20, 45] == pytest.approx(10 * np.exp(-(6 + 5) ** 2 / 50), rel=1e-5)
+    assert w[20, 45] == pytest.approx(10 * np.exp(-((6 + 5) ** 2) / 50), rel=1e-5)
     assert np.all(w[mask == 1] == 0)
 
 

@@ -12,14 +12,44 @@ import torch
 
 pytestmark = pytest.mark.slow
 
-TINY = ["--fold", "1", "--base-width", "4", "--depth", "2", "--tile-size", "60", "--batch-size", "4",
-        "--steps", "4", "--checkpoint-every", "2", "--log-every", "1", "--precision", "fp32",
-        "--no-validation", "--progress", "off", "--dist-timeout", "60"]
+TINY = [
+    "--fold",
+    "1",
+    "--base-width",
+    "4",
+    "--depth",
+    "2",
+    "--tile-size",
+    "60",
+    "--batch-size",
+    "4",
+    "--steps",
+    "4",
+    "--checkpoint-every",
+    "2",
+    "--log-every",
+    "1",
+    "--precision",
+    "fp32",
+    "--no-validation",
+    "--progress",
+    "off",
+    "--dist-timeout",
+    "60",
+]
 
 
 def _torchrun(nproc, args, env=None, timeout=300):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "biounet", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "biounet",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
@@ -60,8 +90,11 @@ def test_two_processes_match_one_process(single_run, isbi_dir, tmp_path):
 def test_a_killed_rank_fails_the_job_and_the_run_resumes(single_run, isbi_dir, tmp_path):
     run = tmp_path / "killed"
     started = time.monotonic()
-    proc = _torchrun(2, ["train", "--data", str(isbi_dir), "--out", str(run), *TINY],
-                     env={"BIOUNET_FAULT_KILL_RANK": "1", "BIOUNET_FAULT_KILL_AFTER_STEP": "2"})
+    proc = _torchrun(
+        2,
+        ["train", "--data", str(isbi_dir), "--out", str(run), *TINY],
+        env={"BIOUNET_FAULT_KILL_RANK": "1", "BIOUNET_FAULT_KILL_AFTER_STEP": "2"},
+    )
     assert proc.returncode != 0
     assert time.monotonic() - started < 200
     # torchrun's summary names the rank that died first
@@ -75,12 +108,11 @@ def test_a_killed_rank_fails_the_job_and_the_run_resumes(single_run, isbi_dir, t
 
 
 def test_batch_must_divide_over_the_processes(isbi_dir, tmp_path):
-    proc = _torchrun(2, ["train", "--data", str(isbi_dir), "--out", str(tmp_path / "odd"), *TINY,
-                         "--batch-size", "3"])
+    proc = _torchrun(2, ["train", "--data", str(isbi_dir), "--out", str(tmp_path / "odd"), *TINY, "--batch-size", "3"])
     assert proc.returncode != 0 and "does not divide over 2 processes" in proc.stderr
 
 
-STALL = '''import os, sys, time
+STALL = """import os, sys, time
 import biounet.engine as engine
 real = engine.train_step
 def stalling(*args, **kwargs):
@@ -90,7 +122,7 @@ def stalling(*args, **kwargs):
 engine.train_step = stalling
 from biounet.cli import main
 sys.exit(main(sys.argv[1:]))
-'''
+"""
 
 
 def test_dist_timeout_ends_a_job_stuck_in_a_collective(isbi_dir, tmp_path):
@@ -98,8 +130,22 @@ def test_dist_timeout_ends_a_job_stuck_in_a_collective(isbi_dir, tmp_path):
     it. With --dist-timeout 5 the job must fail within about that, not hang for gloo's 30 minutes."""
     script = tmp_path / "stall.py"
     script.write_text(STALL)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
-           "train", "--data", str(isbi_dir), "--out", str(tmp_path / "stuck"), *TINY, "--dist-timeout", "5"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(script),
+        "train",
+        "--data",
+        str(isbi_dir),
+        "--out",
+        str(tmp_path / "stuck"),
+        *TINY,
+        "--dist-timeout",
+        "5",
+    ]
     started = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
     elapsed = time.monotonic() - started

@@ -30,14 +30,37 @@ README = ROOT / "README.md"
 # Appended to every training line (train, cv, demo) so that it runs in seconds; argparse lets a
 # flag given later on the line win. --no-compile: configs/isbi-cpu.yaml compiles, which on the
 # CPU needs a C++ compiler and a minute; --no-val-tta: cv scores with TTA when the recipe does.
-TINY_TRAIN = ["--steps", "2", "--base-width", "4", "--depth", "2", "--tile-size", "60", "--batch-size", "2",
-              "--no-validation", "--progress", "off", "--no-compile", "--no-val-tta", "--workers", "0"]
+TINY_TRAIN = [
+    "--steps",
+    "2",
+    "--base-width",
+    "4",
+    "--depth",
+    "2",
+    "--tile-size",
+    "60",
+    "--batch-size",
+    "2",
+    "--no-validation",
+    "--progress",
+    "off",
+    "--no-compile",
+    "--no-val-tta",
+    "--workers",
+    "0",
+]
 # A resumed run keeps its own settings (it refuses --base-width and the like): only its length.
 TINY_RESUME = ["--steps", "3", "--progress", "off"]
 
 
-PREFIXES = ("biounet ", ".venv/bin/biounet ", "python -m biounet", "python3 -m biounet", ".venv/bin/python -m biounet",
-            "torchrun ")
+PREFIXES = (
+    "biounet ",
+    ".venv/bin/biounet ",
+    "python -m biounet",
+    "python3 -m biounet",
+    ".venv/bin/python -m biounet",
+    "torchrun ",
+)
 
 
 def readme_commands(text: str) -> list[tuple[str, list[str]]]:
@@ -70,7 +93,7 @@ def readme_commands(text: str) -> list[tuple[str, list[str]]]:
         elif words[0] == "torchrun":
             at = words.index("-m")
             assert words[at + 1] == "biounet", line
-            commands.append((line, words[at + 2:]))
+            commands.append((line, words[at + 2 :]))
     return commands
 
 

@@ -26,8 +26,9 @@ def test_overfits_one_fixed_batch_of_real_isbi_tiles(isbi_data):
     model = build_model(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
-    losses = [train_step(model, opt, scaler, [(images, masks, weights)], torch.device("cpu"), "fp32", s)
-              for s in range(80)]
+    losses = [
+        train_step(model, opt, scaler, [(images, masks, weights)], torch.device("cpu"), "fp32", s) for s in range(80)
+    ]
     assert losses[-1] < 0.3 * losses[0], (losses[0], losses[-1])
 
 
@@ -40,9 +41,17 @@ def test_gradient_does_not_depend_on_the_micro_batch_split(isbi_data, dice_weigh
     for micro in (4, 2, 1):
         model = build_model(cfg)
         opt = torch.optim.SGD(model.parameters(), lr=0.0)
-        parts = [(images[i:i + micro], masks[i:i + micro], weights[i:i + micro]) for i in range(0, 4, micro)]
-        train_step(model, opt, torch.amp.GradScaler("cpu", enabled=False), parts, torch.device("cpu"), "fp32", 1,
-                   dice_weight=dice_weight)
+        parts = [(images[i : i + micro], masks[i : i + micro], weights[i : i + micro]) for i in range(0, 4, micro)]
+        train_step(
+            model,
+            opt,
+            torch.amp.GradScaler("cpu", enabled=False),
+            parts,
+            torch.device("cpu"),
+            "fp32",
+            1,
+            dice_weight=dice_weight,
+        )
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-7)
     torch.testing.assert_close(grads[2], grads[0], rtol=1e-4, atol=1e-7)
@@ -91,8 +100,9 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(isbi_data, tmp_p
         train(cfg.replace(out=str(tmp_path / "broken")), data=isbi_data, quiet=True)
     assert torch.load(tmp_path / "broken" / "last.pt", weights_only=True)["step"] == 3
     monkeypatch.setattr(engine, "train_step", real_step)
-    train(cfg.replace(resume=str(tmp_path / "broken")), {"resume": str(tmp_path / "broken")},
-          data=isbi_data, quiet=True)
+    train(
+        cfg.replace(resume=str(tmp_path / "broken")), {"resume": str(tmp_path / "broken")}, data=isbi_data, quiet=True
+    )
 
     a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
     b = torch.load(tmp_path / "broken" / "last.pt", weights_only=True)
@@ -107,13 +117,16 @@ def test_resume_refuses_changed_settings_and_weights_only_files(isbi_data, tmp_p
     run = tmp_path / "run"
     train(tiny_config(out=str(run), steps=2), data=isbi_data, quiet=True)
     with pytest.raises(ConfigError, match="base_width=8.*--init-from"):
-        train(tiny_config(resume=str(run), base_width=8), {"resume": str(run), "base_width": 8},
-              data=isbi_data, quiet=True)
+        train(
+            tiny_config(resume=str(run), base_width=8),
+            {"resume": str(run), "base_width": 8},
+            data=isbi_data,
+            quiet=True,
+        )
     with pytest.raises(CheckpointError, match="weights only"):
         train(tiny_config(resume=str(run / "step_0000002.pt")), {}, data=isbi_data, quiet=True)
     # extending a finished run is allowed
-    summary = train(tiny_config(resume=str(run), steps=3), {"resume": str(run), "steps": 3},
-                    data=isbi_data, quiet=True)
+    summary = train(tiny_config(resume=str(run), steps=3), {"resume": str(run), "steps": 3}, data=isbi_data, quiet=True)
     assert summary["step"] == 3
 
 
@@ -223,8 +236,10 @@ def test_bf16_fast_path_agrees_with_float32(isbi_data):
         model = build_model(cfg)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         scaler = torch.amp.GradScaler("cpu", enabled=False)
-        curves[precision] = [train_step(model, opt, scaler, [(images, masks, weights)], torch.device("cpu"),
-                                        precision, s) for s in range(6)]
+        curves[precision] = [
+            train_step(model, opt, scaler, [(images, masks, weights)], torch.device("cpu"), precision, s)
+            for s in range(6)
+        ]
     for a, b in zip(curves["fp32"], curves["bf16"]):
         assert abs(a - b) <= 0.03 * a, curves
 
@@ -260,11 +275,16 @@ def test_compile_failure_is_a_clear_error_and_writes_nothing(isbi_data, tmp_path
     def broken(module, **kw):
         def fail(*a, **k):
             raise InvalidCxxCompiler()
+
         return fail
+
     monkeypatch.setattr(torch, "compile", broken)
     out = tmp_path / "run"
-    with pytest.raises(ConfigError, match=r"torch.compile\) failed: InvalidCxxCompiler: No working C\+\+ "
-                                          r"compiler.*--no-compile"):
+    with pytest.raises(
+        ConfigError,
+        match=r"torch.compile\) failed: InvalidCxxCompiler: No working C\+\+ "
+        r"compiler.*--no-compile",
+    ):
         train(tiny_config(out=str(out), compile=True), data=isbi_data, quiet=True)
     assert not list(out.glob("*.pt"))
 
@@ -273,7 +293,9 @@ def test_errors_of_the_network_are_not_blamed_on_compiling(isbi_data, tmp_path, 
     def broken(module, **kw):
         def fail(*a, **k):
             raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
         return fail
+
     monkeypatch.setattr(torch, "compile", broken)
     with pytest.raises(RuntimeError, match="shapes cannot be multiplied") as info:
         train(tiny_config(out=str(tmp_path / "run"), compile=True), data=isbi_data, quiet=True)
@@ -303,8 +325,11 @@ def test_validations_during_training_do_not_change_the_model(isbi_data, tmp_path
     (batch-norm statistics included) with a validation after every step as with none."""
     from biounet.data.readers import SegmentationData
 
-    crops = SegmentationData([im[:, :128, :128] for im in isbi_data.images],  # small slices: fast validations
-                             [m[:128, :128] for m in isbi_data.masks], isbi_data.names)
+    crops = SegmentationData(
+        [im[:, :128, :128] for im in isbi_data.images],  # small slices: fast validations
+        [m[:128, :128] for m in isbi_data.masks],
+        isbi_data.names,
+    )
     cfg = tiny_config(steps=3, batch_norm=True)
     train(cfg.replace(out=str(tmp_path / "plain")), data=crops, quiet=True)
     train(cfg.replace(out=str(tmp_path / "validated"), validation=True, val_every=1), data=crops, quiet=True)
@@ -326,10 +351,37 @@ def test_ctrl_c_in_a_real_process_saves_last_pt_and_resume_finishes(isbi_dir, tm
     import threading
 
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "biounet", "train", "--data", str(isbi_dir), "--fold", "1", "--base-width", "4",
-           "--depth", "2", "--tile-size", "60", "--batch-size", "4", "--precision", "fp32", "--progress", "off",
-           "--no-validation", "--steps", "100000", "--checkpoint-every", "100000", "--log-every", "1",
-           "--out", str(run)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "biounet",
+        "train",
+        "--data",
+        str(isbi_dir),
+        "--fold",
+        "1",
+        "--base-width",
+        "4",
+        "--depth",
+        "2",
+        "--tile-size",
+        "60",
+        "--batch-size",
+        "4",
+        "--precision",
+        "fp32",
+        "--progress",
+        "off",
+        "--no-validation",
+        "--steps",
+        "100000",
+        "--checkpoint-every",
+        "100000",
+        "--log-every",
+        "1",
+        "--out",
+        str(run),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     watchdog = threading.Timer(300, proc.kill)  # never hang the suite
     watchdog.start()
@@ -346,8 +398,12 @@ def test_ctrl_c_in_a_real_process_saves_last_pt_and_resume_finishes(isbi_dir, tm
     reached = ckpt_io.load(run)["step"]
     logged = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert 3 <= reached < 100000 and logged == list(range(1, reached + 1))
-    more = subprocess.run([sys.executable, "-m", "biounet", "train", "--resume", str(run), "--steps", str(reached + 2)],
-                          capture_output=True, text=True, timeout=300)
+    more = subprocess.run(
+        [sys.executable, "-m", "biounet", "train", "--resume", str(run), "--steps", str(reached + 2)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert more.returncode == 0, more.stderr
     assert f"resuming {run} at step {reached}" in more.stdout
     assert ckpt_io.load(run)["step"] == reached + 2

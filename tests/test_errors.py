@@ -47,8 +47,12 @@ def runs(tmp_path_factory, data):
     """Two tiny trained models on fold 1 of 2 folds: 'valid' (unpadded) and 'same' padding."""
     root = tmp_path_factory.mktemp("runs")
     for padding, tile in (("valid", 60), ("same", 32)):
-        train(tiny_config(data=str(data), out=str(root / padding), steps=2, folds=2, fold="1", padding=padding,
-                          tile_size=tile), quiet=True)
+        train(
+            tiny_config(
+                data=str(data), out=str(root / padding), steps=2, folds=2, fold="1", padding=padding, tile_size=tile
+            ),
+            quiet=True,
+        )
     return root
 
 
@@ -65,8 +69,9 @@ def image(tmp_path):
 
 def test_train_out_naming_a_file(capsys, data, tmp_path):
     (tmp_path / "taken").write_text("mine")
-    code, err = run_cli(capsys, "train", "--data", data, "--out", tmp_path / "taken", "--base-width", "4",
-                        "--steps", "1")
+    code, err = run_cli(
+        capsys, "train", "--data", data, "--out", tmp_path / "taken", "--base-width", "4", "--steps", "1"
+    )
     assert code == 2
     assert_one_line(err, "--out", "is a file, not a folder")
     assert (tmp_path / "taken").read_text() == "mine"
@@ -88,8 +93,16 @@ def test_fetch_into_a_file(capsys, tmp_path):
 
 def test_export_into_a_folder_that_cannot_be_made(capsys, runs, tmp_path):
     (tmp_path / "file").write_text("mine")
-    code, err = run_cli(capsys, "export", "--checkpoint", runs / "valid", "--format", "onnx",
-                        "--out", tmp_path / "file" / "sub" / "m.onnx")
+    code, err = run_cli(
+        capsys,
+        "export",
+        "--checkpoint",
+        runs / "valid",
+        "--format",
+        "onnx",
+        "--out",
+        tmp_path / "file" / "sub" / "m.onnx",
+    )
     assert code == 2
     assert_one_line(err, "is a file, so the folder cannot be made there")
 
@@ -145,9 +158,11 @@ def test_evaluate_fold_that_is_not_a_fold(capsys, runs, data):
 
 @pytest.mark.parametrize("command", ["predict", "evaluate", "bench"])
 def test_device_that_does_not_exist(capsys, runs, data, image, tmp_path, command):
-    args = {"predict": ["predict", image, "--checkpoint", runs / "valid", "--out", tmp_path / "o"],
-            "evaluate": ["evaluate", "--checkpoint", runs / "valid", "--data", data],
-            "bench": ["bench", "--no-baseline", "--no-memory"]}[command]
+    args = {
+        "predict": ["predict", image, "--checkpoint", runs / "valid", "--out", tmp_path / "o"],
+        "evaluate": ["evaluate", "--checkpoint", runs / "valid", "--data", data],
+        "bench": ["bench", "--no-baseline", "--no-memory"],
+    }[command]
     code, err = run_cli(capsys, *args, "--device", "gpu")
     assert code == 2
     assert_one_line(err, "--device must be auto, cpu, cuda or cuda:N, got 'gpu'")
@@ -155,15 +170,17 @@ def test_device_that_does_not_exist(capsys, runs, data, image, tmp_path, command
 
 @pytest.mark.parametrize("tile", ["0", "-16", "100000"])
 def test_tile_out_of_range_on_a_same_padding_model(capsys, runs, image, tmp_path, tile):
-    code, err = run_cli(capsys, "predict", image, "--checkpoint", runs / "same", "--out", tmp_path / "o",
-                        "--tile", tile)
+    code, err = run_cli(
+        capsys, "predict", image, "--checkpoint", runs / "same", "--out", tmp_path / "o", "--tile", tile
+    )
     assert code == 2
     assert_one_line(err, f"--tile {tile}", "omit --tile")
 
 
 def test_tile_not_a_multiple_on_a_same_padding_model(capsys, runs, image, tmp_path):
-    code, err = run_cli(capsys, "predict", image, "--checkpoint", runs / "same", "--out", tmp_path / "o",
-                        "--tile", "30")
+    code, err = run_cli(
+        capsys, "predict", image, "--checkpoint", runs / "same", "--out", tmp_path / "o", "--tile", "30"
+    )
     assert code == 2
     assert_one_line(err, "--tile 30 must be a multiple of 4")
 
@@ -181,8 +198,7 @@ def test_non_finite_or_out_of_range_numbers(capsys, data, tmp_path, flag, value)
 
 def test_truncated_compressed_tiff(capsys, runs, tmp_path):
     path = tmp_path / "t.tif"
-    tifffile.imwrite(path, np.random.default_rng(0).integers(0, 255, (2, 64, 64), dtype=np.uint8),
-                     compression="zlib")
+    tifffile.imwrite(path, np.random.default_rng(0).integers(0, 255, (2, 64, 64), dtype=np.uint8), compression="zlib")
     raw = path.read_bytes()
     # cut into the compressed strips: the header still parses, the pixels do not
     path.write_bytes(raw[: len(raw) // 2])
@@ -200,7 +216,7 @@ def test_corrupt_zlib_stream_is_a_data_error(tmp_path):
     tifffile.imwrite(path, np.zeros((32, 32), np.uint8), compression="zlib")
     raw = bytearray(path.read_bytes())
     start = raw.find(zlib.compress(np.zeros((32, 32), np.uint8).tobytes())[:2])
-    raw[start + 2:start + 12] = b"\xff" * 10
+    raw[start + 2 : start + 12] = b"\xff" * 10
     path.write_bytes(bytes(raw))
     with pytest.raises(DataError, match="cannot read"):
         read_image_file(path)
@@ -248,8 +264,9 @@ def test_opaque_alpha_is_dropped_and_said_once(capsys, runs, data, tmp_path):
     plain.mkdir()
     Image.fromarray(np.asarray(Image.open(folder / "im0.png"))[..., 0]).save(plain / "im0.png")
     assert run_cli(capsys, "predict", plain, "--checkpoint", runs / "valid", "--out", tmp_path / "p")[0] == 0
-    np.testing.assert_array_equal(tifffile.imread(tmp_path / "o" / "im0_membrane.tif"),
-                                  tifffile.imread(tmp_path / "p" / "im0_membrane.tif"))
+    np.testing.assert_array_equal(
+        tifffile.imread(tmp_path / "o" / "im0_membrane.tif"), tifffile.imread(tmp_path / "p" / "im0_membrane.tif")
+    )
 
 
 def test_real_transparency_is_refused(capsys, runs, tmp_path):
@@ -271,9 +288,33 @@ def test_masks_with_alpha_and_rgba_images_train(capsys, data, tmp_path):
                 _with_alpha(grey, np.full_like(grey, 255)).save(p)
             else:
                 Image.fromarray(np.stack([grey] * 3 + [np.full_like(grey, 255)], -1), mode="RGBA").save(p)
-    code, err = run_cli(capsys, "train", "--data", folder, "--out", tmp_path / "r", "--in-channels", "3",
-                        "--base-width", "4", "--depth", "2", "--tile-size", "60", "--steps", "1", "--batch-size", "2",
-                        "--folds", "2", "--no-validation", "--precision", "fp32", "--progress", "off")
+    code, err = run_cli(
+        capsys,
+        "train",
+        "--data",
+        folder,
+        "--out",
+        tmp_path / "r",
+        "--in-channels",
+        "3",
+        "--base-width",
+        "4",
+        "--depth",
+        "2",
+        "--tile-size",
+        "60",
+        "--steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--folds",
+        "2",
+        "--no-validation",
+        "--precision",
+        "fp32",
+        "--progress",
+        "off",
+    )
     assert code == 0, err
     assert err.count("dropping the opaque alpha channel") == 1
 
@@ -292,11 +333,36 @@ def test_anti_aliased_masks_name_the_fraction_and_the_fix(capsys, data, tmp_path
     folder = _anti_aliased(data, tmp_path)
     code, err = run_cli(capsys, "train", "--data", folder, "--out", tmp_path / "r", "--steps", "1")
     assert code == 1
-    assert_one_line(err, "is not a binary mask", "% of its labelled pixels are neither 0 nor 255",
-                    "--mask-threshold 127")
-    code, err = run_cli(capsys, "train", "--data", folder, "--out", tmp_path / "r", "--mask-threshold", "127",
-                        "--base-width", "4", "--depth", "2", "--tile-size", "60", "--steps", "1", "--batch-size", "2",
-                        "--folds", "2", "--no-validation", "--precision", "fp32", "--progress", "off")
+    assert_one_line(
+        err, "is not a binary mask", "% of its labelled pixels are neither 0 nor 255", "--mask-threshold 127"
+    )
+    code, err = run_cli(
+        capsys,
+        "train",
+        "--data",
+        folder,
+        "--out",
+        tmp_path / "r",
+        "--mask-threshold",
+        "127",
+        "--base-width",
+        "4",
+        "--depth",
+        "2",
+        "--tile-size",
+        "60",
+        "--steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--folds",
+        "2",
+        "--no-validation",
+        "--precision",
+        "fp32",
+        "--progress",
+        "off",
+    )
     assert code == 0, err
 
 
@@ -356,8 +422,12 @@ def test_training_images_are_refused_from_a_copy_and_another_folder(capsys, runs
     assert_one_line(err, "2 of the 2 images to score were used to train the checkpoint", "--allow-train-slices")
     # the held-out fold scores; the flag lets the training fold through
     assert run_cli(capsys, "evaluate", "--checkpoint", runs / "valid", "--data", "copy", "--fold", "1")[0] == 0
-    assert run_cli(capsys, "evaluate", "--checkpoint", runs / "valid", "--data", "copy", "--fold", "0",
-                   "--allow-train-slices")[0] == 0
+    assert (
+        run_cli(
+            capsys, "evaluate", "--checkpoint", runs / "valid", "--data", "copy", "--fold", "0", "--allow-train-slices"
+        )[0]
+        == 0
+    )
 
 
 def test_checkpoint_of_a_newer_biounet_names_the_release(capsys, runs, image, tmp_path):
@@ -392,8 +462,18 @@ def test_resuming_a_run_that_never_saved_says_to_start_again(capsys, tmp_path):
 @pytest.mark.parametrize("opset", ["-0", "7", "999"])
 def test_export_opset_out_of_range(capsys, runs, tmp_path, opset):
     # found by benchmarks/fuzz.py: --opset 0 "succeeded" with a converter traceback on stderr
-    code, err = run_cli(capsys, "export", "--checkpoint", runs / "valid", "--format", "onnx", "--out",
-                        tmp_path / "m.onnx", "--opset", opset)
+    code, err = run_cli(
+        capsys,
+        "export",
+        "--checkpoint",
+        runs / "valid",
+        "--format",
+        "onnx",
+        "--out",
+        tmp_path / "m.onnx",
+        "--opset",
+        opset,
+    )
     assert code == 2
     assert_one_line(err, "--opset must be between 17 and")
     assert not (tmp_path / "m.onnx").exists()

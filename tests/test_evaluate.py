@@ -43,8 +43,18 @@ def test_best_checkpoint_holds_the_step_with_the_best_validation_dice(isbi_dir, 
 
     monkeypatch.setattr(validation, "evaluate_images", scored)
     run = tmp_path / "run"
-    train(tiny_config(data=str(isbi_dir), out=str(run), steps=6, val_every=2, checkpoint_every=2,
-                      keep_checkpoints=10, validation=True), quiet=True)
+    train(
+        tiny_config(
+            data=str(isbi_dir),
+            out=str(run),
+            steps=6,
+            val_every=2,
+            checkpoint_every=2,
+            keep_checkpoints=10,
+            validation=True,
+        ),
+        quiet=True,
+    )
     rows = [json.loads(x) for x in (run / "validation.jsonl").read_text().splitlines()]
     assert [(r["step"], r["dice_coeff"]) for r in rows] == [(2, 0.3), (4, 0.8), (6, 0.5)]
     best = torch.load(run / "best.pt", weights_only=True)
@@ -105,15 +115,18 @@ def test_evaluation_scores_known_predictions_as_computed_by_hand():
     assert [r["dice_coeff"] for r in all_cell["per_image"]] == pytest.approx(cell, abs=1e-6)
     assert all_cell["dice_coeff"] == pytest.approx((cell[0] + cell[1]) / 2, abs=1e-6)
     assert all_cell["pixel_mismatch"] == pytest.approx(1 - (cell[0] + cell[1]) / 2, abs=1e-12)
-    assert [r["pixel_error"] for r in all_cell["per_image"]] == pytest.approx([(1 - c) / (1 + c) for c in cell],
-                                                                               abs=1e-9)
+    assert [r["pixel_error"] for r in all_cell["per_image"]] == pytest.approx(
+        [(1 - c) / (1 + c) for c in cell], abs=1e-9
+    )
 
 
 def test_evaluate_refuses_training_slices(run_dir, isbi_dir, capsys):
     assert main(["evaluate", "--checkpoint", str(run_dir), "--data", str(isbi_dir), "--fold", "0"]) == 2
     assert "--allow-train-slices" in capsys.readouterr().err
-    assert main(["evaluate", "--checkpoint", str(run_dir), "--data", str(isbi_dir), "--fold", "0",
-                 "--allow-train-slices"]) == 0
+    assert (
+        main(["evaluate", "--checkpoint", str(run_dir), "--data", str(isbi_dir), "--fold", "0", "--allow-train-slices"])
+        == 0
+    )
 
 
 # --- biounet score: a probability TIFF from any tool against a label stack ---
@@ -141,8 +154,22 @@ def test_score_a_perfect_membrane_map(tmp_path, capsys):
     assert report["n_images"] == 2 and len(report["per_threshold"]["v_rand"]) == 11
     # the same map as uint8 cell probabilities (255 = cell), one slice
     tifffile.imwrite(tmp_path / "cell.tif", labels)
-    assert main(["score", str(tmp_path / "labels.tif"), str(tmp_path / "cell.tif"), "--polarity", "cell",
-                 "--indices", "1", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "score",
+                str(tmp_path / "labels.tif"),
+                str(tmp_path / "cell.tif"),
+                "--polarity",
+                "cell",
+                "--indices",
+                "1",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     assert report["indices"] == [1] and report["v_rand"] == pytest.approx(1.0)
 

@@ -74,12 +74,14 @@ def test_predict_with_onnx_imports_no_torch(exported, isbi_dir, tmp_path):
     _, onnx_path, _ = exported
     out = tmp_path / "pred"
     # any `import torch` (or OpenCV, matplotlib: training-only) now fails
-    code = ("import sys; sys.modules['torch'] = sys.modules['cv2'] = sys.modules['matplotlib'] = None\n"
-            "from biounet.cli import main\n"
-            f"rc = main(['predict', {str(isbi_dir / 'test-volume.tif')!r}, '--model', {str(onnx_path)!r}, "
-            f"'--out', {str(out)!r}])\n"
-            "assert 'torch' not in [m.split('.')[0] for m in sys.modules if sys.modules[m] is not None]\n"
-            "sys.exit(rc)\n")
+    code = (
+        "import sys; sys.modules['torch'] = sys.modules['cv2'] = sys.modules['matplotlib'] = None\n"
+        "from biounet.cli import main\n"
+        f"rc = main(['predict', {str(isbi_dir / 'test-volume.tif')!r}, '--model', {str(onnx_path)!r}, "
+        f"'--out', {str(out)!r}])\n"
+        "assert 'torch' not in [m.split('.')[0] for m in sys.modules if sys.modules[m] is not None]\n"
+        "sys.exit(rc)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (out / "test-volume_membrane.tif").is_file() and (out / "test-volume_mask.tif").is_file()
@@ -128,8 +130,9 @@ def test_corrupted_or_foreign_files_give_clear_errors(exported, isbi_dir, tmp_pa
     with pytest.raises(ExportError, match="not a biounet export"):
         OnnxPredictor(foreign, "cpu")
     # through the command line: one line, exit 1 (a file that fails while running)
-    assert main(["predict", str(isbi_dir / "test-volume.tif"), "--model", str(broken),
-                 "--out", str(tmp_path / "o")]) == 1
+    assert (
+        main(["predict", str(isbi_dir / "test-volume.tif"), "--model", str(broken), "--out", str(tmp_path / "o")]) == 1
+    )
     assert "cannot load it" in capsys.readouterr().err
 
 

@@ -17,8 +17,10 @@ def server(tmp_path, isbi_dir):
     (root / "bad").mkdir()
     for name in ("train-volume.tif", "train-labels.tif", "test-volume.tif"):
         shutil.copy(isbi_dir / name, root / "good" / name)
-        shutil.copy(isbi_dir / "test-volume.tif" if name != "test-volume.tif" else isbi_dir / "train-volume.tif",
-                    root / "bad" / name)
+        shutil.copy(
+            isbi_dir / "test-volume.tif" if name != "test-volume.tif" else isbi_dir / "train-volume.tif",
+            root / "bad" / name,
+        )
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
     handler.log_message = lambda *a: None
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)

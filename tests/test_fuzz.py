@@ -11,9 +11,13 @@ from hypothesis import strategies as st
 
 fuzz = load_benchmark("fuzz")
 
-FAST = settings(deadline=None, derandomize=True, max_examples=60, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
-                                       HealthCheck.data_too_large])
+FAST = settings(
+    deadline=None,
+    derandomize=True,
+    max_examples=60,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
+)
 SLOW = settings(FAST, max_examples=20)
 
 
@@ -29,8 +33,12 @@ def _fresh(path):
 
 
 @FAST
-@given(image=fuzz.image_files(), in_channels=st.sampled_from((1, 3)), classes=st.sampled_from((2, 3)),
-       threshold=st.sampled_from((None, 127.0)))
+@given(
+    image=fuzz.image_files(),
+    in_channels=st.sampled_from((1, 3)),
+    classes=st.sampled_from((2, 3)),
+    threshold=st.sampled_from((None, 127.0)),
+)
 def test_readers_return_an_array_or_a_data_error(tmp_path, image, in_channels, classes, threshold):
     suffix, data, _ = image
     path = _fresh(tmp_path / "case") / f"x{suffix}"

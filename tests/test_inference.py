@@ -10,9 +10,11 @@ from biounet.model import UNet
 
 def crop_predictor(margin):
     """An identity-like valid network: returns the centre of each input tile."""
+
     def predict(batch):
         h, w = batch.shape[-2:]
-        return batch[:, :, margin:h - margin, margin:w - margin].copy()
+        return batch[:, :, margin : h - margin, margin : w - margin].copy()
+
     return predict
 
 

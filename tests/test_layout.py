@@ -68,7 +68,7 @@ def test_no_import_cycle():
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                cycles.append(stack[stack.index(nxt):] + [nxt])
+                cycles.append(stack[stack.index(nxt) :] + [nxt])
             elif nxt not in state:
                 visit(nxt)
         stack.pop()
@@ -85,9 +85,14 @@ def test_no_import_cycle():
 
 def test_no_private_name_crosses_modules():
     modules = _modules()
-    bad = [f"{name}: from {target} import {n}" for name, path in modules.items()
-           for target, names in _imports(name, path, modules) if target != name for n in names
-           if n.startswith("_") and not n.startswith("__")]
+    bad = [
+        f"{name}: from {target} import {n}"
+        for name, path in modules.items()
+        for target, names in _imports(name, path, modules)
+        if target != name
+        for n in names
+        if n.startswith("_") and not n.startswith("__")
+    ]
     assert not bad, bad
 
 

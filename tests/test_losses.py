@@ -1,6 +1,5 @@
 """Losses: pixel cross-entropy and the soft dice."""
 
-
 import pytest
 import torch
 

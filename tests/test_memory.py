@@ -1,6 +1,5 @@
 """Memory planning: the micro-batch that fits."""
 
-
 import torch
 from conftest import tiny_config
 

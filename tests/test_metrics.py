@@ -38,8 +38,9 @@ def test_hard_scores_hand_computed():
 def test_resize_matches_torch_bilinear_without_antialiasing():
     a = np.random.default_rng(1).random((2, 512, 512)).astype(np.float32)
     ours = resize_bilinear(a, (388, 388))
-    ref = torch.nn.functional.interpolate(torch.from_numpy(a)[None], size=(388, 388), mode="bilinear",
-                                          align_corners=False, antialias=False)[0].numpy()
+    ref = torch.nn.functional.interpolate(
+        torch.from_numpy(a)[None], size=(388, 388), mode="bilinear", align_corners=False, antialias=False
+    )[0].numpy()
     np.testing.assert_allclose(ours, ref, atol=1e-4)  # float32 vs float64 accumulation
 
 

@@ -1,6 +1,5 @@
 """Optimizer and learning-rate schedule."""
 
-
 import pytest
 from conftest import tiny_config
 

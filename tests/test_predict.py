@@ -22,8 +22,21 @@ def test_predict_a_tiff_stack(run_dir, isbi_dir, tmp_path):
     stack = tifffile.imread(isbi_dir / "test-volume.tif")[:2]
     tifffile.imwrite(tmp_path / "two.tif", stack, photometric="minisblack")
     out = tmp_path / "out"
-    assert main(["predict", str(tmp_path / "two.tif"), "--checkpoint", str(run_dir), "--out", str(out),
-                 "--labels", "--overlay"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "two.tif"),
+                "--checkpoint",
+                str(run_dir),
+                "--out",
+                str(out),
+                "--labels",
+                "--overlay",
+            ]
+        )
+        == 0
+    )
     membrane = tifffile.imread(out / "two_membrane.tif")
     assert membrane.shape == (2, 512, 512) and membrane.dtype == np.float32
     assert membrane.min() >= 0 and membrane.max() <= 1
@@ -44,6 +57,8 @@ def test_predict_bad_inputs(run_dir, tmp_path, capsys):
     assert main(["predict", str(tmp_path / "rgb.png"), "--checkpoint", str(run_dir), "--out", str(tmp_path)]) == 1
     assert "3 channel(s) but the model takes 1" in capsys.readouterr().err
     (tmp_path / "fake.pt").write_bytes(b"junk")
-    assert main(["predict", str(tmp_path / "rgb.png"), "--checkpoint", str(tmp_path / "fake.pt"),
-                 "--out", str(tmp_path)]) == 1
+    assert (
+        main(["predict", str(tmp_path / "rgb.png"), "--checkpoint", str(tmp_path / "fake.pt"), "--out", str(tmp_path)])
+        == 1
+    )
     assert "not a readable checkpoint" in capsys.readouterr().err

@@ -43,7 +43,7 @@ def test_without_a_large_enough_core_the_map_is_unchanged(probe):
 
 def test_stack_score_is_the_best_threshold_for_the_mean(probe):
     table = np.zeros((len(THRESHOLDS), 2))
-    table[3] = [0.9, 0.5]   # mean 0.70
+    table[3] = [0.9, 0.5]  # mean 0.70
     table[7] = [0.6, 0.85]  # mean 0.725: the best threshold for the stack, not per image
     assert probe.stack_score(table) == pytest.approx(0.725)
 

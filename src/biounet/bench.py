@@ -70,7 +70,6 @@ class BenchConfig:
         return self
 
 
-
 def in_fresh_process(fn: Callable[[dict], dict], spec: dict) -> dict:
     """Run one probe in a new (spawned) interpreter, so its peak memory is its own."""
     ctx = multiprocessing.get_context("spawn")
@@ -79,6 +78,7 @@ def in_fresh_process(fn: Callable[[dict], dict], spec: dict) -> dict:
 
 
 # ---------------------------------------------------------------- the run
+
 
 def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every probe and return the figures (see the module docstring)."""
@@ -93,11 +93,24 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     precision = resolve_precision(cfg.precision, device)
     use_compile = resolve_compile(cfg.compile, device)
     tile_geometry(train_config(asdict(cfg)))  # a clear error for a tile the network cannot take
-    spec = {**asdict(cfg), "device": str(device), "micro": 0, "accum": 0, "baseline": False,
-            "slice_tile": plan_tiles(512, 512, cfg.depth).in_tile[0], "compile": use_compile}
+    spec = {
+        **asdict(cfg),
+        "device": str(device),
+        "micro": 0,
+        "accum": 0,
+        "baseline": False,
+        "slice_tile": plan_tiles(512, 512, cfg.depth).in_tile[0],
+        "compile": use_compile,
+    }
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
-    r: dict[str, Any] = {"device": str(device), "device_name": name, "precision": precision,
-                         "torch": torch.__version__, "config": asdict(cfg), "compile": use_compile}
+    r: dict[str, Any] = {
+        "device": str(device),
+        "device_name": name,
+        "precision": precision,
+        "torch": torch.__version__,
+        "config": asdict(cfg),
+        "compile": use_compile,
+    }
 
     def probe(label: str, fn, **changes) -> dict:
         t0 = time.perf_counter()
@@ -113,8 +126,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     # timed optimizer steps of one micro-batch each: the per-image cost of a whole step without
     # its wait (the whole batch-16 step runs once below, for its memory)
     train = probe("training, default path", probe_train, accum=1)
-    r.update(train_images_per_s=train["images_per_s"], train_micro=train["micro"],
-             train_precision=train["precision"])
+    r.update(train_images_per_s=train["images_per_s"], train_micro=train["micro"], train_precision=train["precision"])
     infer = probe("inference, default path", probe_infer)
     r.update(infer_images_per_s=infer["images_per_s"], infer_batch=infer["batch"], slice512_s=infer["slice512_s"])
     r["train_tflops"] = r["train_images_per_s"] * r["gflop_train_tile"] / 1e3
@@ -131,8 +143,11 @@ def _comparisons(r: dict[str, Any], cfg: BenchConfig, probe: Callable[..., dict]
     if use_compile:  # what compiling buys: the same default path, eager, in the same run
         eager = probe("training, default path eager", probe_train, accum=1, compile=False)
         ieager = probe("inference, default path eager", probe_infer, compile=False)
-        r.update(eager_train_images_per_s=eager["images_per_s"], eager_infer_images_per_s=ieager["images_per_s"],
-                 eager_slice512_s=ieager["slice512_s"])
+        r.update(
+            eager_train_images_per_s=eager["images_per_s"],
+            eager_infer_images_per_s=ieager["images_per_s"],
+            eager_slice512_s=ieager["slice512_s"],
+        )
         r["compile_speedup_train"] = r["train_images_per_s"] / eager["images_per_s"]
         r["compile_speedup_infer"] = r["infer_images_per_s"] / ieager["images_per_s"]
     if cfg.baseline:
@@ -149,8 +164,9 @@ def _comparisons(r: dict[str, Any], cfg: BenchConfig, probe: Callable[..., dict]
 def _memory(r: dict[str, Any], cfg: BenchConfig, probe: Callable[..., dict]) -> None:
     """The peak memory of one whole training step, and the micro-batch sweep."""
     if cfg.memory:
-        mem = probe(f"memory of one batch-{cfg.batch_size} step", probe_train, warmup=0, repeats=1,
-                    micro=r["train_micro"])
+        mem = probe(
+            f"memory of one batch-{cfg.batch_size} step", probe_train, warmup=0, repeats=1, micro=r["train_micro"]
+        )
         r["peak_rss_gib_batch16"] = mem["peak_rss_gib"]
         r["batch16_step_images_per_s"] = mem["images_per_s"]
         if "cuda_peak_gib" in mem:
@@ -158,8 +174,14 @@ def _memory(r: dict[str, Any], cfg: BenchConfig, probe: Callable[..., dict]) -> 
     sweep = []
     for m in cfg.micro_sweep:
         out = probe(f"micro-batch {m}", probe_train, micro=m, accum=1)
-        sweep.append({"micro": m, "images_per_s": out["images_per_s"], "peak_rss_gib": out["peak_rss_gib"],
-                      **({"cuda_peak_gib": out["cuda_peak_gib"]} if "cuda_peak_gib" in out else {})})
+        sweep.append(
+            {
+                "micro": m,
+                "images_per_s": out["images_per_s"],
+                "peak_rss_gib": out["peak_rss_gib"],
+                **({"cuda_peak_gib": out["cuda_peak_gib"]} if "cuda_peak_gib" in out else {}),
+            }
+        )
     r["micro_sweep"] = sweep
 
 
@@ -171,34 +193,68 @@ def format_table(r: dict[str, Any]) -> str:
         ("matrix-product peak, bf16 / fp32", f"{r['matmul_bf16_tflops']:.3g} / {r['matmul_fp32_tflops']:.3g} TFLOP/s"),
         ("network", f"width {c['base_width']}, depth {c['depth']}, {c['tile_size']}x{c['tile_size']} tiles"),
         ("GFLOP per image: train / infer (counted)", f"{r['gflop_train_tile']:.0f} / {r['gflop_infer_tile']:.0f}"),
-        ("default path", f"{r['train_precision']}, micro-batch {r['train_micro']}, inference batch {r['infer_batch']}"
-                         + (", torch.compile" if r.get("compile") else ", eager")),
-        ("training", f"{r['train_images_per_s']:.3f} images/s = {r['train_tflops']:.3f} TFLOP/s = "
-                     f"{100 * r['train_frac_of_peak']:.0f} % of the {r['precision']} peak"),
-        ("inference (tiles)", f"{r['infer_images_per_s']:.3f} images/s = {r['infer_tflops']:.3f} TFLOP/s = "
-                              f"{100 * r['infer_frac_of_peak']:.0f} % of peak"),
+        (
+            "default path",
+            f"{r['train_precision']}, micro-batch {r['train_micro']}, inference batch {r['infer_batch']}"
+            + (", torch.compile" if r.get("compile") else ", eager"),
+        ),
+        (
+            "training",
+            f"{r['train_images_per_s']:.3f} images/s = {r['train_tflops']:.3f} TFLOP/s = "
+            f"{100 * r['train_frac_of_peak']:.0f} % of the {r['precision']} peak",
+        ),
+        (
+            "inference (tiles)",
+            f"{r['infer_images_per_s']:.3f} images/s = {r['infer_tflops']:.3f} TFLOP/s = "
+            f"{100 * r['infer_frac_of_peak']:.0f} % of peak",
+        ),
         ("512x512 slice, overlap-tile, no TTA", f"{r['slice512_s']:.3f} s ({r['gflop_infer_slice_tile']:.0f} GFLOP)"),
     ]
     if "compile_speedup_train" in r:
-        rows += [("same path eager: train / infer / slice", f"{r['eager_train_images_per_s']:.3f} / "
-                  f"{r['eager_infer_images_per_s']:.3f} images/s / {r['eager_slice512_s']:.3f} s"),
-                 ("torch.compile speed-up: train / infer", f"{r['compile_speedup_train']:.2f}x / "
-                  f"{r['compile_speedup_infer']:.2f}x")]
+        rows += [
+            (
+                "same path eager: train / infer / slice",
+                f"{r['eager_train_images_per_s']:.3f} / "
+                f"{r['eager_infer_images_per_s']:.3f} images/s / {r['eager_slice512_s']:.3f} s",
+            ),
+            (
+                "torch.compile speed-up: train / infer",
+                f"{r['compile_speedup_train']:.2f}x / {r['compile_speedup_infer']:.2f}x",
+            ),
+        ]
     if "train_speedup_vs_fp32" in r:
-        rows += [("fp32 eager baseline: train / infer", f"{r['baseline_train_images_per_s']:.3f} / "
-                  f"{r['baseline_infer_images_per_s']:.3f} images/s"),
-                 ("speed-up vs baseline: train / infer", f"{r['train_speedup_vs_fp32']:.2f}x / "
-                  f"{r['infer_speedup_vs_fp32']:.2f}x")]
-    rows.append(("augmentation of a batch", f"{r['augment_batch_s']:.2f} s = "
-                 f"{100 * r['augment_frac_of_step']:.1f} % of a training step (one process)"))
+        rows += [
+            (
+                "fp32 eager baseline: train / infer",
+                f"{r['baseline_train_images_per_s']:.3f} / {r['baseline_infer_images_per_s']:.3f} images/s",
+            ),
+            (
+                "speed-up vs baseline: train / infer",
+                f"{r['train_speedup_vs_fp32']:.2f}x / {r['infer_speedup_vs_fp32']:.2f}x",
+            ),
+        ]
+    rows.append(
+        (
+            "augmentation of a batch",
+            f"{r['augment_batch_s']:.2f} s = {100 * r['augment_frac_of_step']:.1f} % of a training step (one process)",
+        )
+    )
     if "peak_rss_gib_batch16" in r:
         extra = f", GPU {r['cuda_peak_gib_batch16']:.2f} GiB" if "cuda_peak_gib_batch16" in r else ""
-        rows.append((f"peak memory, one batch-{c['batch_size']} step", f"{r['peak_rss_gib_batch16']:.2f} GiB resident"
-                     f"{extra} ({r['batch16_step_images_per_s']:.3f} images/s)"))
+        rows.append(
+            (
+                f"peak memory, one batch-{c['batch_size']} step",
+                f"{r['peak_rss_gib_batch16']:.2f} GiB resident{extra} ({r['batch16_step_images_per_s']:.3f} images/s)",
+            )
+        )
     for s in r["micro_sweep"]:
         extra = f", GPU {s['cuda_peak_gib']:.2f} GiB" if "cuda_peak_gib" in s else ""
-        rows.append((f"micro-batch {s['micro']}", f"{s['images_per_s']:.3f} images/s, {s['peak_rss_gib']:.2f} GiB"
-                     f" resident{extra}"))
+        rows.append(
+            (
+                f"micro-batch {s['micro']}",
+                f"{s['images_per_s']:.3f} images/s, {s['peak_rss_gib']:.2f} GiB resident{extra}",
+            )
+        )
     width = max(len(k) for k, _ in rows)
     lines = [f"| {'measure':<{width}} | value |", f"|{'-' * (width + 2)}|-------|"]
     lines += [f"| {k:<{width}} | {v} |" for k, v in rows]

@@ -60,8 +60,14 @@ def _timed(fn: Callable[[], Any], torch, device, warmup: int, repeats: int) -> l
 
 def train_config(spec: dict) -> TrainConfig:
     """The training configuration a probe measures: ``biounet train``'s, with the spec's network and batch."""
-    return TrainConfig(base_width=spec["base_width"], depth=spec["depth"], tile_size=spec["tile_size"],
-                       batch_size=spec["batch_size"], precision=spec["precision"], device=spec["device"])
+    return TrainConfig(
+        base_width=spec["base_width"],
+        depth=spec["depth"],
+        tile_size=spec["tile_size"],
+        batch_size=spec["batch_size"],
+        precision=spec["precision"],
+        device=spec["device"],
+    )
 
 
 def probe_matmul(spec: dict) -> dict:
@@ -110,15 +116,21 @@ def probe_flops(spec: dict) -> dict:
     return out
 
 
-def synthetic_batches(torch: ModuleType, cfg: TrainConfig, micro: int, count: int,
-                      in_channels: int = 1) -> list[tuple[Any, ...]]:
+def synthetic_batches(
+    torch: ModuleType, cfg: TrainConfig, micro: int, count: int, in_channels: int = 1
+) -> list[tuple[Any, ...]]:
     from .model import tile_geometry
 
     in_t, out_t = tile_geometry(cfg)
     gen = torch.Generator().manual_seed(0)
-    return [(torch.rand(micro, in_channels, in_t, in_t, generator=gen) * 2 - 1,
-             torch.randint(0, cfg.classes, (micro, out_t, out_t), generator=gen),
-             torch.ones(micro, out_t, out_t)) for _ in range(count)]
+    return [
+        (
+            torch.rand(micro, in_channels, in_t, in_t, generator=gen) * 2 - 1,
+            torch.randint(0, cfg.classes, (micro, out_t, out_t), generator=gen),
+            torch.ones(micro, out_t, out_t),
+        )
+        for _ in range(count)
+    ]
 
 
 def probe_train(spec: dict) -> dict:
@@ -148,6 +160,7 @@ def probe_train(spec: dict) -> dict:
     batches = synthetic_batches(torch, cfg, micro, accum, cfg.in_channels)
     model.train()
     if spec["baseline"]:
+
         def step():
             optimizer.zero_grad(set_to_none=True)
             for x, y, _ in batches:
@@ -161,9 +174,16 @@ def probe_train(spec: dict) -> dict:
 
         def step():
             train_step(net, optimizer, scaler, batches, device, precision, 1)
+
     times = _timed(step, torch, device, spec["warmup"], spec["repeats"])
-    return {"images_per_s": micro * accum / statistics.median(times), "step_s": times, "micro": micro,
-            "accum": accum, "precision": precision, **_peaks(torch, device)}
+    return {
+        "images_per_s": micro * accum / statistics.median(times),
+        "step_s": times,
+        "micro": micro,
+        "accum": accum,
+        "precision": precision,
+        **_peaks(torch, device),
+    }
 
 
 def probe_infer(spec: dict) -> dict:
@@ -186,18 +206,28 @@ def probe_infer(spec: dict) -> dict:
         def run():
             with torch.no_grad():
                 return model(x.to(device)).cpu()
+
         times = _timed(run, torch, device, spec["warmup"], spec["repeats"])
         return {"images_per_s": batch / statistics.median(times), "precision": "fp32", "batch": batch}
     precision = resolve_precision(cfg.precision, device)
     predict = torch_predictor(model, device, precision, compile=resolve_compile(spec["compile"], device))
     batch = spec["infer_batch"]
-    tiles = (np.random.default_rng(0).random((batch, cfg.in_channels, side, side), dtype=np.float32) * 2 - 1)
+    tiles = np.random.default_rng(0).random((batch, cfg.in_channels, side, side), dtype=np.float32) * 2 - 1
     times = _timed(lambda: predict(tiles), torch, device, spec["warmup"], spec["repeats"])
     image = np.random.default_rng(1).random((cfg.in_channels, 512, 512), dtype=np.float32) * 2 - 1
-    slice_times = _timed(lambda: segment(image, predict, cfg.depth, cfg.padding, batch_size=batch),
-                         torch, device, spec["warmup"], spec["repeats"])
-    return {"images_per_s": batch / statistics.median(times), "precision": precision, "batch": batch,
-            "slice512_s": statistics.median(slice_times)}
+    slice_times = _timed(
+        lambda: segment(image, predict, cfg.depth, cfg.padding, batch_size=batch),
+        torch,
+        device,
+        spec["warmup"],
+        spec["repeats"],
+    )
+    return {
+        "images_per_s": batch / statistics.median(times),
+        "precision": precision,
+        "batch": batch,
+        "slice512_s": statistics.median(slice_times),
+    }
 
 
 def probe_augment(spec: dict) -> dict:
@@ -211,8 +241,11 @@ def probe_augment(spec: dict) -> dict:
     cfg = train_config(spec)
     rng = np.random.default_rng(0)
     pairs = [synthetic_em_image(rng, 512) for _ in range(4)]
-    data = SegmentationData([scale_image(im, 1) for im, _ in pairs],
-                            [mask_to_classes(lb, 2, None) for _, lb in pairs], [f"s{i}" for i in range(4)])
+    data = SegmentationData(
+        [scale_image(im, 1) for im, _ in pairs],
+        [mask_to_classes(lb, 2, None) for _, lb in pairs],
+        [f"s{i}" for i in range(4)],
+    )
     in_t, out_t = tile_geometry(cfg)
     sampler = TileSampler(data, list(range(4)), in_t, out_t, AugmentConfig(), 0)
     counter = iter(range(10**9))
@@ -220,5 +253,6 @@ def probe_augment(spec: dict) -> dict:
     def batch():
         for _ in range(cfg.batch_size):
             sampler(next(counter))
+
     times = _timed(batch, torch, device, spec["warmup"], spec["repeats"])
     return {"batch_s": statistics.median(times)}

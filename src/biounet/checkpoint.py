@@ -33,9 +33,25 @@ BEST = "best.pt"  # the best validation score, outside the rotation
 
 # Options that may change when a run is resumed: they affect speed and bookkeeping, not the
 # samples, the model or the optimisation.
-RESUMABLE_OVERRIDES = {"steps", "data", "log_every", "checkpoint_every", "keep_checkpoints", "progress",
-                       "device", "threads", "workers", "micro_batch_size", "resume", "val_every", "validation",
-                       "dist_timeout", "memory_gib", "compile", "val_tta"}
+RESUMABLE_OVERRIDES = {
+    "steps",
+    "data",
+    "log_every",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "progress",
+    "device",
+    "threads",
+    "workers",
+    "micro_batch_size",
+    "resume",
+    "val_every",
+    "validation",
+    "dist_timeout",
+    "memory_gib",
+    "compile",
+    "val_tta",
+}
 
 
 def environment() -> dict[str, Any]:
@@ -50,8 +66,12 @@ def environment() -> dict[str, Any]:
     if torch.cuda.is_available():
         hw["cuda_device"] = torch.cuda.get_device_name()
     return {
-        "versions": {"biounet": __version__, "torch": str(torch.__version__), "numpy": str(np.__version__),
-                     "python": sys.version.split()[0]},
+        "versions": {
+            "biounet": __version__,
+            "torch": str(torch.__version__),
+            "numpy": str(np.__version__),
+            "python": sys.version.split()[0],
+        },
         "hardware": hw,
     }
 
@@ -71,42 +91,61 @@ def load(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         if not (path / LAST).is_file() and (path / "config.yaml").is_file():
-            raise CheckpointError(f"run folder {path} has no {LAST}: the run stopped before its first checkpoint, "
-                                  f"so there is nothing to continue; start it again with the same command "
-                                  f"(without --resume)")
+            raise CheckpointError(
+                f"run folder {path} has no {LAST}: the run stopped before its first checkpoint, "
+                f"so there is nothing to continue; start it again with the same command "
+                f"(without --resume)"
+            )
         path = path / LAST
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; pass a run folder that holds {LAST} "
-                              f"or a .pt file")
+        raise CheckpointError(f"checkpoint {path} does not exist; pass a run folder that holds {LAST} or a .pt file")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
         reason = " ".join(str(exc).split())[:200] or "no message"  # a truncated file: a bare EOFError
-        raise CheckpointError(f"{path} is not a readable checkpoint ({type(exc).__name__}: "
-                              f"{reason}); it may be truncated or not a biounet file") from None
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint ({type(exc).__name__}: "
+            f"{reason}); it may be truncated or not a biounet file"
+        ) from None
     missing = [k for k in ("format_version", "model", "config", "step") if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
-        raise CheckpointError(f"{path} is not a biounet checkpoint (no {'/'.join(missing)} entries); pass a file "
-                              f"written by `biounet train` (last.pt, best.pt or step_*.pt)")
+        raise CheckpointError(
+            f"{path} is not a biounet checkpoint (no {'/'.join(missing)} entries); pass a file "
+            f"written by `biounet train` (last.pt, best.pt or step_*.pt)"
+        )
     if not isinstance(ckpt["config"], dict) or not isinstance(ckpt["model"], dict):
-        raise CheckpointError(f"{path} is damaged: its config or model entry is not a mapping; use another "
-                              f"checkpoint of the run")
+        raise CheckpointError(
+            f"{path} is damaged: its config or model entry is not a mapping; use another checkpoint of the run"
+        )
     if not isinstance(ckpt["format_version"], int) or ckpt["format_version"] > FORMAT_VERSION:
-        raise CheckpointError(f"{path} has format version {ckpt['format_version']}, newer than this biounet "
-                              f"reads ({FORMAT_VERSION}); upgrade biounet")
+        raise CheckpointError(
+            f"{path} has format version {ckpt['format_version']}, newer than this biounet "
+            f"reads ({FORMAT_VERSION}); upgrade biounet"
+        )
     ckpt["path"] = str(path)
     return ckpt
 
 
-def payload(config: dict[str, Any], step: int, model_state: dict[str, torch.Tensor],
-            training_state: dict[str, Any] | None = None, train_digests: tuple[str, ...] = ()) -> dict[str, Any]:
+def payload(
+    config: dict[str, Any],
+    step: int,
+    model_state: dict[str, torch.Tensor],
+    training_state: dict[str, Any] | None = None,
+    train_digests: tuple[str, ...] = (),
+) -> dict[str, Any]:
     """A checkpoint dict: weights, config, metadata and, for last.pt, the training state.
 
     ``train_digests`` fingerprints the training images (readers.image_digest), so that scoring
     can refuse them wherever they are read from.
     """
-    out = {"format_version": FORMAT_VERSION, "step": step, "config": config, "model": model_state,
-           "train_digests": list(train_digests), **environment()}
+    out = {
+        "format_version": FORMAT_VERSION,
+        "step": step,
+        "config": config,
+        "model": model_state,
+        "train_digests": list(train_digests),
+        **environment(),
+    }
     if training_state is not None:
         out["training_state"] = training_state
     return out
@@ -141,14 +180,19 @@ def save_run(run_dir: Path, cfg: TrainConfig, state: RunState, full: bool, rotat
     """Write the rotated ``step_N.pt`` (weights) and/or ``last.pt`` (the full training state) of ``state``."""
     model_state = {k: v.detach().cpu() for k, v in state.model.state_dict().items()}
     if rotated:
-        atomic_save(payload(cfg.to_saved(), state.step, model_state, train_digests=state.train_digests),
-                            run_dir / step_name(state.step))
+        atomic_save(
+            payload(cfg.to_saved(), state.step, model_state, train_digests=state.train_digests),
+            run_dir / step_name(state.step),
+        )
         rotate(run_dir, cfg.keep_checkpoints)
     if full:
-        training = {"optimizer": state.optimizer.state_dict(), "scaler": state.scaler.state_dict(),
-                    "torch_rng": torch.get_rng_state(), "best": state.best}
-        atomic_save(payload(cfg.to_saved(), state.step, model_state, training, state.train_digests),
-                            run_dir / LAST)
+        training = {
+            "optimizer": state.optimizer.state_dict(),
+            "scaler": state.scaler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "best": state.best,
+        }
+        atomic_save(payload(cfg.to_saved(), state.step, model_state, training, state.train_digests), run_dir / LAST)
 
 
 # --- loading models, fine-tuning, resuming ----------------------------------------------------
@@ -177,8 +221,9 @@ def load_model(path: str | Path, device: str = "auto") -> tuple[UNet, TrainConfi
     return model.to(resolve_device(device)).eval(), cfg, ckpt
 
 
-def load_predictor(path: str | Path, device: str = "auto",
-                   precision: str = "auto") -> tuple[Predictor, TrainConfig, dict[str, Any]]:
+def load_predictor(
+    path: str | Path, device: str = "auto", precision: str = "auto"
+) -> tuple[Predictor, TrainConfig, dict[str, Any]]:
     """(predictor, TrainConfig, checkpoint) for a checkpoint or run folder, under ``precision``."""
     model, cfg, ckpt = load_model(path, device)
     dev = resolve_device(device)
@@ -202,7 +247,8 @@ def load_init(model: UNet, path: str) -> list[str]:
         raise CheckpointError(
             f"--init-from {path}: its network (base_width={src.get('base_width')}, depth={src.get('depth')}, "
             f"in_channels={src.get('in_channels')}, batch_norm={src.get('batch_norm')}) does not fit this one; "
-            f"set the same architecture options (only --classes may differ)")
+            f"set the same architecture options (only --classes may differ)"
+        )
     model.load_state_dict(state, strict=False)
     return skipped
 
@@ -213,8 +259,10 @@ def resume_config(cfg: TrainConfig, explicit: dict[str, Any]) -> tuple[TrainConf
         raise ValueError("resume_config needs cfg.resume")
     ckpt = load(cfg.resume)
     if "training_state" not in ckpt:
-        raise CheckpointError(f"{ckpt['path']} holds weights only; resume from the run folder or its "
-                              f"{LAST} (or use --init-from to fine-tune from these weights)")
+        raise CheckpointError(
+            f"{ckpt['path']} holds weights only; resume from the run folder or its "
+            f"{LAST} (or use --init-from to fine-tune from these weights)"
+        )
     saved = from_dict(ckpt["config"], source=ckpt["path"])
     changed = {k: v for k, v in explicit.items() if getattr(saved, k) != v}
     refused = sorted(set(changed) - RESUMABLE_OVERRIDES - {"out"})
@@ -222,11 +270,14 @@ def resume_config(cfg: TrainConfig, explicit: dict[str, Any]) -> tuple[TrainConf
         raise ConfigError(
             f"--resume continues a run with its own settings; these differ from it: "
             f"{', '.join(f'{k}={changed[k]!r} (run: {getattr(saved, k)!r})' for k in refused)}. "
-            f"Drop them, or start a new run with --init-from {ckpt['path']}")
+            f"Drop them, or start a new run with --init-from {ckpt['path']}"
+        )
     run_dir = Path(ckpt["path"]).parent
     if "out" in changed and Path(changed["out"]).resolve() != run_dir.resolve():
-        raise ConfigError(f"--out {changed['out']} differs from the resumed run's folder {run_dir}; a resumed "
-                          f"run continues in its own folder")
+        raise ConfigError(
+            f"--out {changed['out']} differs from the resumed run's folder {run_dir}; a resumed "
+            f"run continues in its own folder"
+        )
     kept = {k: v for k, v in changed.items() if k not in ("out", "resume")}
     resumed = saved.replace(**kept, out=str(run_dir), resume=cfg.resume)
     return resumed.validate(), ckpt

@@ -30,8 +30,13 @@ def parse_folds(text: str, folds: int) -> list[str]:
     return out
 
 
-def run_cv(cfg: TrainConfig, explicit: dict[str, Any], fold_list: list[str], out: str | Path,
-           log: Callable[[str], object] = print) -> dict[str, Any]:
+def run_cv(
+    cfg: TrainConfig,
+    explicit: dict[str, Any],
+    fold_list: list[str],
+    out: str | Path,
+    log: Callable[[str], object] = print,
+) -> dict[str, Any]:
     """Train (or resume) and evaluate every fold of ``fold_list``; writes cv.json and cv.md."""
     from .checkpoint import load_predictor
     from .data import kfold_split, read_dataset
@@ -54,8 +59,12 @@ def run_cv(cfg: TrainConfig, explicit: dict[str, Any], fold_list: list[str], out
             step = ckpt_io.load(last)["step"]
             if step < cfg.steps:
                 log(f"fold {fold}: resuming at step {step}")
-                train(fold_cfg.replace(resume=str(run)), {"resume": str(run), "steps": cfg.steps}, data=data,
-                      validate_at_end=False)
+                train(
+                    fold_cfg.replace(resume=str(run)),
+                    {"resume": str(run), "steps": cfg.steps},
+                    data=data,
+                    validate_at_end=False,
+                )
             else:
                 log(f"fold {fold}: trained ({step} steps), evaluating")
         else:
@@ -65,13 +74,19 @@ def run_cv(cfg: TrainConfig, explicit: dict[str, Any], fold_list: list[str], out
         _, val = kfold_split(len(data), fold, cfg.folds)
         # scored as the recipe validates: with the 8 flips/rotations when it sets --val-tta
         report = evaluate_images(predictor, data, val, run_cfg.depth, run_cfg.padding, tta=cfg.val_tta)
-        report.update(fold=fold, step=ckpt["step"], checkpoint=ckpt["path"], tta=cfg.val_tta,
-                      **describe_predictor(predictor))
+        report.update(
+            fold=fold, step=ckpt["step"], checkpoint=ckpt["path"], tta=cfg.val_tta, **describe_predictor(predictor)
+        )
         write_json(report, run / "evaluation.json")
         reports[fold] = report
         log(f"fold {fold}: " + "  ".join(f"{k} {report[k]:.4f}" for k in METRICS if k in report))
-    summary: dict[str, Any] = {"folds": reports, "tta": cfg.val_tta, "mean": {}, "std": {},
-               **{k: sorted({r[k] for r in reports.values()}) for k in ("device", "precision")}}
+    summary: dict[str, Any] = {
+        "folds": reports,
+        "tta": cfg.val_tta,
+        "mean": {},
+        "std": {},
+        **{k: sorted({r[k] for r in reports.values()}) for k in ("device", "precision")},
+    }
     for key in METRICS:
         values = [r[key] for r in reports.values() if key in r]
         if values:
@@ -89,8 +104,9 @@ def cv_table(summary: dict[str, Any]) -> str:
     lines = ["| fold | " + " | ".join(keys) + " |", "| --- |" + " --- |" * len(keys)]
     for fold, r in summary["folds"].items():
         lines.append(f"| {fold} | " + " | ".join(f"{r[k]:.4f}" for k in keys) + " |")
-    lines.append("| mean +- std | " + " | ".join(f"{summary['mean'][k]:.4f} +- {summary['std'][k]:.4f}"
-                                               for k in keys) + " |")
+    lines.append(
+        "| mean +- std | " + " | ".join(f"{summary['mean'][k]:.4f} +- {summary['std'][k]:.4f}" for k in keys) + " |"
+    )
     if summary.get("tta"):
         lines += ["", "Scored with test-time augmentation (the mean of the 8 flips and rotations)."]
     if summary.get("precision"):

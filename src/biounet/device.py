@@ -42,8 +42,10 @@ def cpu_has_fast_bf16() -> bool:
     if forced in ("0", "1"):
         return forced == "1"
     if forced:
-        raise ConfigError(f"{CPU_BF16_ENV}={forced!r}: set it to 1 (resolve precision auto as on a CPU with "
-                          f"native bf16), 0 (as on one without) or leave it unset (ask the CPU)")
+        raise ConfigError(
+            f"{CPU_BF16_ENV}={forced!r}: set it to 1 (resolve precision auto as on a CPU with "
+            f"native bf16), 0 (as on one without) or leave it unset (ask the CPU)"
+        )
     cpu = getattr(torch, "cpu", None)
     checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
     return any(getattr(cpu, c, lambda: False)() for c in checks)
@@ -117,9 +119,11 @@ def is_compile_error(exc: BaseException) -> bool:
 def compile_failed(exc: Exception) -> ConfigError:
     """The error for a first compiled call that failed (no C++ compiler, no Triton, an unsupported op)."""
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return ConfigError(f"compiling the network (torch.compile) failed: {type(exc).__name__}: {first[:300]}. "
-                       "Run with --no-compile (eager PyTorch), or install what the message names (a C++ "
-                       "compiler on the CPU, Triton on CUDA)")
+    return ConfigError(
+        f"compiling the network (torch.compile) failed: {type(exc).__name__}: {first[:300]}. "
+        "Run with --no-compile (eager PyTorch), or install what the message names (a C++ "
+        "compiler on the CPU, Triton on CUDA)"
+    )
 
 
 def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:

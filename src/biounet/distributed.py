@@ -48,13 +48,19 @@ def setup(device_name: str, timeout_s: float) -> tuple[DistInfo, torch.device]:
     """Join the process group when launched by torchrun; returns this process's place and device."""
     if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
         return DistInfo(), resolve_device(device_name)
-    info = DistInfo(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)),
-                    int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+    info = DistInfo(
+        int(os.environ["RANK"]),
+        int(os.environ["WORLD_SIZE"]),
+        int(os.environ.get("LOCAL_RANK", 0)),
+        int(os.environ.get("LOCAL_WORLD_SIZE", 1)),
+    )
     device = resolve_device(device_name)
     if device.type == "cuda":
         if info.local_rank >= torch.cuda.device_count():
-            raise ConfigError(f"local rank {info.local_rank} has no GPU: this machine has "
-                              f"{torch.cuda.device_count()}; start at most that many processes per node")
+            raise ConfigError(
+                f"local rank {info.local_rank} has no GPU: this machine has "
+                f"{torch.cuda.device_count()}; start at most that many processes per node"
+            )
         device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
     backend = "nccl" if device.type == "cuda" else "gloo"

@@ -82,9 +82,17 @@ class StepBatches:
         return (self.last_step - self.first_step) * (self.batch // self.world // self.micro)
 
 
-def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-               micro_batches: list[tuple[torch.Tensor, ...]], device: torch.device, precision: str,
-               step: int, dist_info: DistInfo = DistInfo(), dice_weight: float = 0.0) -> float:
+def train_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    micro_batches: list[tuple[torch.Tensor, ...]],
+    device: torch.device,
+    precision: str,
+    step: int,
+    dist_info: DistInfo = DistInfo(),
+    dice_weight: float = 0.0,
+) -> float:
     """One optimizer step over a global batch given as micro-batches; returns its loss (the mean
     pixel cross-entropy, plus the weighted dice term when ``dice_weight`` is set).
 
@@ -117,15 +125,22 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler:
         total += loss.detach()
     value = distributed.all_sum(float(total), dist_info, device)
     if not math.isfinite(value):
-        raise TrainingDiverged(f"the loss is {value} at step {step}: training diverged. Checkpoints already "
-                               f"written are intact; lower --lr, or try --precision fp32")
+        raise TrainingDiverged(
+            f"the loss is {value} at step {step}: training diverged. Checkpoints already "
+            f"written are intact; lower --lr, or try --precision fp32"
+        )
     scaler.step(optimizer)
     scaler.update()
     return value
 
 
-def train(cfg: TrainConfig, explicit: dict[str, Any] | None = None, data: SegmentationData | None = None,
-          quiet: bool = False, validate_at_end: bool = True) -> dict[str, Any]:
+def train(
+    cfg: TrainConfig,
+    explicit: dict[str, Any] | None = None,
+    data: SegmentationData | None = None,
+    quiet: bool = False,
+    validate_at_end: bool = True,
+) -> dict[str, Any]:
     """Train a U-Net as ``cfg`` says; returns a summary (also written to summary.json).
 
     ``explicit`` names the options the user set (for --resume); ``data`` may pass a dataset
@@ -143,8 +158,15 @@ def train(cfg: TrainConfig, explicit: dict[str, Any] | None = None, data: Segmen
         distributed.teardown(info)
 
 
-def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device: torch.device,
-           data: SegmentationData | None, quiet: bool, validate_at_end: bool) -> dict[str, Any]:
+def _train(
+    cfg: TrainConfig,
+    ckpt: dict[str, Any] | None,
+    info: DistInfo,
+    device: torch.device,
+    data: SegmentationData | None,
+    quiet: bool,
+    validate_at_end: bool,
+) -> dict[str, Any]:
     run_dir = run_dir_for(cfg)
     if ckpt is None:
         check_new_run_dir(run_dir)  # before any work: a folder that cannot take the run fails at once
@@ -152,8 +174,9 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device
     tune_for_fixed_shapes(device)
     threads = train_threads(cfg, info, device)
     if cfg.batch_size % info.world:
-        raise ConfigError(f"--batch-size {cfg.batch_size} does not divide over {info.world} processes; "
-                          f"use a multiple of {info.world}")
+        raise ConfigError(
+            f"--batch-size {cfg.batch_size} does not divide over {info.world} processes; use a multiple of {info.world}"
+        )
     share = cfg.batch_size // info.world
     in_tile, out_tile = tile_geometry(cfg)
     data, train_idx, val_idx, sampler = training_data(cfg, data, in_tile, out_tile)
@@ -167,8 +190,12 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device
         run_dir.mkdir(parents=True, exist_ok=True)
 
     model = build_model(cfg).to(device).to(memory_format=memory_format(device, precision))  # type: ignore[call-overload]  # Module.to takes memory_format; torch's overloads omit it
-    state = RunState(model, make_optimizer(model, cfg, device), grad_scaler(device, precision),
-                     train_digests=tuple(image_digest(data.images[i]) for i in train_idx))
+    state = RunState(
+        model,
+        make_optimizer(model, cfg, device),
+        grad_scaler(device, precision),
+        train_digests=tuple(image_digest(data.images[i]) for i in train_idx),
+    )
     log = Logger(run_dir, cfg, ckpt["step"] if ckpt else 0, quiet or not info.is_main, write=info.is_main)
     start_state(cfg, ckpt, state, run_dir, log)
     if info.is_main:
@@ -195,57 +222,104 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, info: DistInfo, device
     return _finish(state, log, run_dir, first_step, time.perf_counter() - started, device, precision, threads, micro)
 
 
-def _describe(log: Logger, run_dir: Path, cfg: TrainConfig, state: RunState, info: DistInfo, device: torch.device,
-              precision: str, threads: int, use_compile: bool, sizes: tuple[int, int, int, int]) -> None:
+def _describe(
+    log: Logger,
+    run_dir: Path,
+    cfg: TrainConfig,
+    state: RunState,
+    info: DistInfo,
+    device: torch.device,
+    precision: str,
+    threads: int,
+    use_compile: bool,
+    sizes: tuple[int, int, int, int],
+) -> None:
     """The run's first two log lines: data (``sizes``: training and held-out images, tile in and out) and
     network, then device, precision and batch."""
     n_train, n_val, in_tile, out_tile = sizes
     share, micro = cfg.batch_size // info.world, cfg.micro_batch_size
     n_params = sum(p.numel() for p in state.model.parameters())
-    log.info(f"run {run_dir}: {n_train} training / {n_val} held-out images (fold {cfg.fold}), "
-             f"tiles {in_tile}->{out_tile}, U-Net width {cfg.base_width} depth {cfg.depth} "
-             f"({n_params / 1e6:.1f} M parameters)")
+    log.info(
+        f"run {run_dir}: {n_train} training / {n_val} held-out images (fold {cfg.fold}), "
+        f"tiles {in_tile}->{out_tile}, U-Net width {cfg.base_width} depth {cfg.depth} "
+        f"({n_params / 1e6:.1f} M parameters)"
+    )
     split = f" over {info.world} processes, {share} each," if info.enabled else ""
-    log.info(f"device {device}, precision {precision}, {threads} threads{' per process' if info.enabled else ''}, "
-             f"batch {cfg.batch_size}{split} as {share // micro} micro-batch(es) of {micro}"
-             + (", compiled (the first step compiles)" if use_compile else ""))
+    log.info(
+        f"device {device}, precision {precision}, {threads} threads{' per process' if info.enabled else ''}, "
+        f"batch {cfg.batch_size}{split} as {share // micro} micro-batch(es) of {micro}"
+        + (", compiled (the first step compiles)" if use_compile else "")
+    )
 
 
-def _loader(sampler: TileSampler, first_step: int, cfg: TrainConfig, micro: int, info: DistInfo,
-            device: torch.device) -> DataLoader[Any]:
+def _loader(
+    sampler: TileSampler, first_step: int, cfg: TrainConfig, micro: int, info: DistInfo, device: torch.device
+) -> DataLoader[Any]:
     """This process's micro-batches of tiles from ``first_step`` to ``cfg.steps``."""
     batches = StepBatches(first_step, cfg.steps, cfg.batch_size, micro, info.rank, info.world)
     # TileDataset is a map-style dataset (__getitem__, __len__) without subclassing torch's Dataset, which
     # DataLoader accepts; its annotation asks for a Dataset subclass
-    return DataLoader(TileDataset(sampler),  # type: ignore[arg-type]
-                      batch_sampler=batches, num_workers=cfg.workers,
-                      pin_memory=device.type == "cuda", persistent_workers=False)
+    return DataLoader(
+        TileDataset(sampler),  # type: ignore[arg-type]
+        batch_sampler=batches,
+        num_workers=cfg.workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
 
 
-def _finish(state: RunState, log: Logger, run_dir: Path, first_step: int, wall: float, device: torch.device,
-            precision: str, threads: int, micro: int) -> dict[str, Any]:
+def _finish(
+    state: RunState,
+    log: Logger,
+    run_dir: Path,
+    first_step: int,
+    wall: float,
+    device: torch.device,
+    precision: str,
+    threads: int,
+    micro: int,
+) -> dict[str, Any]:
     """Plot the loss, write summary.json and say where everything is; returns the summary."""
     plot_loss(run_dir)
     steps_done = state.step - first_step
     summary = {
-        "run_dir": str(run_dir), "step": state.step, "steps_this_session": steps_done,
+        "run_dir": str(run_dir),
+        "step": state.step,
+        "steps_this_session": steps_done,
         "final_loss": log.losses[-1] if log.losses else None,
         "first_loss": log.losses[0] if log.losses else None,  # of this session
         "images_per_s_median": float(np.median(log.rates)) if log.rates else None,
-        "wall_s": wall, "device": str(device), "precision": precision, "threads": threads,
-        "micro_batch_size": micro, "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "wall_s": wall,
+        "device": str(device),
+        "precision": precision,
+        "threads": threads,
+        "micro_batch_size": micro,
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     }
     write_json(summary, run_dir / "summary.json")
     if steps_done:
-        log.info(f"done: step {state.step}, loss {summary['final_loss']:.4f}, "
-                 f"median {summary['images_per_s_median']:.2f} images/s, {hms(wall)} wall, "
-                 f"peak memory {summary['peak_rss_gib']:.2f} GiB; checkpoints, metrics.jsonl and loss.png in {run_dir}")
+        log.info(
+            f"done: step {state.step}, loss {summary['final_loss']:.4f}, "
+            f"median {summary['images_per_s_median']:.2f} images/s, {hms(wall)} wall, "
+            f"peak memory {summary['peak_rss_gib']:.2f} GiB; checkpoints, metrics.jsonl and loss.png in {run_dir}"
+        )
     return summary
 
 
-def _loop(state: RunState, net: torch.nn.Module, loader: DataLoader, cfg: TrainConfig, device: torch.device,
-          precision: str, info: DistInfo, run_dir: Path, log: Logger, use_compile: bool,
-          validation: Callable[[], None] | None, validate_at_end: bool) -> None:
+def _loop(
+    state: RunState,
+    net: torch.nn.Module,
+    loader: DataLoader,
+    cfg: TrainConfig,
+    device: torch.device,
+    precision: str,
+    info: DistInfo,
+    run_dir: Path,
+    log: Logger,
+    use_compile: bool,
+    validation: Callable[[], None] | None,
+    validate_at_end: bool,
+) -> None:
     """Step until ``cfg.steps``: validate and checkpoint when due; on Ctrl-C or SIGTERM save last.pt."""
     per_step = cfg.batch_size // info.world // cfg.micro_batch_size  # micro-batches per step
     fault_rank, fault_step = int(os.environ.get(FAULT_RANK, -1)), int(os.environ.get(FAULT_STEP, -1))
@@ -262,8 +336,17 @@ def _loop(state: RunState, net: torch.nn.Module, loader: DataLoader, cfg: TrainC
                 group["lr"] = lr
             with deferred_interrupt():  # the step, its count and its log line: all or nothing
                 try:
-                    loss = train_step(net, state.optimizer, state.scaler, micro_batches, device, precision,
-                                      state.step + 1, info, cfg.dice_loss_weight)
+                    loss = train_step(
+                        net,
+                        state.optimizer,
+                        state.scaler,
+                        micro_batches,
+                        device,
+                        precision,
+                        state.step + 1,
+                        info,
+                        cfg.dice_loss_weight,
+                    )
                 except Exception as exc:
                     if use_compile and is_compile_error(exc):  # checkpoints already written stay intact
                         raise compile_failed(exc) from exc
@@ -287,8 +370,7 @@ def _loop(state: RunState, net: torch.nn.Module, loader: DataLoader, cfg: TrainC
         if state.step > first_step and info.is_main:
             save_run(run_dir, cfg, state, full=True, rotated=False)
             plot_loss(run_dir)
-        print(f"interrupted at step {state.step}; continue with: biounet train --resume {run_dir}",
-              file=sys.stderr)
+        print(f"interrupted at step {state.step}; continue with: biounet train --resume {run_dir}", file=sys.stderr)
         raise
     finally:
         log.close()

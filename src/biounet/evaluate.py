@@ -20,9 +20,17 @@ from .inference import Predictor, segment
 from .metrics import CHALLENGE_METRICS, IMAGE_METRICS, challenge_scores, dice_coeff, dice_coeff_388, hard_scores
 
 
-def evaluate_images(predictor: Predictor, data: SegmentationData, indices: list[int], depth: int, padding: str,
-                    tile: int | None = None, batch_size: int = 4, tta: bool = False,
-                    progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+def evaluate_images(
+    predictor: Predictor,
+    data: SegmentationData,
+    indices: list[int],
+    depth: int,
+    padding: str,
+    tile: int | None = None,
+    batch_size: int = 4,
+    tta: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
     """Segment ``data`` images ``indices`` at full resolution and score them.
 
     Returns the report: means of ``dice_coeff``, ``dice_coeff_388``, ``pixel_mismatch`` and,
@@ -40,8 +48,14 @@ def evaluate_images(predictor: Predictor, data: SegmentationData, indices: list[
         probs = segment(data.images[i], predictor, depth, padding, tile, batch_size, tta)
         mask = data.masks[i]
         hard = hard_scores(probs, mask)
-        row = {"name": data.names[i], "index": i, "dice_coeff": dice_coeff(probs, mask),
-               "pixel_mismatch": hard["pixel_mismatch"], "dice": hard["dice"], "iou": hard["iou"]}
+        row = {
+            "name": data.names[i],
+            "index": i,
+            "dice_coeff": dice_coeff(probs, mask),
+            "pixel_mismatch": hard["pixel_mismatch"],
+            "dice": hard["dice"],
+            "iou": hard["iou"],
+        }
         if not (mask < 0).any():
             row["dice_coeff_388"] = dice_coeff_388(probs, mask)
         per_image.append(row)
@@ -68,8 +82,9 @@ def evaluate_images(predictor: Predictor, data: SegmentationData, indices: list[
     return report
 
 
-def check_not_training_slices(ckpt: dict[str, Any], ckpt_cfg: TrainConfig, data: SegmentationData,
-                              data_path: str | Path, scored: list[int]) -> None:
+def check_not_training_slices(
+    ckpt: dict[str, Any], ckpt_cfg: TrainConfig, data: SegmentationData, data_path: str | Path, scored: list[int]
+) -> None:
     """Refuse to score a model on images it was trained on.
 
     The checkpoint's fingerprints of its training images (``train_digests``) are compared with the
@@ -91,7 +106,8 @@ def check_not_training_slices(ckpt: dict[str, Any], ckpt_cfg: TrainConfig, data:
             f"{len(overlap)} of the {len(scored)} images to score were used to train the checkpoint (fold "
             f"{ckpt_cfg.fold!r} of {ckpt_cfg.data}): {', '.join(names)}{'...' if len(overlap) > 6 else ''}; "
             f"scores on training images are not validation scores. Evaluate the fold the model held out "
-            f"({ckpt_cfg.fold}) or pass --allow-train-slices")
+            f"({ckpt_cfg.fold}) or pass --allow-train-slices"
+        )
 
 
 # --- score a probability map written by any tool ------------------------------------------------
@@ -110,8 +126,9 @@ def _read_score_stack(path: str | Path, what: str) -> np.ndarray:
     return stack
 
 
-def score_files(labels: str | Path, probs: str | Path, indices: list[int] | None = None,
-                polarity: str = "membrane") -> dict[str, Any]:
+def score_files(
+    labels: str | Path, probs: str | Path, indices: list[int] | None = None, polarity: str = "membrane"
+) -> dict[str, Any]:
     """The ISBI 2012 challenge's scores of a probability TIFF written by any tool.
 
     labels: (Z, H, W) label TIFF, cell where the value is above 0 (ISBI: 255 cell, 0 membrane;
@@ -127,15 +144,18 @@ def score_files(labels: str | Path, probs: str | Path, indices: list[int] | None
     lab = _read_score_stack(labels, "labels")
     prob = _read_score_stack(probs, "probabilities")
     if lab.shape != prob.shape:
-        raise DataError(f"{probs} has shape {prob.shape} but the labels {labels} have {lab.shape}: "
-                        f"expected the same (Z, H, W)")
+        raise DataError(
+            f"{probs} has shape {prob.shape} but the labels {labels} have {lab.shape}: expected the same (Z, H, W)"
+        )
     if prob.dtype == np.uint8:
         prob = prob.astype(np.float32) / np.float32(255)
     elif np.issubdtype(prob.dtype, np.floating):
         prob = prob.astype(np.float32)
         if not np.isfinite(prob).all() or prob.min() < 0 or prob.max() > 1:
-            raise DataError(f"{probs}: probabilities must be finite and within [0, 1], found "
-                            f"{float(np.nanmin(prob)):.4g}..{float(np.nanmax(prob)):.4g}")
+            raise DataError(
+                f"{probs}: probabilities must be finite and within [0, 1], found "
+                f"{float(np.nanmin(prob)):.4g}..{float(np.nanmax(prob)):.4g}"
+            )
     else:
         raise DataError(f"{probs}: expected float32/float64 probabilities or uint8 (0..255), got {prob.dtype}")
     chosen = list(range(len(lab))) if indices is None else list(indices)
@@ -145,8 +165,13 @@ def score_files(labels: str | Path, probs: str | Path, indices: list[int] | None
     cells = [(np.float32(1) - prob[i]) if polarity == "membrane" else prob[i] for i in chosen]
     masks = [(lab[i] > 0).astype(np.int64) for i in chosen]
     scores = challenge_scores(cells, masks)
-    report: dict[str, Any] = {"labels": str(labels), "probabilities": str(probs), "polarity": polarity,
-                              "indices": chosen, "n_images": len(chosen)}
+    report: dict[str, Any] = {
+        "labels": str(labels),
+        "probabilities": str(probs),
+        "polarity": polarity,
+        "indices": chosen,
+        "n_images": len(chosen),
+    }
     per_image: list[dict[str, Any]] = [{"index": i} for i in chosen]
     for name in CHALLENGE_METRICS:
         report[name] = scores[name]

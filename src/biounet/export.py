@@ -54,16 +54,21 @@ def contract(cfg: TrainConfig) -> dict[str, Any]:
     margin = valid_margin(cfg.depth) if cfg.padding == "valid" else 0
     return {
         "format": EXPORT_FORMAT,
-        "input": INPUT_NAME, "output": OUTPUT_NAME,
+        "input": INPUT_NAME,
+        "output": OUTPUT_NAME,
         "input_scaling": "images scaled to [-1, 1]: 8-bit x / 127.5 - 1 (16-bit x / 32767.5 - 1), "
-                         "as biounet.data.readers.scale_image",
-        "in_channels": cfg.in_channels, "classes": cfg.classes, "depth": cfg.depth, "padding": cfg.padding,
-        "output_shape": "logits (N, classes, H - 2 * margin, W - 2 * margin); softmax over axis 1 gives "
-                        "probabilities",
+        "as biounet.data.readers.scale_image",
+        "in_channels": cfg.in_channels,
+        "classes": cfg.classes,
+        "depth": cfg.depth,
+        "padding": cfg.padding,
+        "output_shape": "logits (N, classes, H - 2 * margin, W - 2 * margin); softmax over axis 1 gives probabilities",
         "margin": margin,
         "sizes": f"H and W each {offset} + {step} * k, at least {smallest} (e.g. "
-                 f"{', '.join(str(smallest + step * j) for j in range(3))}, ...)",
-        "size_step": step, "size_offset": offset, "size_min": smallest,
+        f"{', '.join(str(smallest + step * j) for j in range(3))}, ...)",
+        "size_step": step,
+        "size_offset": offset,
+        "size_min": smallest,
         "config": cfg.to_saved(),
     }
 
@@ -92,13 +97,18 @@ def export_model(checkpoint: str | Path, fmt: str, out: str | Path, opset: int =
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     out = Path(out)
     if out.suffix != FORMATS[fmt]:
-        raise ConfigError(f"--out {out}: a {fmt} export is written to a {FORMATS[fmt]} file; name it "
-                          f"{out.with_suffix(FORMATS[fmt]).name}")
+        raise ConfigError(
+            f"--out {out}: a {fmt} export is written to a {FORMATS[fmt]} file; name it "
+            f"{out.with_suffix(FORMATS[fmt]).name}"
+        )
     if out.is_dir():
         raise ConfigError(f"--out {out} is a folder; give a file name")
     model, cfg, ckpt = load_model(checkpoint, "cpu")
-    meta = contract(cfg) | {"checkpoint": str(ckpt["path"]), "step": ckpt["step"],
-                            "train_digests": list(ckpt.get("train_digests") or [])}
+    meta = contract(cfg) | {
+        "checkpoint": str(ckpt["path"]),
+        "step": ckpt["step"],
+        "train_digests": list(ckpt.get("train_digests") or []),
+    }
     program, example = _exported_program(model, cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "program":
@@ -115,10 +125,16 @@ def _write_onnx(program, example, meta: dict[str, Any], out: Path, opset: int) -
     try:
         import onnx
     except ImportError:
-        raise ConfigError("ONNX export needs the packages onnx and onnxscript: "
-                          "pip install 'biounet[export]'") from None
-    onnx_program = torch.onnx.export(program, (example,), dynamo=True, input_names=[INPUT_NAME],
-                                     output_names=[OUTPUT_NAME], opset_version=opset, verbose=False)
+        raise ConfigError("ONNX export needs the packages onnx and onnxscript: pip install 'biounet[export]'") from None
+    onnx_program = torch.onnx.export(
+        program,
+        (example,),
+        dynamo=True,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        opset_version=opset,
+        verbose=False,
+    )
     if onnx_program is None:  # only the legacy exporter (dynamo=False) returns None
         raise RuntimeError("torch.onnx.export returned no program")
     proto = onnx_program.model_proto
@@ -147,8 +163,10 @@ def _check_meta(meta: dict[str, Any], path: Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or "format" not in meta or "config" not in meta:
         raise ExportError(f"{path} has no biounet metadata; export a checkpoint with `biounet export`")
     if not isinstance(meta["format"], int) or meta["format"] > EXPORT_FORMAT:
-        raise ExportError(f"{path} is a biounet export of format {meta['format']}, newer than this biounet "
-                          f"reads ({EXPORT_FORMAT}); upgrade biounet")
+        raise ExportError(
+            f"{path} is a biounet export of format {meta['format']}, newer than this biounet "
+            f"reads ({EXPORT_FORMAT}); upgrade biounet"
+        )
     return meta
 
 
@@ -160,8 +178,10 @@ def check_batch(batch: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
     step, offset, smallest = meta["size_step"], meta["size_offset"], meta["size_min"]
     for side in shape[2:]:
         if side < smallest or (side - offset) % step or side > MAX_SIDE:
-            raise ExportError(f"input of shape {shape}: each side must be {offset} + {step} * k between "
-                              f"{smallest} and {MAX_SIDE} (e.g. {smallest + step * 2}); the tiler picks such sizes")
+            raise ExportError(
+                f"input of shape {shape}: each side must be {offset} + {step} * k between "
+                f"{smallest} and {MAX_SIDE} (e.g. {smallest + step * 2}); the tiler picks such sizes"
+            )
     return np.ascontiguousarray(batch, dtype=np.float32)
 
 
@@ -179,8 +199,10 @@ class OnnxPredictor:
         available = ort.get_available_providers()
         if device.startswith("cuda"):
             if "CUDAExecutionProvider" not in available:
-                raise ConfigError(f"--device {device}: this onnxruntime has no CUDA provider (providers: "
-                                  f"{', '.join(available)}); install onnxruntime-gpu or use --device cpu")
+                raise ConfigError(
+                    f"--device {device}: this onnxruntime has no CUDA provider (providers: "
+                    f"{', '.join(available)}); install onnxruntime-gpu or use --device cpu"
+                )
             providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
         elif device == "auto" and "CUDAExecutionProvider" in available:
             providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
@@ -193,15 +215,19 @@ class OnnxPredictor:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
             text = str(exc).splitlines()[0][:300]
-            hint = ("it was exported for a newer ONNX opset than this onnxruntime supports: upgrade "
-                    "onnxruntime or export again with a lower --opset"
-                    if "opset" in text.lower() else "it is not a readable ONNX model (truncated or corrupted?); "
-                                                    "export it again")
+            hint = (
+                "it was exported for a newer ONNX opset than this onnxruntime supports: upgrade "
+                "onnxruntime or export again with a lower --opset"
+                if "opset" in text.lower()
+                else "it is not a readable ONNX model (truncated or corrupted?); export it again"
+            )
             raise ExportError(f"{path}: onnxruntime cannot load it ({text}); {hint}") from None
         raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         if raw is None:
-            raise ExportError(f"{path} is an ONNX model but not a biounet export (no '{METADATA_KEY}' metadata); "
-                              f"export a checkpoint with `biounet export`")
+            raise ExportError(
+                f"{path} is an ONNX model but not a biounet export (no '{METADATA_KEY}' metadata); "
+                f"export a checkpoint with `biounet export`"
+            )
         self.meta = _check_meta(_parse_meta(raw, path), path)
         self.path = path
         self.providers = self.session.get_providers()
@@ -229,8 +255,10 @@ class ProgramPredictor:
         try:
             program = torch.export.load(str(path), extra_files=extra)
         except Exception as exc:  # a zip or pickle error from a damaged file
-            raise ExportError(f"{path}: torch.export cannot load it ({str(exc).splitlines()[0][:200]}); it is not a "
-                              f"readable exported program (truncated or corrupted?): export it again") from None
+            raise ExportError(
+                f"{path}: torch.export cannot load it ({str(exc).splitlines()[0][:200]}); it is not a "
+                f"readable exported program (truncated or corrupted?): export it again"
+            ) from None
         if not extra[METADATA_KEY]:
             raise ExportError(f"{path} is an exported program but not a biounet export (no metadata)")
         self.meta = _check_meta(_parse_meta(extra[METADATA_KEY], path), path)
@@ -256,8 +284,17 @@ def load_exported(path: str | Path, device: str = "auto", threads: int = 0) -> t
     elif path.suffix == ".pt2":
         predictor = ProgramPredictor(path, device, threads)
     else:
-        raise ExportError(f"--model {path}: expected a .onnx or .pt2 file written by `biounet export` "
-                          f"(for a checkpoint use --checkpoint)")
+        raise ExportError(
+            f"--model {path}: expected a .onnx or .pt2 file written by `biounet export` "
+            f"(for a checkpoint use --checkpoint)"
+        )
     cfg = from_dict(predictor.meta["config"], source=str(path))
-    return predictor, cfg, {"path": str(path), "step": predictor.meta.get("step"),
-                            "train_digests": predictor.meta.get("train_digests") or []}
+    return (
+        predictor,
+        cfg,
+        {
+            "path": str(path),
+            "step": predictor.meta.get("step"),
+            "train_digests": predictor.meta.get("train_digests") or [],
+        },
+    )

@@ -44,8 +44,9 @@ def _download(url: str, part: Path, timeout: float) -> None:
         shutil.copyfileobj(response, f, length=1 << 20)
 
 
-def fetch_isbi2012(folder: str | Path, urls: list[str] | None = None, timeout: float = 60.0,
-                   log: Callable[[str], object] = print) -> dict[str, Path]:
+def fetch_isbi2012(
+    folder: str | Path, urls: list[str] | None = None, timeout: float = 60.0, log: Callable[[str], object] = print
+) -> dict[str, Path]:
     """Download (or verify, if present) the three ISBI 2012 files into ``folder``.
 
     Returns the verified paths. Raises DataError with what to do when no source is reachable
@@ -62,8 +63,10 @@ def fetch_isbi2012(folder: str | Path, urls: list[str] | None = None, timeout: f
                 log(f"{dest}: present, pixels verified")
                 done[name] = dest
                 continue
-            raise DataError(f"{dest} exists but its pixels do not match the published ISBI 2012 data; "
-                            f"move it away and run the fetch again")
+            raise DataError(
+                f"{dest} exists but its pixels do not match the published ISBI 2012 data; "
+                f"move it away and run the fetch again"
+            )
         errors = []
         part = dest.with_name(dest.name + ".part")
         for base in sources:
@@ -92,5 +95,6 @@ def fetch_isbi2012(folder: str | Path, urls: list[str] | None = None, timeout: f
                 f"could not fetch {name} ({'; '.join(errors)}). If this machine has no internet access, "
                 f"download train-volume.tif, train-labels.tif and test-volume.tif on one that has (from "
                 f"{CHALLENGE_PAGE} or a mirror), copy them into {folder} and run this command again to verify "
-                f"them; or pass --url BASE_URL for a mirror that serves the three files")
+                f"them; or pass --url BASE_URL for a mirror that serves the three files"
+            )
     return done

@@ -54,8 +54,9 @@ def _best_valid_side(size: int, depth: int, max_tile: int) -> int:
     return best
 
 
-def plan_tiles(height: int, width: int, depth: int = 4, padding: str = "valid", tile: int | None = None,
-               max_tile: int = MAX_TILE) -> TilePlan:
+def plan_tiles(
+    height: int, width: int, depth: int = 4, padding: str = "valid", tile: int | None = None, max_tile: int = MAX_TILE
+) -> TilePlan:
     """Tile geometry for a (height, width) image.
 
     ``tile`` (input side) fixes the tile; by default, per axis, the valid output size that covers
@@ -64,8 +65,10 @@ def plan_tiles(height: int, width: int, depth: int = 4, padding: str = "valid", 
     if height < 1 or width < 1:
         raise ConfigError(f"cannot segment an empty image of {height}x{width} pixels")
     if tile is not None and not 1 <= tile <= MAX_TILE_SIDE:
-        raise ConfigError(f"--tile {tile}: a tile side must be between 1 and {MAX_TILE_SIDE} pixels; omit --tile "
-                          f"to let biounet choose")
+        raise ConfigError(
+            f"--tile {tile}: a tile side must be between 1 and {MAX_TILE_SIDE} pixels; omit --tile "
+            f"to let biounet choose"
+        )
     if padding == "valid":
         m = valid_margin(depth)
         if tile is not None:
@@ -85,9 +88,11 @@ def plan_tiles(height: int, width: int, depth: int = 4, padding: str = "valid", 
 
 def _blend_window(h: int, w: int) -> np.ndarray:
     """A smooth, strictly positive (h, w) weight: 1 in the middle, small at the tile edges."""
+
     def ramp(n):
         x = (np.arange(n) + 0.5) / n
         return np.clip(np.sin(np.pi * x), 1e-3, None)
+
     return np.outer(ramp(h), ramp(w)).astype(np.float32)
 
 
@@ -97,8 +102,9 @@ def _softmax(scores: np.ndarray, axis: int = 1) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def sliding_window(image: np.ndarray, predictor: Predictor, plan: TilePlan, batch_size: int = 4,
-                   softmax: bool = True) -> np.ndarray:
+def sliding_window(
+    image: np.ndarray, predictor: Predictor, plan: TilePlan, batch_size: int = 4, softmax: bool = True
+) -> np.ndarray:
     """Run ``predictor`` over tiles of ``image`` (C, H, W) -> (K, H, W) float32 scores/probabilities."""
     if image.ndim != 3:
         raise ConfigError(f"image must be (C, H, W), got shape {image.shape}")
@@ -123,12 +129,14 @@ def sliding_window(image: np.ndarray, predictor: Predictor, plan: TilePlan, batc
     window = _blend_window(oh, ow) if same else None
     acc, norm = None, None
     for start in range(0, len(origins), batch_size):
-        chunk = origins[start:start + batch_size]
-        batch = np.stack([padded[:, y:y + th, x:x + tw] for y, x in chunk]).astype(np.float32, copy=False)
+        chunk = origins[start : start + batch_size]
+        batch = np.stack([padded[:, y : y + th, x : x + tw] for y, x in chunk]).astype(np.float32, copy=False)
         scores = np.asarray(predictor(batch), dtype=np.float32)
         if scores.ndim != 4 or scores.shape[0] != len(chunk) or scores.shape[2:] != (oh, ow):
-            raise ConfigError(f"the predictor returned shape {scores.shape} for a batch of shape {batch.shape}; "
-                              f"expected ({len(chunk)}, K, {oh}, {ow})")
+            raise ConfigError(
+                f"the predictor returned shape {scores.shape} for a batch of shape {batch.shape}; "
+                f"expected ({len(chunk)}, K, {oh}, {ow})"
+            )
         if softmax:
             scores = _softmax(scores)
         if acc is None:
@@ -136,13 +144,13 @@ def sliding_window(image: np.ndarray, predictor: Predictor, plan: TilePlan, batc
             norm = np.zeros((extent_h, extent_w), np.float32) if same else None
         for (y, x), s in zip(chunk, scores):
             if norm is not None:  # same padding
-                acc[:, y:y + oh, x:x + ow] += s * window
-                norm[y:y + oh, x:x + ow] += window
+                acc[:, y : y + oh, x : x + ow] += s * window
+                norm[y : y + oh, x : x + ow] += window
             else:
-                acc[:, y:y + oh, x:x + ow] = s
+                acc[:, y : y + oh, x : x + ow] = s
     assert acc is not None  # there is at least one tile
     if norm is not None:  # same padding
-        out = acc[:, pad:pad + H, pad:pad + W] / norm[pad:pad + H, pad:pad + W]
+        out = acc[:, pad : pad + H, pad : pad + W] / norm[pad : pad + H, pad : pad + W]
     else:
         out = acc[:, :H, :W]
     return np.ascontiguousarray(out, dtype=np.float32)
@@ -165,9 +173,17 @@ def untransform(a: np.ndarray, k: int, flip: bool) -> np.ndarray:
     return np.rot90(a, -k, axes=(-2, -1))
 
 
-def segment(image: np.ndarray, predictor: Predictor, depth: int = 4, padding: str = "valid",
-            tile: int | None = None, batch_size: int = 4, tta: bool = False, softmax: bool = True,
-            max_tile: int = MAX_TILE) -> np.ndarray:
+def segment(
+    image: np.ndarray,
+    predictor: Predictor,
+    depth: int = 4,
+    padding: str = "valid",
+    tile: int | None = None,
+    batch_size: int = 4,
+    tta: bool = False,
+    softmax: bool = True,
+    max_tile: int = MAX_TILE,
+) -> np.ndarray:
     """Per-class probabilities (K, H, W) of one (C, H, W) image in [-1, 1], at full resolution.
 
     ``tta`` averages the probabilities over the 8 flips/rotations of the square (each one
@@ -187,8 +203,9 @@ def segment(image: np.ndarray, predictor: Predictor, depth: int = 4, padding: st
     return np.ascontiguousarray(total / len(variants), dtype=np.float32)
 
 
-def torch_predictor(model: torch.nn.Module, device: torch.device | str | None = None, precision: str = "fp32",
-                    compile: bool = False) -> Predictor:
+def torch_predictor(
+    model: torch.nn.Module, device: torch.device | str | None = None, precision: str = "fp32", compile: bool = False
+) -> Predictor:
     """A predictor running a PyTorch model under inference mode and the given autocast precision
     (with ``compile``, through ``torch.compile``: each new batch shape compiles once)."""
     import torch
@@ -215,5 +232,7 @@ def torch_predictor(model: torch.nn.Module, device: torch.device | str | None = 
 
 def describe_predictor(predictor: Predictor) -> dict[str, str]:
     """The device and precision a predictor runs in, for reports."""
-    return {"device": str(getattr(predictor, "device", "unknown")),
-            "precision": str(getattr(predictor, "precision", "unknown"))}
+    return {
+        "device": str(getattr(predictor, "device", "unknown")),
+        "precision": str(getattr(predictor, "precision", "unknown")),
+    }

@@ -30,8 +30,9 @@ assert set(REPORTED_METRICS) == set(IMAGE_METRICS) | set(CHALLENGE_METRICS)
 
 def _check(probs: np.ndarray, mask: np.ndarray) -> None:
     if probs.ndim != 3 or mask.shape != probs.shape[1:]:
-        raise ConfigError(f"probabilities {probs.shape} and mask {mask.shape} do not match: expected "
-                          f"(K, H, W) and (H, W)")
+        raise ConfigError(
+            f"probabilities {probs.shape} and mask {mask.shape} do not match: expected (K, H, W) and (H, W)"
+        )
 
 
 def one_hot(mask: np.ndarray, classes: int) -> np.ndarray:
@@ -60,6 +61,7 @@ def resize_bilinear(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     This is what OpenCV's ``cv2.resize(..., INTER_LINEAR)`` and PyTorch's
     ``interpolate(mode="bilinear", align_corners=False)`` compute.
     """
+
     def weights(n_in: int, n_out: int) -> np.ndarray:
         pos = (np.arange(n_out) + 0.5) * n_in / n_out - 0.5
         pos = np.clip(pos, 0, n_in - 1)
@@ -339,8 +341,9 @@ def _best(means: list[float], thresholds: tuple[float, ...]) -> tuple[float, int
     return best, index
 
 
-def challenge_scores(cell_probs: list[np.ndarray], masks: list[np.ndarray],
-                     thresholds: tuple[float, ...] = THRESHOLDS) -> dict:
+def challenge_scores(
+    cell_probs: list[np.ndarray], masks: list[np.ndarray], thresholds: tuple[float, ...] = THRESHOLDS
+) -> dict:
     """The challenge's measures of a stack, as its Fiji code computes them.
 
     cell_probs: per slice (H, W) cell probability (1 = cell, the labels' polarity), taken as
@@ -364,8 +367,9 @@ def challenge_scores(cell_probs: list[np.ndarray], masks: list[np.ndarray],
         raise ConfigError(f"need equally many probability maps and masks, got {len(cell_probs)} and {len(masks)}")
     for p, m in zip(cell_probs, masks):
         if np.shape(p) != np.shape(m) or np.ndim(m) != 2:
-            raise ConfigError(f"probability map {np.shape(p)} and mask {np.shape(m)} do not match: "
-                              f"expected two (H, W) arrays")
+            raise ConfigError(
+                f"probability map {np.shape(p)} and mask {np.shape(m)} do not match: expected two (H, W) arrays"
+            )
     probs = [np.asarray(p, np.float32).astype(np.float64) for p in cell_probs]
     true_segs = [truth_segmentation(m == 1) for m in masks]
     rows: dict[str, list[list[float]]] = {"pixel": [], "v_rand": [], "v_info": []}

@@ -59,7 +59,7 @@ class Up(nn.Module):
         dh, dw = skip.shape[-2] - x.shape[-2], skip.shape[-1] - x.shape[-1]
         if self.padding == "valid":
             # the skip is larger: keep its centre (the paper's "copy and crop")
-            skip = skip[..., dh // 2: dh // 2 + x.shape[-2], dw // 2: dw // 2 + x.shape[-1]]
+            skip = skip[..., dh // 2 : dh // 2 + x.shape[-2], dw // 2 : dw // 2 + x.shape[-1]]
         elif dh or dw:
             # same padding at odd sizes: pooling floored, so the upsampled map is 1 px short
             x = F.pad(x, [0, dw, 0, dh])
@@ -87,8 +87,12 @@ class UNet(nn.Module):
         super().__init__()
         if padding not in ("valid", "same"):
             raise ConfigError(f"padding must be 'valid' or 'same', got {padding!r}")
-        for name, value in (("in_channels", in_channels), ("num_classes", num_classes),
-                            ("base_width", base_width), ("depth", depth)):
+        for name, value in (
+            ("in_channels", in_channels),
+            ("num_classes", num_classes),
+            ("base_width", base_width),
+            ("depth", depth),
+        ):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if num_classes < 2:
@@ -141,9 +145,15 @@ def count_parameters(model: nn.Module) -> int:
 def build_model(cfg: TrainConfig) -> UNet:
     """The U-Net described by ``cfg``, its weights drawn from a generator seeded by ``cfg.seed``."""
     gen = torch.Generator().manual_seed(cfg.seed)
-    return UNet(in_channels=cfg.in_channels, num_classes=cfg.classes, base_width=cfg.base_width,
-                depth=cfg.depth, padding=cast(Padding, cfg.padding),  # UNet checks the value
-                batch_norm=cfg.batch_norm, generator=gen)
+    return UNet(
+        in_channels=cfg.in_channels,
+        num_classes=cfg.classes,
+        base_width=cfg.base_width,
+        depth=cfg.depth,
+        padding=cast(Padding, cfg.padding),  # UNet checks the value
+        batch_norm=cfg.batch_norm,
+        generator=gen,
+    )
 
 
 def tile_geometry(cfg: TrainConfig) -> tuple[int, int]:

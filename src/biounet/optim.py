@@ -13,8 +13,9 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.devic
     """Adam with L2 weight decay, as the reference; the fused kernel (one pass over all
     parameters) on CUDA and CPU, where this PyTorch has it."""
     try:
-        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                fused=device.type in ("cuda", "cpu"))
+        return torch.optim.Adam(
+            model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type in ("cuda", "cpu")
+        )
     except (RuntimeError, TypeError):  # an older PyTorch or a device without the fused kernel
         return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 

@@ -45,8 +45,10 @@ def list_inputs(inputs: list[str]) -> list[Path]:
         if key in unique:
             continue
         if f.stem in stems:
-            raise ConfigError(f"inputs {stems[f.stem]} and {f} would both write {f.stem}_*.tif into the output "
-                              f"folder; segment them into separate --out folders, or rename one")
+            raise ConfigError(
+                f"inputs {stems[f.stem]} and {f} would both write {f.stem}_*.tif into the output "
+                f"folder; segment them into separate --out folders, or rename one"
+            )
         unique[key], stems[f.stem] = f, f
     return list(unique.values())
 
@@ -55,8 +57,10 @@ def read_stack(path: Path, in_channels: int) -> np.ndarray:
     """(Z, C, H, W) float32 in [-1, 1] from an image file or a multi-page TIFF."""
     pixels = read_image_file(path)
     if pixels.ndim not in (2, 3, 4):
-        raise DataError(f"{path} holds an array of shape {pixels.shape}; expected an image (H, W) or (H, W, C), "
-                        f"or a stack of them (Z, H, W)")
+        raise DataError(
+            f"{path} holds an array of shape {pixels.shape}; expected an image (H, W) or (H, W, C), "
+            f"or a stack of them (Z, H, W)"
+        )
     is_tiff = path.suffix.lower() in (".tif", ".tiff")
     colour = is_channels_last(pixels) and pixels.shape[0] > 4  # a (Z, H, W) stack of up to 4 slices is not colour
     single = not is_tiff or pixels.ndim == 2 or colour  # a PNG is one image; a TIFF may be a stack
@@ -96,10 +100,19 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
     Image.fromarray(rgb).save(path, format="PNG")
 
 
-def predict_files(files: list[Path], predictor: Predictor, cfg: TrainConfig, out_dir: str | Path,
-                  tile: int | None = None, batch_size: int = 4, tta: bool = False, labels: bool = False,
-                  overlays: bool = False, log: Callable[[str], object] = print,
-                  progress: Callable[[int], None] | None = None) -> list[Path]:
+def predict_files(
+    files: list[Path],
+    predictor: Predictor,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    tile: int | None = None,
+    batch_size: int = 4,
+    tta: bool = False,
+    labels: bool = False,
+    overlays: bool = False,
+    log: Callable[[str], object] = print,
+    progress: Callable[[int], None] | None = None,
+) -> list[Path]:
     """Segment every file and write the outputs (atomically); returns the paths written."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

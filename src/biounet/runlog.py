@@ -27,6 +27,7 @@ class Logger:
         self.bar = None
         if show_bar and not quiet:
             from tqdm import tqdm
+
             self.bar = tqdm(total=cfg.steps, initial=first_step, unit="step", dynamic_ncols=True, leave=False)
         self.window_images, self.window_time = 0, 0.0
         self.window_loss: list[float] = []
@@ -76,16 +77,29 @@ class Logger:
         if not self.write:
             return
         with open(self.path, "a") as f:
-            f.write(json.dumps({"step": step, "loss": loss, "images_per_s": images / seconds,
-                                "step_s": seconds, "lr": lr, "time": time.time()}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "step": step,
+                        "loss": loss,
+                        "images_per_s": images / seconds,
+                        "step_s": seconds,
+                        "lr": lr,
+                        "time": time.time(),
+                    }
+                )
+                + "\n"
+            )
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(loss=f"{loss:.4f}")
         if step % self.cfg.log_every == 0 or step == self.cfg.steps:
             rate = self.window_images / self.window_time
             eta = (self.cfg.steps - step) * self.window_time / len(self.window_loss)
-            self.info(f"step {step}/{self.cfg.steps}  loss {np.mean(self.window_loss):.4f}  "
-                      f"images/s {rate:.2f}  eta {hms(eta)}")
+            self.info(
+                f"step {step}/{self.cfg.steps}  loss {np.mean(self.window_loss):.4f}  "
+                f"images/s {rate:.2f}  eta {hms(eta)}"
+            )
             self.window_images, self.window_time, self.window_loss = 0, 0.0, []
 
     def close(self) -> None:
@@ -121,7 +135,7 @@ def plot_loss(run_dir: Path) -> Path | None:
     k = max(1, len(loss) // 20)
     if k > 1:
         smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
-        ax.plot(steps[k - 1:], smooth, lw=1.8, label=f"mean of {k} steps")
+        ax.plot(steps[k - 1 :], smooth, lw=1.8, label=f"mean of {k} steps")
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy per pixel")
     ax.set_yscale("log")

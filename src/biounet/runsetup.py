@@ -36,8 +36,9 @@ def check_new_run_dir(run_dir: Path) -> None:
     in a path that is not a writable folder."""
     check_output_dir(run_dir, "--out")
     if (run_dir / LAST).exists():
-        raise ConfigError(f"run folder {run_dir} already holds a run; continue it with --resume {run_dir} "
-                          f"or choose another --out")
+        raise ConfigError(
+            f"run folder {run_dir} already holds a run; continue it with --resume {run_dir} or choose another --out"
+        )
 
 
 def train_threads(cfg: TrainConfig, info: DistInfo, device: torch.device) -> int:
@@ -47,8 +48,9 @@ def train_threads(cfg: TrainConfig, info: DistInfo, device: torch.device) -> int
     return set_threads(cfg.threads)
 
 
-def training_data(cfg: TrainConfig, data: SegmentationData | None, in_tile: int,
-                   out_tile: int) -> tuple[SegmentationData, list[int], list[int], TileSampler]:
+def training_data(
+    cfg: TrainConfig, data: SegmentationData | None, in_tile: int, out_tile: int
+) -> tuple[SegmentationData, list[int], list[int], TileSampler]:
     """The dataset, its training and held-out indices, and the sampler of training tiles."""
     if data is None:
         if not cfg.data:
@@ -57,17 +59,18 @@ def training_data(cfg: TrainConfig, data: SegmentationData | None, in_tile: int,
     if data.masks is None:
         raise DataError("training needs masks, but the dataset has none")
     train_idx, val_idx = kfold_split(len(data), cfg.fold, cfg.folds)
-    maps = weight_maps([data.masks[i] for i in train_idx], cfg.classes, cfg.border_weight,
-                       cfg.border_sigma, cfg.class_balance)
+    maps = weight_maps(
+        [data.masks[i] for i in train_idx], cfg.classes, cfg.border_weight, cfg.border_sigma, cfg.class_balance
+    )
     weights = dict(zip(train_idx, maps)) if maps is not None else None
-    augment = AugmentConfig(cfg.flip, cfg.rotate90, cfg.elastic, cfg.elastic_sigma, cfg.elastic_grid,
-                            cfg.brightness, cfg.contrast)
+    augment = AugmentConfig(
+        cfg.flip, cfg.rotate90, cfg.elastic, cfg.elastic_sigma, cfg.elastic_grid, cfg.brightness, cfg.contrast
+    )
     sampler = TileSampler(data, train_idx, in_tile, out_tile, augment, cfg.seed, weights)
     return data, train_idx, val_idx, sampler
 
 
-def start_state(cfg: TrainConfig, ckpt: dict[str, Any] | None, state: RunState, run_dir: Path,
-                 log: Logger) -> None:
+def start_state(cfg: TrainConfig, ckpt: dict[str, Any] | None, state: RunState, run_dir: Path, log: Logger) -> None:
     """Load the resumed checkpoint (or the --init-from weights) into ``state``."""
     if ckpt is not None:
         state.model.load_state_dict(ckpt["model"])
@@ -79,12 +82,15 @@ def start_state(cfg: TrainConfig, ckpt: dict[str, Any] | None, state: RunState, 
         log.info(f"resuming {run_dir} at step {state.step}")
     elif cfg.init_from:
         skipped = load_init(state.model, cfg.init_from)
-        log.info(f"initialised from {cfg.init_from}" + (f" (skipped {', '.join(skipped)}: class count differs)"
-                                                         if skipped else ""))
+        log.info(
+            f"initialised from {cfg.init_from}"
+            + (f" (skipped {', '.join(skipped)}: class count differs)" if skipped else "")
+        )
 
 
-def training_net(state: RunState, cfg: TrainConfig, info: DistInfo, device: torch.device,
-                  use_compile: bool) -> torch.nn.Module:
+def training_net(
+    state: RunState, cfg: TrainConfig, info: DistInfo, device: torch.device, use_compile: bool
+) -> torch.nn.Module:
     """What the steps run: the model, wrapped in DDP when distributed, compiled when asked. Validation
     and checkpoints use the eager ``state.model``: the same parameters."""
     net: torch.nn.Module = state.model

@@ -19,13 +19,22 @@ from .metrics import VALIDATION_SHOWN
 from .runlog import Logger
 
 
-def validate(state: RunState, cfg: TrainConfig, data: SegmentationData, val_idx: list[int],
-             device: torch.device, precision: str, run_dir: Path, log: Logger) -> dict[str, Any]:
+def validate(
+    state: RunState,
+    cfg: TrainConfig,
+    data: SegmentationData,
+    val_idx: list[int],
+    device: torch.device,
+    precision: str,
+    run_dir: Path,
+    log: Logger,
+) -> dict[str, Any]:
     """Segment and score the held-out images; keep best.pt when dice_coeff improves."""
     state.model.eval()
     try:
-        report = evaluate_images(torch_predictor(state.model, device, precision), data, val_idx, cfg.depth,
-                                 cfg.padding, tta=cfg.val_tta)
+        report = evaluate_images(
+            torch_predictor(state.model, device, precision), data, val_idx, cfg.depth, cfg.padding, tta=cfg.val_tta
+        )
     finally:
         state.model.train()
     means = {k: v for k, v in report.items() if k not in ("per_image", "n_images")}
@@ -40,6 +49,7 @@ def validate(state: RunState, cfg: TrainConfig, data: SegmentationData, val_idx:
         best = payload(cfg.to_saved(), state.step, weights, train_digests=state.train_digests)
         best["validation"] = row
         atomic_save(best, run_dir / BEST)
-    log.info(f"validation at step {state.step} on {len(val_idx)} images: {shown}"
-             + ("  (best so far)" if improved else ""))
+    log.info(
+        f"validation at step {state.step} on {len(val_idx)} images: {shown}" + ("  (best so far)" if improved else "")
+    )
     return report

@@ -26,7 +26,9 @@ from . import bench, export, fetch, inference, score, training
 # of ``biounet --help``.
 GROUPS = (training, inference, export, bench, fetch, score)
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    name: group.run for group in GROUPS for name in group.COMMANDS}
+    name: group.run for group in GROUPS for name in group.COMMANDS
+}
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors: the problem and where to read more, no usage dump."""
@@ -36,8 +38,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="biounet", description="U-Net for 2D biomedical image segmentation "
-                                     "(Ronneberger et al. 2015).")
+    parser = _Parser(
+        prog="biounet", description="U-Net for 2D biomedical image segmentation (Ronneberger et al. 2015)."
+    )
     parser.add_argument("--version", action="version", version=f"biounet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:
@@ -87,6 +90,8 @@ def _one_line(exc: BaseException) -> str:
     elif isinstance(exc, OSError):
         text = describe_os_error(exc)
     else:  # MemoryError
-        text = ("out of memory: the input or the chosen sizes need more memory than this machine has; use "
-                "smaller images, a smaller --batch-size or --tile, or a machine with more memory")
+        text = (
+            "out of memory: the input or the chosen sizes need more memory than this machine has; use "
+            "smaller images, a smaller --batch-size or --tile, or a machine with more memory"
+        )
     return " ".join(text.split())

@@ -20,17 +20,20 @@ def check_inference_options(args: argparse.Namespace) -> None:
     if args.threads < 0:
         raise ConfigError(f"--threads must not be negative, got {args.threads}")
     if args.tile is not None and not 1 <= args.tile <= MAX_TILE_SIDE:
-        raise ConfigError(f"--tile {args.tile}: a tile side must be between 1 and {MAX_TILE_SIDE} pixels; omit "
-                          "--tile to let biounet choose")
+        raise ConfigError(
+            f"--tile {args.tile}: a tile side must be between 1 and {MAX_TILE_SIDE} pixels; omit "
+            "--tile to let biounet choose"
+        )
     check_device(args.device)
 
 
 def checked_fold(fold: str, folds: int) -> str:
     """The fold ``evaluate`` scores: one of the model's ``folds``."""
     if fold == "all" or not (str(fold).isdigit() and 0 <= int(fold) < folds):
-        raise ConfigError(f"--fold must be one of 0..{folds - 1} (the model's {folds} folds), got {fold!r}"
-                          + ("; the model was trained on every image (--fold all), so name a fold to score"
-                             if fold == "all" else ""))
+        raise ConfigError(
+            f"--fold must be one of 0..{folds - 1} (the model's {folds} folds), got {fold!r}"
+            + ("; the model was trained on every image (--fold all), so name a fold to score" if fold == "all" else "")
+        )
     return fold
 
 
@@ -72,6 +75,8 @@ def check_opset(opset: int, fmt: str) -> int:
         return opset  # export_model says which packages to install
     newest = onnx_opset_version()
     if not MIN_OPSET <= opset <= newest:
-        raise ConfigError(f"--opset must be between {MIN_OPSET} and {newest} (the installed onnx's newest), got "
-                          f"{opset}; the default, 18, is what torch.onnx writes natively")
+        raise ConfigError(
+            f"--opset must be between {MIN_OPSET} and {newest} (the installed onnx's newest), got "
+            f"{opset}; the default, 18, is what torch.onnx writes natively"
+        )
     return opset

@@ -11,14 +11,25 @@ COMMANDS = ("export",)
 
 
 def add_arguments(sub: argparse._SubParsersAction) -> None:
-    ex = sub.add_parser("export", help="export a trained network to ONNX or a torch.export program",
-                        description="Write the network of a checkpoint as ONNX (for onnxruntime, no PyTorch "
-                                    "needed) or as a torch.export program (.pt2), with a dynamic batch, height "
-                                    "and width and the preprocessing contract stored in the file.")
-    ex.add_argument("--checkpoint", required=True, metavar="CKPT_OR_RUN_DIR",
-                    help="checkpoint file, or a run folder (its best.pt, else last.pt)")
-    ex.add_argument("--format", required=True, choices=["onnx", "program"],
-                    help="onnx (.onnx, onnxruntime) or program (.pt2, torch.export)")
+    ex = sub.add_parser(
+        "export",
+        help="export a trained network to ONNX or a torch.export program",
+        description="Write the network of a checkpoint as ONNX (for onnxruntime, no PyTorch "
+        "needed) or as a torch.export program (.pt2), with a dynamic batch, height "
+        "and width and the preprocessing contract stored in the file.",
+    )
+    ex.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="CKPT_OR_RUN_DIR",
+        help="checkpoint file, or a run folder (its best.pt, else last.pt)",
+    )
+    ex.add_argument(
+        "--format",
+        required=True,
+        choices=["onnx", "program"],
+        help="onnx (.onnx, onnxruntime) or program (.pt2, torch.export)",
+    )
     ex.add_argument("--out", required=True, metavar="FILE", help="file to write (.onnx or .pt2)")
     ex.add_argument("--opset", type=int, default=18, help="ONNX opset (default: 18)")
 

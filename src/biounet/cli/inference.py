@@ -16,20 +16,25 @@ COMMANDS = ("evaluate", "predict")
 
 
 def add_arguments(sub: argparse._SubParsersAction) -> None:
-    ev = sub.add_parser("evaluate", help="segment a fold's validation images and score them",
-                        description="Segment the held-out images of a fold at full resolution (overlap-tile) "
-                                    "and write the metrics report.")
+    ev = sub.add_parser(
+        "evaluate",
+        help="segment a fold's validation images and score them",
+        description="Segment the held-out images of a fold at full resolution (overlap-tile) "
+        "and write the metrics report.",
+    )
     _model_options(ev)
     ev.add_argument("--data", required=True, help="the ISBI 2012 folder or a folder of image/mask pairs")
     ev.add_argument("--fold", default=None, help="fold to score (default: the one the checkpoint held out)")
     ev.add_argument("--json", metavar="FILE", help="write the report here (default: print only)")
-    ev.add_argument("--allow-train-slices", action="store_true",
-                    help="score even images the checkpoint was trained on")
+    ev.add_argument("--allow-train-slices", action="store_true", help="score even images the checkpoint was trained on")
     _inference_options(ev)
-    pr = sub.add_parser("predict", help="segment images with a trained model",
-                        description="Segment images at full resolution. Writes per input <stem>_membrane.tif "
-                                    "(float32 (Z, H, W) membrane probability; <stem>_probs.tif (Z, C, H, W) for "
-                                    "more classes) and <stem>_mask.tif (hard mask: 255 = cell, 0 = membrane).")
+    pr = sub.add_parser(
+        "predict",
+        help="segment images with a trained model",
+        description="Segment images at full resolution. Writes per input <stem>_membrane.tif "
+        "(float32 (Z, H, W) membrane probability; <stem>_probs.tif (Z, C, H, W) for "
+        "more classes) and <stem>_mask.tif (hard mask: 255 = cell, 0 = membrane).",
+    )
     pr.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, multi-page TIFF, or folder")
     _model_options(pr)
     pr.add_argument("--out", required=True, help="output folder")
@@ -44,19 +49,28 @@ def run(args: argparse.Namespace) -> int:
 
 def _model_options(p: argparse.ArgumentParser) -> None:
     group = p.add_mutually_exclusive_group(required=True)
-    group.add_argument("--checkpoint", metavar="CKPT_OR_RUN_DIR",
-                       help="checkpoint file, or a run folder (its best.pt, else last.pt)")
-    group.add_argument("--model", metavar="FILE", help="a file written by `biounet export`: .onnx (run by "
-                       "onnxruntime, no PyTorch needed) or .pt2")
+    group.add_argument(
+        "--checkpoint", metavar="CKPT_OR_RUN_DIR", help="checkpoint file, or a run folder (its best.pt, else last.pt)"
+    )
+    group.add_argument(
+        "--model",
+        metavar="FILE",
+        help="a file written by `biounet export`: .onnx (run by onnxruntime, no PyTorch needed) or .pt2",
+    )
 
 
 def _inference_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
-                   help="autocast precision (default: auto, as training)")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "bf16", "fp16", "fp32"],
+        help="autocast precision (default: auto, as training)",
+    )
     p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--tta", action="store_true", help="average the 8 flips/rotations (8x the compute)")
-    p.add_argument("--tile", type=int, default=None,
-                   help="input tile side (default: the geometry that wastes least compute)")
+    p.add_argument(
+        "--tile", type=int, default=None, help="input tile side (default: the geometry that wastes least compute)"
+    )
     p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default: 4)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: one per core)")
 
@@ -101,8 +115,17 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     print(f"evaluating {ckpt['path']} (step {ckpt['step']}) on fold {fold}: {len(val)} images", flush=True)
     bar = progress_bar(len(val), "image")
     try:
-        report = evaluate_images(predictor, data, val, cfg.depth, cfg.padding, args.tile, args.batch_size, args.tta,
-                                 progress=(lambda n: bar.update(n - bar.n)) if bar else None)
+        report = evaluate_images(
+            predictor,
+            data,
+            val,
+            cfg.depth,
+            cfg.padding,
+            args.tile,
+            args.batch_size,
+            args.tta,
+            progress=(lambda n: bar.update(n - bar.n)) if bar else None,
+        )
     finally:
         if bar:
             bar.close()
@@ -126,8 +149,19 @@ def _run_predict(args: argparse.Namespace) -> int:
     predictor, cfg, _ = _prepare_inference(args)
     bar = progress_bar(0, "slice")
     try:
-        predict_files(files, predictor, cfg, args.out, args.tile, args.batch_size, args.tta, args.labels,
-                      args.overlay, log=bar.write if bar else print, progress=bar.update if bar else None)
+        predict_files(
+            files,
+            predictor,
+            cfg,
+            args.out,
+            args.tile,
+            args.batch_size,
+            args.tta,
+            args.labels,
+            args.overlay,
+            log=bar.write if bar else print,
+            progress=bar.update if bar else None,
+        )
     finally:
         if bar:
             bar.close()

@@ -32,8 +32,12 @@ def add_config_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig,
     Absent flags (``argparse.SUPPRESS``) let the caller tell what the user typed from what
     a default, preset or YAML file supplied.
     """
-    parser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
-                        help="YAML file setting any of the options below (flags win)")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="YAML file setting any of the options below (flags win)",
+    )
     groups: dict[str, argparse._ArgumentGroup] = {}
     for f in fields(TrainConfig):
         if f.name in skip:
@@ -44,12 +48,19 @@ def add_config_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig,
         help_text = f"{f.metadata['help']} (default: {default})"
         option = f"--{flag(f.name)}"
         if base_type(f.name) is bool:
-            group.add_argument(option, dest=f.name, action=argparse.BooleanOptionalAction,
-                               default=argparse.SUPPRESS, help=help_text)
+            group.add_argument(
+                option, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text
+            )
         else:
-            group.add_argument(option, dest=f.name, type=_parse_value(f.name), default=argparse.SUPPRESS,
-                               choices=f.metadata["choices"], metavar=f.name.upper().replace("_", "-")
-                               if not f.metadata["choices"] else None, help=help_text)
+            group.add_argument(
+                option,
+                dest=f.name,
+                type=_parse_value(f.name),
+                default=argparse.SUPPRESS,
+                choices=f.metadata["choices"],
+                metavar=f.name.upper().replace("_", "-") if not f.metadata["choices"] else None,
+                help=help_text,
+            )
 
 
 def resolve(args: argparse.Namespace, defaults: TrainConfig) -> tuple[TrainConfig, dict[str, Any]]:

@@ -12,15 +12,22 @@ COMMANDS = ("score",)
 
 
 def add_arguments(sub: argparse._SubParsersAction) -> None:
-    score = sub.add_parser("score", help="score a probability TIFF from any tool with the ISBI 2012 measures",
-                           description="Score a (Z, H, W) probability TIFF written by any tool against a (Z, H, W) "
-                                       "label TIFF (cell > 0, e.g. ISBI's 255 cell / 0 membrane) with the ISBI "
-                                       "2012 challenge's pixel error, V_rand and V_info, as its Fiji code "
-                                       "computes them.")
+    score = sub.add_parser(
+        "score",
+        help="score a probability TIFF from any tool with the ISBI 2012 measures",
+        description="Score a (Z, H, W) probability TIFF written by any tool against a (Z, H, W) "
+        "label TIFF (cell > 0, e.g. ISBI's 255 cell / 0 membrane) with the ISBI "
+        "2012 challenge's pixel error, V_rand and V_info, as its Fiji code "
+        "computes them.",
+    )
     score.add_argument("labels", help="label TIFF: (Z, H, W), cell where the value is above 0")
     score.add_argument("probs", help="probability TIFF: (Z, H, W) float in [0, 1] or uint8 0..255")
-    score.add_argument("--polarity", choices=["membrane", "cell"], default="membrane",
-                       help="what a probability of 1 means (default: membrane, as `biounet predict` writes)")
+    score.add_argument(
+        "--polarity",
+        choices=["membrane", "cell"],
+        default="membrane",
+        help="what a probability of 1 means (default: membrane, as `biounet predict` writes)",
+    )
     score.add_argument("--indices", metavar="LIST", help="comma-separated slices to score (default: all)")
     score.add_argument("--json", metavar="FILE", help="write the report here (default: print only)")
 

@@ -14,34 +14,61 @@ COMMANDS = ("train", "demo", "cv")
 # The embedded demo: a small U-Net (same architecture, width 16) on synthetic EM-like images,
 # sized to finish in a couple of minutes on two CPU cores.
 DEMO_PRESET = TrainConfig(
-    fold="1", base_width=16, tile_size=252, batch_size=4, steps=100, lr=1e-3, log_every=10,
-    checkpoint_every=50, keep_checkpoints=3, name="demo",
+    fold="1",
+    base_width=16,
+    tile_size=252,
+    batch_size=4,
+    steps=100,
+    lr=1e-3,
+    log_every=10,
+    checkpoint_every=50,
+    keep_checkpoints=3,
+    name="demo",
 )
 DEMO_IMAGES, DEMO_SIZE = 12, 256
 
 
-def _train_parser(sub: argparse._SubParsersAction, name: str, defaults: TrainConfig, help_text: str,
-                  description: str) -> argparse.ArgumentParser:
+def _train_parser(
+    sub: argparse._SubParsersAction, name: str, defaults: TrainConfig, help_text: str, description: str
+) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_text, description=description)
     add_config_arguments(p, defaults)
     return p
 
 
 def add_arguments(sub: argparse._SubParsersAction) -> None:
-    _train_parser(sub, "train", TrainConfig(), "train a U-Net",
-                  "Train a U-Net on the ISBI 2012 data or a folder of image/mask pairs. Options come "
-                  "from the defaults below, then --config FILE, then the flags given.")
-    _train_parser(sub, "demo", DEMO_PRESET, "train a small U-Net on synthetic EM-like images (offline)",
-                  "Generate synthetic EM-like images with exact membrane labels into OUT/synthetic and "
-                  "train a small U-Net on them; takes a few minutes on 2 CPU cores. Every train option "
-                  "applies.")
-    cv = sub.add_parser("cv", help="cross-validation: train and evaluate the folds in turn",
-                        description="Train and evaluate the folds in turn (each in OUT/fold-K, resumable), "
-                                    "then write OUT/cv.json and OUT/cv.md. Every train option applies.")
+    _train_parser(
+        sub,
+        "train",
+        TrainConfig(),
+        "train a U-Net",
+        "Train a U-Net on the ISBI 2012 data or a folder of image/mask pairs. Options come "
+        "from the defaults below, then --config FILE, then the flags given.",
+    )
+    _train_parser(
+        sub,
+        "demo",
+        DEMO_PRESET,
+        "train a small U-Net on synthetic EM-like images (offline)",
+        "Generate synthetic EM-like images with exact membrane labels into OUT/synthetic and "
+        "train a small U-Net on them; takes a few minutes on 2 CPU cores. Every train option "
+        "applies.",
+    )
+    cv = sub.add_parser(
+        "cv",
+        help="cross-validation: train and evaluate the folds in turn",
+        description="Train and evaluate the folds in turn (each in OUT/fold-K, resumable), "
+        "then write OUT/cv.json and OUT/cv.md. Every train option applies.",
+    )
     add_config_arguments(cv, TrainConfig(), skip=("fold", "folds"))
-    cv.add_argument("--folds", dest="fold_list", default="0,1,2,3,4", metavar="LIST",
-                    help="comma-separated folds to run (default: 0,1,2,3,4; the number of folds is the "
-                         "config key `folds`, default 5)")
+    cv.add_argument(
+        "--folds",
+        dest="fold_list",
+        default="0,1,2,3,4",
+        metavar="LIST",
+        help="comma-separated folds to run (default: 0,1,2,3,4; the number of folds is the "
+        "config key `folds`, default 5)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

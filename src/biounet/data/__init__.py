@@ -8,7 +8,19 @@ from .tiles import TileDataset, TileSampler
 from .weights import border_weight_map, class_weights, weight_maps
 
 __all__ = [
-    "AugmentConfig", "IGNORE", "SegmentationData", "read_dataset", "read_image_file", "read_isbi",
-    "read_pairs", "kfold_split", "synthetic_em_image", "write_synthetic_dataset", "TileDataset",
-    "TileSampler", "border_weight_map", "class_weights", "weight_maps",
+    "AugmentConfig",
+    "IGNORE",
+    "SegmentationData",
+    "read_dataset",
+    "read_image_file",
+    "read_isbi",
+    "read_pairs",
+    "kfold_split",
+    "synthetic_em_image",
+    "write_synthetic_dataset",
+    "TileDataset",
+    "TileSampler",
+    "border_weight_map",
+    "class_weights",
+    "weight_maps",
 ]

@@ -39,12 +39,12 @@ def _cubic_matrix(size: int, grid: int) -> np.ndarray:
     positions = np.linspace(0, grid - 1, size)
     eye = np.eye(grid)
     order = min(3, grid - 1)
-    return np.stack([ndimage.map_coordinates(eye[j], positions[None], order=order, mode="nearest")
-                     for j in range(grid)], axis=1).astype(np.float32)
+    return np.stack(
+        [ndimage.map_coordinates(eye[j], positions[None], order=order, mode="nearest") for j in range(grid)], axis=1
+    ).astype(np.float32)
 
 
-def elastic_displacement(rng: np.random.Generator, shape: tuple[int, int], sigma: float,
-                         grid: int = 3) -> np.ndarray:
+def elastic_displacement(rng: np.random.Generator, shape: tuple[int, int], sigma: float, grid: int = 3) -> np.ndarray:
     """(2, H, W) smooth displacement field in pixels: the paper's elastic deformation.
 
     Displacements drawn from N(0, sigma^2) on a coarse ``grid`` x ``grid`` lattice spanning the
@@ -79,11 +79,13 @@ def _warp_plane(plane: np.ndarray, rows: np.ndarray, cols: np.ndarray, order: in
     if order == 0:  # labels (ignore value -1 included) as int16, which remap carries exactly
         if plane.dtype != np.int16 and plane.size and (plane.min() < -(2**15) or plane.max() >= 2**15):
             raise ValueError("label values must fit in int16 for the nearest-neighbour warp")
-        out = cv2.remap(plane.astype(np.int16, copy=False), cols, rows, cv2.INTER_NEAREST,
-                        borderMode=cv2.BORDER_REFLECT_101)
+        out = cv2.remap(
+            plane.astype(np.int16, copy=False), cols, rows, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT_101
+        )
         return out.astype(plane.dtype, copy=False)
-    out = cv2.remap(plane.astype(np.float32, copy=False), cols, rows, cv2.INTER_LINEAR,
-                    borderMode=cv2.BORDER_REFLECT_101)
+    out = cv2.remap(
+        plane.astype(np.float32, copy=False), cols, rows, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+    )
     return out.astype(plane.dtype, copy=False)
 
 

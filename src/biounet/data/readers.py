@@ -68,9 +68,11 @@ def check_fits_in_memory(shape: tuple[int, ...], dtype: np.dtype, name: str) -> 
     need = pixels * (np.dtype(dtype).itemsize + 4)
     avail = available_ram_bytes()
     if need > avail:
-        raise DataError(f"{name} declares {' x '.join(map(str, shape))} {np.dtype(dtype).name} pixels, which need "
-                        f"{need / 2**30:.1f} GiB in memory (the pixels and their float32 copy) but "
-                        f"{avail / 2**30:.1f} GiB are available: crop or split it into smaller images first")
+        raise DataError(
+            f"{name} declares {' x '.join(map(str, shape))} {np.dtype(dtype).name} pixels, which need "
+            f"{need / 2**30:.1f} GiB in memory (the pixels and their float32 copy) but "
+            f"{avail / 2**30:.1f} GiB are available: crop or split it into smaller images first"
+        )
 
 
 def read_image_file(path: str | Path) -> np.ndarray:
@@ -92,19 +94,24 @@ def read_image_file(path: str | Path) -> np.ndarray:
                 with Image.open(path) as img:
                     pixels = np.asarray(img)
         if pixels.size == 0:  # tifffile answers a damaged strip with an empty array of the declared rank
-            raise DataError(f"{path} declares {' x '.join(map(str, _declared(path)[0]))} pixels but holds none "
-                            f"that can be decoded (shape {pixels.shape}): it is truncated or corrupted; export it "
-                            f"again")
+            raise DataError(
+                f"{path} declares {' x '.join(map(str, _declared(path)[0]))} pixels but holds none "
+                f"that can be decoded (shape {pixels.shape}): it is truncated or corrupted; export it "
+                f"again"
+            )
         return pixels
     except (DataError, MemoryError):
         raise
     except Image.DecompressionBombError as exc:
-        raise DataError(f"{path} declares more pixels than PIL decodes safely ({exc}); split it into smaller "
-                        f"images") from None
+        raise DataError(
+            f"{path} declares more pixels than PIL decodes safely ({exc}); split it into smaller images"
+        ) from None
     except Exception as exc:  # decoders raise many types for damaged files (zlib.error, struct.error, ...)
         first = str(exc).splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"cannot read {path} ({type(exc).__name__}: {first}): it is not a readable PNG or TIFF "
-                        f"image (truncated or corrupted?); export it again") from None
+        raise DataError(
+            f"cannot read {path} ({type(exc).__name__}: {first}): it is not a readable PNG or TIFF "
+            f"image (truncated or corrupted?); export it again"
+        ) from None
 
 
 def _drop_opaque_alpha(pixels: np.ndarray, name: str) -> np.ndarray:
@@ -118,9 +125,11 @@ def _drop_opaque_alpha(pixels: np.ndarray, name: str) -> np.ndarray:
         opaque = True
     transparent = int(np.count_nonzero(alpha != opaque))
     if transparent:
-        raise DataError(f"{name} has an alpha channel with {transparent} transparent pixel(s) "
-                        f"({100 * transparent / alpha.size:.2f} %); flatten it onto a background (or remove the "
-                        f"alpha channel) in an image tool first")
+        raise DataError(
+            f"{name} has an alpha channel with {transparent} transparent pixel(s) "
+            f"({100 * transparent / alpha.size:.2f} %); flatten it onto a background (or remove the "
+            f"alpha channel) in an image tool first"
+        )
     say_once("alpha", f"dropping the opaque alpha channel of {name} (and of any further image that has one)")
     return pixels[..., :-1]
 
@@ -147,8 +156,10 @@ def check_finite(pixels: np.ndarray, name: str) -> None:
     if np.issubdtype(pixels.dtype, np.floating):
         bad = pixels.size - int(np.count_nonzero(np.isfinite(pixels)))
         if bad:
-            raise DataError(f"{name} has {bad} non-finite pixel(s) (NaN or infinite, {100 * bad / pixels.size:.2f} "
-                            f"% of it); fill them (e.g. with the image's median) before using it")
+            raise DataError(
+                f"{name} has {bad} non-finite pixel(s) (NaN or infinite, {100 * bad / pixels.size:.2f} "
+                f"% of it); fill them (e.g. with the image's median) before using it"
+            )
 
 
 def scale_image(pixels: np.ndarray, in_channels: int, name: str = "image") -> np.ndarray:
@@ -164,8 +175,10 @@ def scale_image(pixels: np.ndarray, in_channels: int, name: str = "image") -> np
     else:
         raise DataError(f"{name} has shape {pixels.shape}; expected (H, W) grey or (H, W, 3) RGB")
     if pixels.shape[0] != in_channels:
-        raise DataError(f"{name} has {pixels.shape[0]} channel(s) but the model takes {in_channels}; "
-                        f"set --in-channels {pixels.shape[0]} (or convert the images)")
+        raise DataError(
+            f"{name} has {pixels.shape[0]} channel(s) but the model takes {in_channels}; "
+            f"set --in-channels {pixels.shape[0]} (or convert the images)"
+        )
     check_finite(pixels, name)
     if pixels.dtype == bool:
         lo, hi = 0.0, 1.0
@@ -190,8 +203,9 @@ def image_digest(image: np.ndarray) -> str:
     return hashlib.sha256(repr(image.shape).encode() + image.tobytes()).hexdigest()[:16]
 
 
-def mask_to_classes(mask: np.ndarray, classes: int, ignore_value: int | None, name: str = "mask",
-                    threshold: float | None = None) -> np.ndarray:
+def mask_to_classes(
+    mask: np.ndarray, classes: int, ignore_value: int | None, name: str = "mask", threshold: float | None = None
+) -> np.ndarray:
     """(H, W) label image -> (H, W) int16 class indices; ignored pixels become IGNORE.
 
     Two classes read 0/255 (ISBI) or 0/1 masks; with ``threshold`` a mask with other values too
@@ -209,10 +223,16 @@ def mask_to_classes(mask: np.ndarray, classes: int, ignore_value: int | None, na
     if not (np.issubdtype(mask.dtype, np.integer) or mask.dtype == bool or np.issubdtype(mask.dtype, np.floating)):
         raise DataError(f"{name} has pixel type {mask.dtype}; expected integer labels")
     check_finite(mask, name)
-    if threshold is None and not np.issubdtype(mask.dtype, np.integer) and mask.dtype != bool \
-            and np.any(mask != np.round(mask)):
-        raise DataError(f"{name} holds non-integer values; masks must be label images (or pass --mask-threshold "
-                        f"to binarize a two-class mask)")
+    if (
+        threshold is None
+        and not np.issubdtype(mask.dtype, np.integer)
+        and mask.dtype != bool
+        and np.any(mask != np.round(mask))
+    ):
+        raise DataError(
+            f"{name} holds non-integer values; masks must be label images (or pass --mask-threshold "
+            f"to binarize a two-class mask)"
+        )
     ignored = mask == ignore_value if ignore_value is not None else np.zeros(mask.shape, bool)
     values = np.unique(mask[~ignored])
     if classes == 2:
@@ -230,13 +250,16 @@ def mask_to_classes(mask: np.ndarray, classes: int, ignore_value: int | None, na
                 f"{name} is not a binary mask: {100 * between:.2f} % of its labelled pixels are neither 0 nor 255 "
                 f"(e.g. {shown}), as on the anti-aliased edges of a resized or painted mask; pass --mask-threshold "
                 f"127 to binarize it (values above are cell). For more than two classes set --classes; for "
-                f"unlabelled pixels --ignore-value")
+                f"unlabelled pixels --ignore-value"
+            )
     else:
         out = mask.astype(np.int64)
         if values.size and (values.min() < 0 or values.max() >= classes):
             bad = values[(values < 0) | (values >= classes)][:8]
-            raise DataError(f"{name} holds class values {bad.tolist()} outside 0..{classes - 1}; "
-                            f"set --classes to the number of classes or --ignore-value for unlabelled pixels")
+            raise DataError(
+                f"{name} holds class values {bad.tolist()} outside 0..{classes - 1}; "
+                f"set --classes to the number of classes or --ignore-value for unlabelled pixels"
+            )
     out[ignored] = IGNORE
     return out.astype(np.int16)
 
@@ -254,28 +277,43 @@ def is_isbi_folder(folder: Path) -> bool:
     return (folder / ISBI_FILES["images"]).is_file()
 
 
-def read_isbi(folder: str | Path, classes: int = 2, in_channels: int = 1, ignore_value: int | None = None,
-              split: str = "train", mask_threshold: float | None = None) -> SegmentationData:
+def read_isbi(
+    folder: str | Path,
+    classes: int = 2,
+    in_channels: int = 1,
+    ignore_value: int | None = None,
+    split: str = "train",
+    mask_threshold: float | None = None,
+) -> SegmentationData:
     """The ISBI 2012 training stack with labels (``split="train"``) or the test stack (``"test"``)."""
     folder = Path(folder)
     if split == "test":
         stack = _isbi_stack(folder / ISBI_FILES["test"], "test images")
-        return SegmentationData([scale_image(s, in_channels, f"test slice {i}") for i, s in enumerate(stack)],
-                                None, [f"test-{i:02d}" for i in range(len(stack))])
+        return SegmentationData(
+            [scale_image(s, in_channels, f"test slice {i}") for i, s in enumerate(stack)],
+            None,
+            [f"test-{i:02d}" for i in range(len(stack))],
+        )
     images = _isbi_stack(folder / ISBI_FILES["images"], "training images")
     label_path = folder / ISBI_FILES["labels"]
     if not label_path.is_file():
-        raise DataError(f"{label_path} is missing: training needs the labels beside {ISBI_FILES['images']}; "
-                        f"`biounet fetch isbi2012 {folder}` downloads them")
+        raise DataError(
+            f"{label_path} is missing: training needs the labels beside {ISBI_FILES['images']}; "
+            f"`biounet fetch isbi2012 {folder}` downloads them"
+        )
     labels = _isbi_stack(label_path, "labels")
     if len(labels) != len(images) or labels.shape[1:] != images.shape[1:]:
-        raise DataError(f"{label_path.name} holds {labels.shape} but {ISBI_FILES['images']} holds "
-                        f"{images.shape}: every slice needs a label slice of the same size")
+        raise DataError(
+            f"{label_path.name} holds {labels.shape} but {ISBI_FILES['images']} holds "
+            f"{images.shape}: every slice needs a label slice of the same size"
+        )
     names = [f"slice-{i:02d}" for i in range(len(images))]
     return SegmentationData(
         [scale_image(s, in_channels, n) for s, n in zip(images, names)],
-        [mask_to_classes(m, classes, ignore_value, f"{label_path.name} slice {i}", mask_threshold)
-         for i, m in enumerate(labels)],
+        [
+            mask_to_classes(m, classes, ignore_value, f"{label_path.name} slice {i}", mask_threshold)
+            for i, m in enumerate(labels)
+        ],
         names,
     )
 
@@ -286,14 +324,21 @@ def _listing(folder: Path) -> dict[str, Path]:
     for p in sorted(folder.iterdir()):
         if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
             if p.stem in found:
-                raise DataError(f"{found[p.stem]} and {p.name} share the name {p.stem!r}, so which one pairs with "
-                                f"its mask is ambiguous; rename or remove one of them")
+                raise DataError(
+                    f"{found[p.stem]} and {p.name} share the name {p.stem!r}, so which one pairs with "
+                    f"its mask is ambiguous; rename or remove one of them"
+                )
             found[p.stem] = p
     return found
 
 
-def read_pairs(folder: str | Path, classes: int = 2, in_channels: int = 1,
-               ignore_value: int | None = None, mask_threshold: float | None = None) -> SegmentationData:
+def read_pairs(
+    folder: str | Path,
+    classes: int = 2,
+    in_channels: int = 1,
+    ignore_value: int | None = None,
+    mask_threshold: float | None = None,
+) -> SegmentationData:
     """A folder with ``images/NAME.ext`` and ``masks/NAME.ext`` (PNG or TIFF), paired by NAME."""
     folder = Path(folder)
     images, masks = _listing(folder / "images"), _listing(folder / "masks")
@@ -301,8 +346,10 @@ def read_pairs(folder: str | Path, classes: int = 2, in_channels: int = 1,
         raise DataError(f"{folder / 'images'} holds no PNG or TIFF images")
     missing = sorted(set(images) - set(masks))
     if missing:
-        raise DataError(f"{len(missing)} image(s) in {folder / 'images'} have no mask in {folder / 'masks'} "
-                        f"(first: {missing[0]}); every images/NAME.ext needs masks/NAME.ext")
+        raise DataError(
+            f"{len(missing)} image(s) in {folder / 'images'} have no mask in {folder / 'masks'} "
+            f"(first: {missing[0]}); every images/NAME.ext needs masks/NAME.ext"
+        )
     data_images: list[np.ndarray] = []
     data_masks: list[np.ndarray] = []
     data = SegmentationData(data_images, data_masks, [])
@@ -310,29 +357,41 @@ def read_pairs(folder: str | Path, classes: int = 2, in_channels: int = 1,
         image = scale_image(read_image_file(path), in_channels, str(path))
         mask = mask_to_classes(read_image_file(masks[name]), classes, ignore_value, str(masks[name]), mask_threshold)
         if mask.shape != image.shape[1:]:
-            raise DataError(f"{masks[name]} is {mask.shape[0]}x{mask.shape[1]} but its image is "
-                            f"{image.shape[1]}x{image.shape[2]}; a mask must match its image")
+            raise DataError(
+                f"{masks[name]} is {mask.shape[0]}x{mask.shape[1]} but its image is "
+                f"{image.shape[1]}x{image.shape[2]}; a mask must match its image"
+            )
         data_images.append(image)
         data_masks.append(mask)
         data.names.append(name)
     return data
 
 
-def read_dataset(path: str | Path, classes: int = 2, in_channels: int = 1,
-                 ignore_value: int | None = None, mask_threshold: float | None = None) -> SegmentationData:
+def read_dataset(
+    path: str | Path,
+    classes: int = 2,
+    in_channels: int = 1,
+    ignore_value: int | None = None,
+    mask_threshold: float | None = None,
+) -> SegmentationData:
     """Read a labelled dataset: the ISBI 2012 folder or a folder of image/mask pairs."""
     folder = Path(path)
     if not folder.exists():
-        raise DataError(f"data folder {folder} does not exist; pass --data with the ISBI 2012 folder "
-                        f"(`biounet fetch isbi2012 DIR` downloads it) or a folder with images/ and masks/")
+        raise DataError(
+            f"data folder {folder} does not exist; pass --data with the ISBI 2012 folder "
+            f"(`biounet fetch isbi2012 DIR` downloads it) or a folder with images/ and masks/"
+        )
     if not folder.is_dir():
         raise DataError(f"--data must be a folder, but {folder} is a file")
     if is_isbi_folder(folder):
         return read_isbi(folder, classes, in_channels, ignore_value, mask_threshold=mask_threshold)
     if (folder / "images").is_dir():
         if not (folder / "masks").is_dir():
-            raise DataError(f"{folder} has images/ but no masks/: training needs masks/NAME.ext for every "
-                            f"images/NAME.ext")
+            raise DataError(
+                f"{folder} has images/ but no masks/: training needs masks/NAME.ext for every images/NAME.ext"
+            )
         return read_pairs(folder, classes, in_channels, ignore_value, mask_threshold)
-    raise DataError(f"{folder} is neither an ISBI 2012 folder ({ISBI_FILES['images']}, "
-                    f"{ISBI_FILES['labels']}) nor a folder with images/ and masks/ subfolders")
+    raise DataError(
+        f"{folder} is neither an ISBI 2012 folder ({ISBI_FILES['images']}, "
+        f"{ISBI_FILES['labels']}) nor a folder with images/ and masks/ subfolders"
+    )

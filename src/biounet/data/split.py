@@ -29,8 +29,10 @@ def kfold_split(n: int, fold: int | str, folds: int = 5) -> tuple[list[int], lis
     bounds = [int(round(n * k / folds)) for k in range(folds + 1)]
     lo, hi = n - bounds[fold + 1], n - bounds[fold]
     if hi - lo < 1 or hi - lo >= n:
-        raise ConfigError(f"{n} images cannot be split into {folds} folds with a non-empty training and "
-                          f"validation part; use --fold all or fewer --folds")
+        raise ConfigError(
+            f"{n} images cannot be split into {folds} folds with a non-empty training and "
+            f"validation part; use --fold all or fewer --folds"
+        )
     order = np.arange(n)
     np.random.RandomState(0).shuffle(order)  # a private generator: the global one stays untouched
     val = order[lo:hi]

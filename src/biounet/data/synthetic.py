@@ -21,16 +21,18 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float
     return n / (n.std() + 1e-8)
 
 
-def synthetic_em_image(rng: np.random.Generator, size: int = 256,
-                       cell_diameter: float = 40.0) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_em_image(
+    rng: np.random.Generator, size: int = 256, cell_diameter: float = 40.0
+) -> tuple[np.ndarray, np.ndarray]:
     """One (size, size) uint8 image and its uint8 label (255 = cell, 0 = membrane, as ISBI)."""
     n_cells = max(4, int(size * size / (cell_diameter**2)))
     seeds = rng.uniform(-0.1 * size, 1.1 * size, size=(n_cells, 2))
     # jitter the sampling grid so that membranes wiggle instead of being straight lines
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     wobble = 3.0
-    pts = np.stack([yy + wobble * _smooth_noise(rng, (size, size), 6),
-                    xx + wobble * _smooth_noise(rng, (size, size), 6)], -1).reshape(-1, 2)
+    pts = np.stack(
+        [yy + wobble * _smooth_noise(rng, (size, size), 6), xx + wobble * _smooth_noise(rng, (size, size), 6)], -1
+    ).reshape(-1, 2)
     dist, _ = cKDTree(seeds).query(pts, k=2)
     gap = (dist[:, 1] - dist[:, 0]).reshape(size, size)  # 2x distance to the boundary, roughly
     thickness = 2.0 + 1.5 * (_smooth_noise(rng, (size, size), 10) + 1.0).clip(0, 3)

@@ -23,8 +23,16 @@ class TileSampler:
     ``weights`` maps a dataset index to its (H, W) loss weight map (None: every pixel weighs 1).
     """
 
-    def __init__(self, data: SegmentationData, indices: list[int], in_tile: int, out_tile: int,
-                 augment: AugmentConfig, seed: int, weights: dict[int, np.ndarray] | None = None):
+    def __init__(
+        self,
+        data: SegmentationData,
+        indices: list[int],
+        in_tile: int,
+        out_tile: int,
+        augment: AugmentConfig,
+        seed: int,
+        weights: dict[int, np.ndarray] | None = None,
+    ):
         if data.masks is None:
             raise DataError("training needs masks, but the dataset has none")
         if not indices:
@@ -36,7 +44,8 @@ class TileSampler:
             if h < out_tile or w < out_tile:
                 raise DataError(
                     f"image {data.names[i]} is {h}x{w} pixels, smaller than the {out_tile}x{out_tile} output "
-                    f"tile; choose a smaller --tile-size (or same padding), or use larger images")
+                    f"tile; choose a smaller --tile-size (or same padding), or use larger images"
+                )
         self.data, self.indices, self.weights = data, list(indices), weights
         self.masks: list[np.ndarray] = data.masks
         self.in_tile, self.out_tile = in_tile, out_tile
@@ -67,14 +76,14 @@ class TileSampler:
             coords = elastic_displacement(rng, (T, T), aug.elastic_sigma, aug.elastic_grid)
             coords[0] += np.arange(y0 - m, y0 - m + T, dtype=np.float32)[:, None]  # + each pixel's own row
             coords[1] += np.arange(x0 - m, x0 - m + T, dtype=np.float32)[None, :]  # and column
-            inner = coords[:, m:m + S, m:m + S]
+            inner = coords[:, m : m + S, m : m + S]
             img_t = warp(image, coords, order=1)
             mask_t = warp(mask, inner, order=0)
             w_t = warp(weight, inner, order=1) if weight is not None else None
         else:
-            img_t = self._padded_image(i)[:, y0:y0 + T, x0:x0 + T]
-            mask_t = mask[y0:y0 + S, x0:x0 + S]
-            w_t = weight[y0:y0 + S, x0:x0 + S] if weight is not None else None
+            img_t = self._padded_image(i)[:, y0 : y0 + T, x0 : x0 + T]
+            mask_t = mask[y0 : y0 + S, x0 : x0 + S]
+            w_t = weight[y0 : y0 + S, x0 : x0 + S] if weight is not None else None
         if w_t is None:
             w_t = np.ones((S, S), np.float32)
         img_t, mask_t, w_t = flip_rotate([img_t, mask_t, w_t], rng, aug)

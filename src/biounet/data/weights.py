@@ -50,8 +50,9 @@ def border_weight_map(mask: np.ndarray, w0: float, sigma: float) -> np.ndarray:
     return out
 
 
-def weight_maps(masks: list[np.ndarray], classes: int, w0: float, sigma: float,
-                balance: bool) -> list[np.ndarray] | None:
+def weight_maps(
+    masks: list[np.ndarray], classes: int, w0: float, sigma: float, balance: bool
+) -> list[np.ndarray] | None:
     """Per-image (H, W) float32 loss weights, or None when every pixel weighs 1."""
     if not w0 and not balance:
         return None
