@@ -26,9 +26,10 @@ test: setup
 test-all: setup
 	$(BIN)/python -m pytest -q
 
-# ruff (lint rules only: `ruff format` is not applied yet, see docs/design.md, Contributing) and mypy
+# ruff (lint rules, and `ruff format` applied: --check fails on unformatted code) and mypy, as CI runs them
 lint: setup
 	$(BIN)/ruff check src tests benchmarks docs
+	$(BIN)/ruff format --check src tests benchmarks docs
 	$(BIN)/mypy
 
 clean-venv:
