@@ -302,45 +302,6 @@ def test_errors_of_the_network_are_not_blamed_on_compiling(isbi_data, tmp_path, 
     assert not isinstance(info.value, ConfigError)
 
 
-def test_validation_with_tta_scores_the_averaged_prediction(isbi_data, tmp_path):
-    from biounet.evaluate import evaluate_images
-    from biounet.inference import torch_predictor
-
-    out = tmp_path / "run"
-    cfg = tiny_config(out=str(out), steps=2, validation=True, val_tta=True)
-    train(cfg, data=isbi_data, quiet=True)
-    row = json.loads((out / "validation.jsonl").read_text().splitlines()[-1])
-    assert row["tta"] is True
-    model = build_model(cfg)
-    model.load_state_dict(torch.load(out / "last.pt", weights_only=True)["model"])
-    val = [4, 6, 7, 9, 18, 19]
-    with_tta = evaluate_images(torch_predictor(model), isbi_data, val, cfg.depth, cfg.padding, tta=True)
-    without = evaluate_images(torch_predictor(model), isbi_data, val, cfg.depth, cfg.padding)
-    assert row["dice_coeff"] == pytest.approx(with_tta["dice_coeff"], abs=1e-6)
-    assert abs(with_tta["dice_coeff"] - without["dice_coeff"]) > 1e-6
-
-
-def test_validations_during_training_do_not_change_the_model(isbi_data, tmp_path):
-    """configs/isbi-cpu.yaml drops its intermediate validations on this promise: the same weights
-    (batch-norm statistics included) with a validation after every step as with none."""
-    from biounet.data.readers import SegmentationData
-
-    crops = SegmentationData(
-        [im[:, :128, :128] for im in isbi_data.images],  # small slices: fast validations
-        [m[:128, :128] for m in isbi_data.masks],
-        isbi_data.names,
-    )
-    cfg = tiny_config(steps=3, batch_norm=True)
-    train(cfg.replace(out=str(tmp_path / "plain")), data=crops, quiet=True)
-    train(cfg.replace(out=str(tmp_path / "validated"), validation=True, val_every=1), data=crops, quiet=True)
-    assert len((tmp_path / "validated" / "validation.jsonl").read_text().splitlines()) == 3
-    a = torch.load(tmp_path / "plain" / "last.pt", weights_only=True)["model"]
-    b = torch.load(tmp_path / "validated" / "last.pt", weights_only=True)["model"]
-    assert any("running_mean" in k for k in a)
-    for key in a:
-        torch.testing.assert_close(b[key], a[key], rtol=0, atol=0)
-
-
 @pytest.mark.slow
 def test_ctrl_c_in_a_real_process_saves_last_pt_and_resume_finishes(isbi_dir, tmp_path):
     """A real SIGINT to `python -m biounet train` once a few steps are logged: exit status 130, the
@@ -436,35 +397,3 @@ def test_the_same_samples_whatever_the_number_of_dataloader_workers(isbi_data, t
                 assert torch.equal(a, b)
     for key in weights[0]:
         torch.testing.assert_close(weights[2][key], weights[0][key], rtol=0, atol=0)
-
-
-def test_a_stop_signal_during_the_update_is_held_until_the_step_is_counted(isbi_data, tmp_path, monkeypatch):
-    """SIGINT or SIGTERM arriving while the weights are updated must not save step N's weights as step
-    N - 1 (a resume would then apply step N twice): the step completes, is counted and logged, then
-    the run stops. Resuming ends with the uninterrupted run's weights, bit for bit."""
-    import os
-    import signal
-
-    cfg = tiny_config(steps=4, checkpoint_every=10)
-    train(cfg.replace(out=str(tmp_path / "straight")), data=isbi_data, quiet=True)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        run = tmp_path / f"stopped-{sig.name}"
-        real_step, calls = engine.train_step, {"n": 0}
-
-        def step_then_signal(*args, real_step=real_step, calls=calls, sig=sig, **kwargs):
-            value = real_step(*args, **kwargs)  # the optimizer has updated the weights ...
-            calls["n"] += 1
-            if calls["n"] == 2:
-                os.kill(os.getpid(), sig)  # ... and the signal lands before the step is counted
-            return value
-
-        monkeypatch.setattr(engine, "train_step", step_then_signal)
-        with pytest.raises(KeyboardInterrupt):
-            train(cfg.replace(out=str(run)), data=isbi_data, quiet=True)
-        monkeypatch.setattr(engine, "train_step", real_step)
-        assert ckpt_io.load(run)["step"] == 2
-        assert [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
-        train(cfg.replace(resume=str(run)), {"resume": str(run)}, data=isbi_data, quiet=True)
-        a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)["model"]
-        b = torch.load(run / "last.pt", weights_only=True)["model"]
-        assert all(torch.equal(a[k], b[k]) for k in a), sig.name

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from biounet.errors import ConfigError
-from biounet.geometry import output_size, valid_input_size, valid_sizes_near
+from biounet.geometry import output_size
 from biounet.model import UNet, count_parameters
 
 
@@ -10,12 +10,6 @@ def test_default_unet_has_the_papers_31_million_parameters():
     model = UNet()
     assert round(count_parameters(model) / 1e6, 1) == 31.0
     assert (model.in_channels, model.num_classes, model.padding) == (1, 2, "valid")
-
-
-def test_valid_geometry_of_the_paper():
-    assert output_size(572) == 388
-    assert valid_input_size(388) == 572
-    assert UNet().margin == 92
 
 
 @pytest.mark.parametrize("size", [188, 252, 316, 572])
@@ -33,25 +27,6 @@ def test_same_padding_keeps_odd_sizes(h, w):
         out = model(torch.randn(2, 3, h, w))
     assert out.shape == (2, 5, h, w)
     assert torch.isfinite(out).all()
-
-
-def test_invalid_size_names_the_nearest_valid_ones():
-    with pytest.raises(ConfigError, match="nearest valid input sizes: 540, 556, 572, 588"):
-        UNet(base_width=2)(torch.zeros(1, 1, 570, 572))
-    assert valid_sizes_near(570) == [540, 556, 572, 588]
-    with pytest.raises(ConfigError, match="nearest valid output sizes: 388, 404"):
-        valid_input_size(390)
-    assert valid_input_size(390, exact=False) == valid_input_size(404)
-
-
-def test_size_helpers_are_inverse_at_other_depths():
-    for depth in (1, 2, 3, 5):
-        for out in range(1, 120):
-            try:
-                size = valid_input_size(out, depth)
-            except ConfigError:
-                continue
-            assert output_size(size, depth) == out
 
 
 @pytest.mark.parametrize("kwargs", [dict(), dict(padding="same", batch_norm=True, depth=3)])
