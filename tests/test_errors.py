@@ -22,6 +22,12 @@ from biounet.data import write_synthetic_dataset
 from biounet.engine import train
 from biounet.errors import describe_os_error
 
+# a width-4 U-Net for one step on the 64x64 synthetic pairs: training that must merely start and end
+TINY_TRAIN = (
+    "--base-width 4 --depth 2 --tile-size 60 --steps 1 --batch-size 2 --folds 2 --no-validation "
+    "--precision fp32 --progress off".split()
+)
+
 
 def run_cli(capsys, *args) -> tuple[int, str]:
     """(exit status, stderr) of ``biounet ARGS``; stdout is dropped."""
@@ -297,23 +303,7 @@ def test_masks_with_alpha_and_rgba_images_train(capsys, data, tmp_path):
         tmp_path / "r",
         "--in-channels",
         "3",
-        "--base-width",
-        "4",
-        "--depth",
-        "2",
-        "--tile-size",
-        "60",
-        "--steps",
-        "1",
-        "--batch-size",
-        "2",
-        "--folds",
-        "2",
-        "--no-validation",
-        "--precision",
-        "fp32",
-        "--progress",
-        "off",
+        *TINY_TRAIN,
     )
     assert code == 0, err
     assert err.count("dropping the opaque alpha channel") == 1
@@ -345,23 +335,7 @@ def test_anti_aliased_masks_name_the_fraction_and_the_fix(capsys, data, tmp_path
         tmp_path / "r",
         "--mask-threshold",
         "127",
-        "--base-width",
-        "4",
-        "--depth",
-        "2",
-        "--tile-size",
-        "60",
-        "--steps",
-        "1",
-        "--batch-size",
-        "2",
-        "--folds",
-        "2",
-        "--no-validation",
-        "--precision",
-        "fp32",
-        "--progress",
-        "off",
+        *TINY_TRAIN,
     )
     assert code == 0, err
 
