@@ -30,6 +30,10 @@ def isbi_data(isbi_dir):
     return read_isbi(isbi_dir)
 
 
+# The same tiny network on the command line: width 4, depth 2, 60-pixel tiles (output 20 + ...).
+TINY_NET = ["--base-width", "4", "--depth", "2", "--tile-size", "60"]
+
+
 def tiny_config(**changes) -> TrainConfig:
     """A U-Net small enough for a test: width 4, depth 2, 44-pixel tiles (output 4 + ...)."""
     base = dict(

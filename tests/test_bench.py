@@ -2,6 +2,8 @@
 
 import json
 
+from conftest import TINY_NET
+
 from biounet.cli import main
 
 
@@ -12,12 +14,7 @@ def test_bench_runs_end_to_end_on_a_tiny_network(tmp_path, capsys):
             "bench",
             "--device",
             "cpu",
-            "--base-width",
-            "4",
-            "--depth",
-            "2",
-            "--tile-size",
-            "60",
+            *TINY_NET,
             "--batch-size",
             "4",
             "--repeats",
@@ -60,12 +57,7 @@ def test_bench_compiled_path_reports_what_compiling_buys(tmp_path, capsys):
             "bench",
             "--device",
             "cpu",
-            "--base-width",
-            "4",
-            "--depth",
-            "2",
-            "--tile-size",
-            "60",
+            *TINY_NET,
             "--batch-size",
             "2",
             "--repeats",

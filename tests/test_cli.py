@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import TINY_NET
 
 from biounet.cli import main
 
@@ -72,12 +73,7 @@ def test_train_on_isbi_from_the_command_line_then_resume(isbi_dir, tmp_path):
         str(isbi_dir),
         "--fold",
         "1",
-        "--base-width",
-        "4",
-        "--depth",
-        "2",
-        "--tile-size",
-        "60",
+        *TINY_NET,
         "--batch-size",
         "4",
         "--steps",

@@ -2,18 +2,14 @@ import json
 
 import pytest
 import torch
+from conftest import TINY_NET
 
 from biounet.cli import main
 from biounet.crossval import cv_table, parse_folds
 from biounet.errors import ConfigError
 
 TINY = [
-    "--base-width",
-    "4",
-    "--depth",
-    "2",
-    "--tile-size",
-    "60",
+    *TINY_NET,
     "--batch-size",
     "4",
     "--steps",

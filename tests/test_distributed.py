@@ -9,18 +9,14 @@ import time
 
 import pytest
 import torch
+from conftest import TINY_NET
 
 pytestmark = pytest.mark.slow
 
 TINY = [
     "--fold",
     "1",
-    "--base-width",
-    "4",
-    "--depth",
-    "2",
-    "--tile-size",
-    "60",
+    *TINY_NET,
     "--batch-size",
     "4",
     "--steps",

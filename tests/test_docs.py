@@ -7,6 +7,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from conftest import TINY_NET
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,12 +34,7 @@ README = ROOT / "README.md"
 TINY_TRAIN = [
     "--steps",
     "2",
-    "--base-width",
-    "4",
-    "--depth",
-    "2",
-    "--tile-size",
-    "60",
+    *TINY_NET,
     "--batch-size",
     "2",
     "--no-validation",

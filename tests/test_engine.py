@@ -2,7 +2,7 @@ import json
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import TINY_NET, tiny_config
 
 from biounet import checkpoint as ckpt_io
 from biounet import engine
@@ -321,12 +321,7 @@ def test_ctrl_c_in_a_real_process_saves_last_pt_and_resume_finishes(isbi_dir, tm
         str(isbi_dir),
         "--fold",
         "1",
-        "--base-width",
-        "4",
-        "--depth",
-        "2",
-        "--tile-size",
-        "60",
+        *TINY_NET,
         "--batch-size",
         "4",
         "--precision",
