@@ -8,6 +8,7 @@ and sums across ranks.
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -97,6 +98,16 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def teardown(info: DistInfo) -> None:
-    if info.enabled and dist.is_initialized():
-        dist.destroy_process_group()
+def teardown(info: DistInfo, finished: bool = False) -> None:
+    """Leave the process group. ``finished``: every rank got here without an error, so they first
+    wait for one another and drop the model's last references to the group (DistributedDataParallel
+    holds it): a rank that destroyed its group while a peer was still writing, or whose gloo threads
+    outlived the group into interpreter exit, could abort at exit ("terminate called without an
+    active exception") after a run that had succeeded. After an error the group is destroyed at
+    once: waiting for a peer that failed would only hang until the timeout."""
+    if not (info.enabled and dist.is_initialized()):
+        return
+    if finished:
+        gc.collect()
+        dist.barrier()
+    dist.destroy_process_group()

@@ -153,9 +153,12 @@ def train(
     cfg.validate()
     info, device = distributed.setup(cfg.device, cfg.dist_timeout)
     try:
-        return _train(cfg, ckpt, info, device, data, quiet, validate_at_end)
-    finally:
+        summary = _train(cfg, ckpt, info, device, data, quiet, validate_at_end)
+    except BaseException:
         distributed.teardown(info)
+        raise
+    distributed.teardown(info, finished=True)
+    return summary
 
 
 def _train(
