@@ -4,8 +4,9 @@ import torch
 
 from biounet.errors import ConfigError
 from biounet.geometry import valid_margin
-from biounet.inference import DIHEDRAL, plan_tiles, segment, torch_predictor, transform, untransform
+from biounet.inference import segment, segment_box, torch_predictor
 from biounet.model import UNet
+from biounet.tiling import plan_tiles
 
 
 def crop_predictor(margin):
@@ -37,24 +38,6 @@ def test_same_tiler_blends_without_seams(tta):
     np.testing.assert_allclose(out, image, atol=1e-5)
 
 
-def test_the_eight_symmetries_are_distinct_and_inverted():
-    a = np.arange(12, dtype=np.float32).reshape(1, 3, 4)
-    seen = set()
-    for k, flip in DIHEDRAL:
-        t = transform(a, k, flip)
-        seen.add(t.tobytes() + bytes(t.shape))
-        np.testing.assert_array_equal(untransform(t, k, flip), a)
-    assert len(seen) == 8
-
-
-def test_default_geometry_covers_a_512_slice_with_one_700_tile():
-    plan = plan_tiles(512, 512)
-    assert plan.in_tile == (700, 700) and plan.out_tile == (516, 516)
-    assert plan_tiles(512, 512, tile=572).out_tile == (388, 388)
-    with pytest.raises(ConfigError, match="nearest valid input sizes"):
-        plan_tiles(512, 512, tile=570)
-
-
 def test_real_model_gives_probabilities_at_full_resolution():
     model = UNet(base_width=2, depth=2)
     image = np.random.default_rng(2).uniform(-1, 1, (1, 45, 67)).astype(np.float32)
@@ -74,3 +57,23 @@ def test_real_model_gives_probabilities_at_full_resolution():
 def test_predictor_with_wrong_output_shape_is_reported():
     with pytest.raises(ConfigError, match="predictor returned shape"):
         segment(np.zeros((1, 30, 30), np.float32), lambda b: b[:, :, :3, :3], depth=2, tile=60)
+
+
+@pytest.mark.parametrize("tta", [False, True])
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_any_box_equals_the_same_box_of_the_whole_image(tta, padding):
+    """The tile grid is fixed to the image, so a box segmented alone has the whole image's values."""
+    torch.manual_seed(0)
+    model = UNet(base_width=2, depth=2, padding=padding)
+    image = np.random.default_rng(3).uniform(-1, 1, (1, 150, 123)).astype(np.float32)
+    predictor = torch_predictor(model, "cpu", "fp32")
+    tile = 60 if padding == "valid" else 32
+    whole = segment(image, predictor, depth=2, padding=padding, tile=tile, tta=tta)
+
+    def read(y0, y1, x0, x1):
+        assert 0 <= y0 < y1 <= 150 and 0 <= x0 < x1 <= 123  # only in-bounds boxes are read
+        return image[:, y0:y1, x0:x1]
+
+    for box in [(0, 40, 0, 123), (37, 101, 5, 64), (148, 150, 100, 123), (0, 150, 0, 123)]:
+        part = segment_box(read, (150, 123), box, predictor, depth=2, padding=padding, tile=tile, tta=tta)
+        np.testing.assert_allclose(part, whole[:, box[0] : box[1], box[2] : box[3]], rtol=0, atol=1e-5)

@@ -10,7 +10,7 @@ import argparse
 
 from ..config import check_device
 from ..errors import ConfigError
-from ..inference import MAX_TILE_SIDE
+from ..tiling import MAX_TILE_SIDE
 
 
 def check_inference_options(args: argparse.Namespace) -> None:
