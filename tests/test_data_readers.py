@@ -162,3 +162,11 @@ def test_float_images_of_any_range_scale_to_finite_values():
         out = scale_image(pixels, 1)
         assert out.dtype == np.float32 and np.isfinite(out).all()
         assert out.min() == -1.0 and out.max() == 1.0
+
+
+def test_a_given_value_range_scales_a_block_as_its_whole_slice():
+    from biounet.data.readers import scale_image
+
+    block = np.array([[10.0, 20.0], [30.0, 40.0]], np.float32)
+    np.testing.assert_allclose(scale_image(block, 1, value_range=(0.0, 40.0))[0], [[-0.5, 0.0], [0.5, 1.0]])
+    np.testing.assert_allclose(scale_image(block, 1)[0], [[-1.0, -1 / 3], [1 / 3, 1.0]], atol=1e-6)

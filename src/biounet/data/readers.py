@@ -162,8 +162,13 @@ def check_finite(pixels: np.ndarray, name: str) -> None:
             )
 
 
-def scale_image(pixels: np.ndarray, in_channels: int, name: str = "image") -> np.ndarray:
-    """(H, W) or (H, W, C) pixels -> (C, H, W) float32 in [-1, 1]; an opaque alpha channel is dropped."""
+def scale_image(
+    pixels: np.ndarray, in_channels: int, name: str = "image", value_range: tuple[float, float] | None = None
+) -> np.ndarray:
+    """(H, W) or (H, W, C) pixels -> (C, H, W) float32 in [-1, 1]; an opaque alpha channel is dropped.
+
+    ``value_range`` (lo, hi) maps lo to -1 and hi to +1 instead of the pixel type's range (float
+    pixels: their own minimum and maximum): a block of a volume is scaled as its whole slice."""
     if is_channels_last(pixels) and pixels.shape[-1] in (2, 4):
         pixels = _drop_opaque_alpha(pixels, name)
         if pixels.shape[-1] == 1:  # grey + alpha
@@ -180,7 +185,9 @@ def scale_image(pixels: np.ndarray, in_channels: int, name: str = "image") -> np
             f"set --in-channels {pixels.shape[0]} (or convert the images)"
         )
     check_finite(pixels, name)
-    if pixels.dtype == bool:
+    if value_range is not None:
+        lo, hi = value_range
+    elif pixels.dtype == bool:
         lo, hi = 0.0, 1.0
     elif np.issubdtype(pixels.dtype, np.integer):
         lo, hi = float(np.iinfo(pixels.dtype).min), float(np.iinfo(pixels.dtype).max)
