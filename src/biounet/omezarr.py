@@ -17,13 +17,11 @@ Layout of ``DIR/<stem>.ome.zarr`` (OME-NGFF 0.5 on Zarr v3 by default, 0.4 on Za
 ``open`` builds a new store in a temporary sibling ``.<name>.tmp-<host>-<pid>`` (level 0 of every array
 and its NGFF metadata, so a half-written store already opens in viewers) and renames it into place: a
 store at the final path always carries its ``biounet`` attributes, and a killed creation leaves only a
-temporary folder that the next ``open`` removes. "Complete" means ``finish()`` has written every pyramid
-level (each recorded in ``finished_levels`` when it ends, so a killed ``finish()`` resumes at the level
-it was building) and the full metadata, then set ``biounet.complete``.
+temporary folder that the next ``open`` removes. "Complete": ``finish()`` wrote every pyramid level (each
+recorded in ``finished_levels``: a killed ``finish()`` resumes there), the metadata, ``biounet.complete``.
 
 Done records are one file per key, not a shared JSON list: creating a file is atomic, so processes
-writing disjoint blocks (Dask workers) record their work without locks and without losing each
-other's entries to a read-modify-write race, and a kill loses at most the blocks in flight.
+writing disjoint blocks (Dask workers) record their work without locks or lost updates.
 """
 
 from __future__ import annotations
@@ -56,6 +54,11 @@ DONE_DIR = ".biounet/done"
 _HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"  # in temporary folder names
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 Region = tuple[slice, slice, slice]
+
+
+def known_unit(unit: str | None) -> str | None:
+    """The OME-NGFF name of a spatial unit ("nm" -> "nanometer"); None for an unknown one (e.g. "pixel")."""
+    return name if (name := UNIT_ALIASES.get(unit or "", unit)) in KNOWN_SPATIAL_UNITS else None
 
 
 def output_path(out_dir: Path, stem: str) -> Path:

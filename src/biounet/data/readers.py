@@ -115,10 +115,8 @@ def read_image_file(path: str | Path) -> np.ndarray:
 
 
 def _drop_opaque_alpha(pixels: np.ndarray, name: str) -> np.ndarray:
-    """(H, W, 2) grey+alpha or (H, W, 4) RGBA -> without the alpha channel, if it is fully opaque.
-
-    Real transparency is refused: what lies under a transparent pixel is not defined.
-    """
+    """(H, W, 2) grey+alpha or (H, W, 4) RGBA -> without the alpha channel, if it is fully opaque
+    (real transparency is refused: what lies under a transparent pixel is not defined)."""
     alpha = pixels[..., -1]
     opaque = np.iinfo(pixels.dtype).max if np.issubdtype(pixels.dtype, np.integer) else 1.0
     if pixels.dtype == bool:
@@ -166,9 +164,7 @@ def scale_image(
     pixels: np.ndarray, in_channels: int, name: str = "image", value_range: tuple[float, float] | None = None
 ) -> np.ndarray:
     """(H, W) or (H, W, C) pixels -> (C, H, W) float32 in [-1, 1]; an opaque alpha channel is dropped.
-
-    ``value_range`` (lo, hi) maps lo to -1 and hi to +1 instead of the pixel type's range (float
-    pixels: their own minimum and maximum): a block of a volume is scaled as its whole slice."""
+    ``value_range`` (lo, hi) replaces the pixel type's range (float: the pixels' own min and max)."""
     if is_channels_last(pixels) and pixels.shape[-1] in (2, 4):
         pixels = _drop_opaque_alpha(pixels, name)
         if pixels.shape[-1] == 1:  # grey + alpha
@@ -185,7 +181,7 @@ def scale_image(
             f"set --in-channels {pixels.shape[0]} (or convert the images)"
         )
     check_finite(pixels, name)
-    if value_range is not None:
+    if value_range is not None:  # a block of a volume is scaled as its whole slice
         lo, hi = value_range
     elif pixels.dtype == bool:
         lo, hi = 0.0, 1.0

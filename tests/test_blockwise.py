@@ -1,0 +1,192 @@
+"""Block-wise prediction of volumes: equal to the in-memory path, resumable, refusing a mixed store."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+import zarr
+from conftest import tiny_config
+
+import biounet.blockwise as blockwise
+from biounet.blockwise import VolumeSettings, block_regions, predict_volume
+from biounet.data.readers import scale_image
+from biounet.data.volumes import open_volume
+from biounet.engine import train
+from biounet.errors import ConfigError
+from biounet.inference import segment, torch_predictor
+from biounet.model import build_model
+from biounet.predict import instance_labels
+
+
+def _volume(tmp_path, shape=(3, 70, 90), seed=0):
+    rng = np.random.default_rng(seed)
+    data = rng.integers(0, 256, shape, dtype=np.uint8)
+    path = tmp_path / "vol.zarr"
+    arr = zarr.create_array(path, shape=shape, chunks=(1, 32, 32), dtype="uint8")
+    arr[:] = data
+    return path, data
+
+
+def _setup(padding="valid", seed=0):
+    torch.manual_seed(seed)
+    cfg = tiny_config(padding=padding, base_width=2)
+    return cfg, torch_predictor(build_model(cfg), "cpu", "fp32")
+
+
+def _in_memory(data, predictor, cfg, tile, tta=False):
+    return np.stack(
+        [
+            segment(scale_image(s, 1), predictor, cfg.depth, cfg.padding, tile, 4, tta)
+            for s in data  # the whole slices at once, as `predict` does for a TIFF stack
+        ]
+    )
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Blocks of one 32 x 48 chunk, so that a small volume has many blocks and block borders."""
+    monkeypatch.setitem(blockwise.BLOCK_TARGET, "valid", 1)
+    monkeypatch.setitem(blockwise.BLOCK_TARGET, "same", 1)
+
+
+@pytest.mark.parametrize("padding, tile, tta", [("valid", 60, False), ("valid", None, True), ("same", 32, False)])
+def test_blocks_equal_the_whole_slices_in_memory(tmp_path, small_blocks, padding, tile, tta):
+    path, data = _volume(tmp_path)
+    cfg, predictor = _setup(padding)
+    settings = VolumeSettings(tile=tile, tta=tta, dtype="float32", chunks=(32, 48))
+    out = predict_volume(
+        open_volume(str(path)), predictor, cfg, tmp_path / "out", settings, "digest", log=lambda s: None
+    )
+    got = zarr.open_group(out, mode="r")["0"][:]
+    expected = _in_memory(data, predictor, cfg, tile, tta)[:, 0]
+    assert got.shape == data.shape
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+    mask = zarr.open_group(out, mode="r")["labels/mask/0"][:]
+    np.testing.assert_array_equal(mask, (got > 0.5).astype(np.uint8))
+
+
+def test_a_region_of_interest_is_the_same_crop_of_the_whole(tmp_path, small_blocks):
+    path, data = _volume(tmp_path)
+    cfg, predictor = _setup()
+    settings = VolumeSettings(tile=60, dtype="float32", chunks=(32, 32), roi="1:3,5:61,17:90")
+    out = predict_volume(open_volume(str(path)), predictor, cfg, tmp_path / "out", settings, "d", log=lambda s: None)
+    got = zarr.open_group(out, mode="r")["0"][:]
+    expected = _in_memory(data, predictor, cfg, 60)[1:3, 0, 5:61, 17:90]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+
+
+def test_instances_are_the_in_memory_ones_with_ids_unique_across_slices(tmp_path):
+    from scipy import ndimage
+
+    smooth = ndimage.gaussian_filter(np.random.default_rng(1).standard_normal((2, 64, 80)), (0, 4, 4))
+    data = np.round(255 * (smooth - smooth.min()) / np.ptp(smooth)).astype(np.uint8)  # bright blobs: "cells"
+    path = tmp_path / "vol.zarr"
+    zarr.create_array(path, shape=data.shape, chunks=(1, 32, 32), dtype="uint8")[:] = data
+    cfg = tiny_config()
+    margin = 20  # a valid "network" of depth 2 with 60-pixel tiles: scores from the centre of its input
+
+    def predictor(batch):
+        centre = batch[:, :, margin:-margin, margin:-margin]
+        return np.concatenate([-8 * centre, 8 * centre], 1)
+
+    settings = VolumeSettings(tile=60, dtype="uint8", chunks=(32, 32), labels=True)
+    out = predict_volume(open_volume(str(path)), predictor, cfg, tmp_path / "out", settings, "d", log=lambda s: None)
+    cells = zarr.open_group(out, mode="r")["labels/cells/0"][:]
+    probs = _in_memory(data, predictor, cfg, 60)
+    for z in range(2):
+        expected = instance_labels(probs[z, 1])
+        assert expected.max() > 0  # the test means something: there are cells
+        ids = cells[z]
+        # the same partition: each in-memory cell is one block-wise cell, and background stays background
+        np.testing.assert_array_equal(ids == 0, expected == 0)
+        pairs = {(int(a), int(b)) for a, b in zip(ids[expected > 0], expected[expected > 0])}
+        assert len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs})
+    assert not set(np.unique(cells[0])[1:]) & set(np.unique(cells[1])[1:])
+
+
+def test_an_interrupted_run_resumes_with_only_the_unfinished_blocks(tmp_path, small_blocks, monkeypatch):
+    path, _ = _volume(tmp_path)
+    cfg, predictor = _setup()
+    settings = VolumeSettings(tile=60, dtype="float32", chunks=(32, 32))
+    volume = open_volume(str(path))
+    whole = predict_volume(volume, predictor, cfg, tmp_path / "a", settings, "d", log=lambda s: None)
+    total = len(block_regions((3, 70, 90), (1, 32, 32)))
+    real, calls = blockwise._run_block, []
+
+    def dies_after_five(*args):
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        calls.append(args[-1])
+        return real(*args)
+
+    monkeypatch.setattr(blockwise, "_run_block", dies_after_five)
+    with pytest.raises(KeyboardInterrupt):
+        predict_volume(volume, predictor, cfg, tmp_path / "b", settings, "d", log=lambda s: None)
+    monkeypatch.setattr(blockwise, "_run_block", lambda *args: calls.append(args[-1]) or real(*args))
+    out = predict_volume(volume, predictor, cfg, tmp_path / "b", settings, "d", log=lambda s: None)
+    assert len(calls) == total  # 5 before the interruption, the other blocks after it: none twice
+    np.testing.assert_array_equal(zarr.open_group(out, mode="r")["0"][:], zarr.open_group(whole, mode="r")["0"][:])
+
+
+def test_a_store_from_other_settings_is_refused_and_kept(tmp_path):
+    path, _ = _volume(tmp_path)
+    cfg, predictor = _setup()
+    volume = open_volume(str(path))
+    out = predict_volume(volume, predictor, cfg, tmp_path / "out", VolumeSettings(tile=60), "d", log=lambda s: None)
+    before = sorted((p, p.stat().st_mtime_ns) for p in out.rglob("*"))
+    for settings, digest in [(VolumeSettings(tile=60, tta=True), "d"), (VolumeSettings(tile=60), "other model")]:
+        with pytest.raises(ConfigError, match="delete it|another --out"):
+            predict_volume(volume, predictor, cfg, tmp_path / "out", settings, digest, log=lambda s: None)
+    assert sorted((p, p.stat().st_mtime_ns) for p in out.rglob("*")) == before
+
+
+def test_bad_volume_settings_are_one_clear_error(tmp_path):
+    path, _ = _volume(tmp_path)
+    cfg, predictor = _setup()
+    volume = open_volume(str(path))
+    with pytest.raises(ConfigError, match="multiples of 16"):
+        predict_volume(volume, predictor, cfg, tmp_path / "o", VolumeSettings(chunks=(30, 32)), "d")
+    with pytest.raises(ConfigError, match="roi|ROI|outside"):
+        predict_volume(volume, predictor, cfg, tmp_path / "o", VolumeSettings(roi="0:9,:,:"), "d")
+    three = tiny_config(classes=3)
+    with pytest.raises(ConfigError, match="2-class"):
+        predict_volume(volume, predictor, three, tmp_path / "o", VolumeSettings(), "d")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, isbi_dir):
+    run = tmp_path_factory.mktemp("blockwise") / "run"
+    train(tiny_config(data=str(isbi_dir), out=str(run), steps=2), quiet=True)
+    return run
+
+
+def _predict_cmd(volume, run_dir, out):
+    return [sys.executable, "-m", "biounet", "predict", str(volume), "--checkpoint", str(run_dir), "--out", str(out)]
+
+
+@pytest.mark.slow
+def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(tmp_path, run_dir):
+    path, _ = _volume(tmp_path, (6, 96, 96))
+    args = ["--chunks", "32,32", "--dtype", "float32", "--precision", "fp32", "--threads", "1"]
+    ref = subprocess.run(_predict_cmd(path, run_dir, tmp_path / "ref") + args, capture_output=True, text=True)
+    assert ref.returncode == 0, ref.stderr
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_predict_cmd(path, run_dir, out) + args, stdout=subprocess.DEVNULL)
+    store = out / "vol.ome.zarr"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if store.is_dir() and any("b_" in p.name for p in store.rglob("b_*")):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    again = subprocess.run(_predict_cmd(path, run_dir, out) + args, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert "resuming" in again.stdout
+    np.testing.assert_array_equal(
+        zarr.open_group(store, mode="r")["0"][:], zarr.open_group(tmp_path / "ref" / "vol.ome.zarr", mode="r")["0"][:]
+    )
