@@ -1,7 +1,7 @@
 """Segment volumes larger than memory, block by block, resumably, into an OME-Zarr store.
 
-The region to segment (the whole volume or ``--roi``) is cut into blocks that are the output's
-chunks (one z slice deep by default). Each block is segmented slice by slice with
+The region to segment (the whole volume or ``--roi``) is cut into blocks of whole output chunks,
+one z slice deep (:func:`block_shape`). Each block is segmented slice by slice with
 :func:`biounet.inference.segment_box`: the network's tiles sit on the grid fixed to the whole
 slice, their context is read from the volume around the block (mirrored only at the volume's true
 border), so a block's probabilities are those of segmenting the whole slice in memory, up to
