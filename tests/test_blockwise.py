@@ -190,3 +190,26 @@ def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(tmp_path,
     np.testing.assert_array_equal(
         zarr.open_group(store, mode="r")["0"][:], zarr.open_group(tmp_path / "ref" / "vol.ome.zarr", mode="r")["0"][:]
     )
+
+
+def test_the_command_line_segments_a_volume_and_says_what_is_wrong_in_one_line(tmp_path, run_dir, capsys):
+    from biounet.cli import main
+
+    path, data = _volume(tmp_path, (2, 40, 50))
+    out = tmp_path / "out"
+    assert main(["predict", str(path), "--checkpoint", str(run_dir), "--out", str(out), "--precision", "fp32"]) == 0
+    image = zarr.open_group(out / "vol.ome.zarr", mode="r")["0"]
+    assert image.shape == data.shape and image.dtype == np.uint8
+    capsys.readouterr()
+    bad = [
+        ([str(tmp_path / "missing.zarr")], 1, "does not exist"),
+        ([str(path), "--roi", "0:5,:,:"], 2, "roi"),
+        ([str(path), "--chunks", "20,20"], 2, "multiples of 16"),
+        ([str(path), "--chunks", "big"], 2, "Y,X"),
+        ([str(path), "--overlay"], 2, "--overlay"),
+        ([str(path), "--level", "-1"], 2, "--level"),
+    ]
+    for args, code, phrase in bad:
+        rc = main(["predict", *args, "--checkpoint", str(run_dir), "--out", str(tmp_path / "bad")])
+        err = capsys.readouterr().err.strip()
+        assert rc == code and phrase in err and "\n" not in err, (args, rc, err)
