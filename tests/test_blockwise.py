@@ -213,3 +213,17 @@ def test_the_command_line_segments_a_volume_and_says_what_is_wrong_in_one_line(t
         rc = main(["predict", *args, "--checkpoint", str(run_dir), "--out", str(tmp_path / "bad")])
         err = capsys.readouterr().err.strip()
         assert rc == code and phrase in err and "\n" not in err, (args, rc, err)
+
+
+def test_a_three_page_tiff_that_reads_as_rgb_is_named_with_the_axes_fix(tmp_path, run_dir, capsys):
+    import tifffile
+
+    from biounet.cli import main
+
+    stack = np.random.default_rng(0).integers(0, 256, (3, 40, 48), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "three.tif", stack)  # no photometric: tifffile stores planar RGB
+    args = ["predict", str(tmp_path / "three.tif"), "--format", "ome-zarr", "--checkpoint", str(run_dir)]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 2
+    assert "--axes zyx" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "b"), "--axes", "zyx"]) == 0
+    assert zarr.open_group(tmp_path / "b" / "three.ome.zarr", mode="r")["0"].shape == (3, 40, 48)

@@ -147,7 +147,8 @@ def _write_miniature_isbi(folder: Path, isbi_dir: Path, n: int = 20, side: int =
     folder.mkdir(parents=True)
     for name in ("train-volume.tif", "train-labels.tif", "test-volume.tif"):
         stack = tifffile.imread(isbi_dir / name)
-        tifffile.imwrite(folder / name, stack[: (n if name.startswith("train") else 3), :side, :side])
+        part = stack[: (n if name.startswith("train") else 3), :side, :side]
+        tifffile.imwrite(folder / name, part, photometric="minisblack")  # pages, as the real stacks
 
 
 def _run_readme_commands(tmp_path: Path, monkeypatch, capsys, isbi: Path) -> list[str]:

@@ -151,8 +151,8 @@ def _check(volume: Volume, cfg: TrainConfig, settings: VolumeSettings) -> None:
         )
     if volume.channels != cfg.in_channels:
         raise ConfigError(
-            f"{volume.spec} has {volume.channels} channel(s) but the model takes {cfg.in_channels}; "
-            f"choose a model trained on such images (or pass --axes to name the channel axis)"
+            f"{volume.spec} has {volume.channels} channel(s) (axes {volume.axes}) but the model takes "
+            f"{cfg.in_channels}; if that axis holds slices, pass --axes (e.g. --axes zyx)"
         )
     if settings.labels and volume.shape[1] * volume.shape[2] > MAX_LABEL_SLICE:
         raise ConfigError(
