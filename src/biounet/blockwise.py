@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -161,6 +163,77 @@ def _check(volume: Volume, cfg: TrainConfig, settings: VolumeSettings) -> None:
         )
 
 
+@dataclass(frozen=True)
+class BlockJob:
+    """What a block needs besides the predictor (picklable: sent to Dask workers once)."""
+
+    volume: Volume
+    cfg: TrainConfig
+    settings: VolumeSettings
+    store: OutputStore
+    roi: tuple[slice, ...]
+
+    def run(self, predictor: Predictor, key: str, region: tuple[slice, ...]) -> int:
+        """Segment, write and record one block; returns its voxel count."""
+        fault_injection(self.store, key)
+        _run_block(self.volume, self.store, predictor, self.cfg, self.settings, self.roi, region)
+        self.store.mark_done(key)
+        return int(np.prod([s.stop - s.start for s in region]))
+
+
+def fault_injection(store: OutputStore, key: str) -> None:
+    """Test hooks: ``BIOUNET_FAULT_KILL_BLOCK=KEY`` kills the process (SIGKILL) the first time it starts
+    block KEY (a marker in the store says it happened); ``BIOUNET_FAULT_FAIL_BLOCK=KEY`` makes
+    block KEY fail every time."""
+    if os.environ.get("BIOUNET_FAULT_FAIL_BLOCK") == key:
+        raise RuntimeError(f"injected failure of block {key}")
+    if os.environ.get("BIOUNET_FAULT_KILL_BLOCK") == key:
+        marker = store.path / ".biounet" / f"fault-killed-{key}"
+        if not marker.exists():
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def prepare_volume(
+    volume: Volume,
+    precision: str,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    settings: VolumeSettings,
+    model_digest: str,
+    log: Callable[[str], object] = print,
+) -> tuple[BlockJob, list[tuple[str, tuple[slice, ...]]], int]:
+    """Open (create or resume) the output store of ``volume``; returns the job, the blocks still to do
+    and the number of blocks in all (no block left to do when the store is complete)."""
+    _check(volume, cfg, settings)
+    roi = parse_roi(settings.roi, volume.shape) if settings.roi else tuple(slice(0, n) for n in volume.shape)
+    fingerprint = {
+        "model_sha256": model_digest,
+        "precision": precision,
+        "depth": cfg.depth,
+        "padding": cfg.padding,
+        **{k: v for k, v in asdict(settings).items() if k not in ("batch_size", "chunks")},
+        "input": {"spec": volume.spec, "shape": list(volume.shape), "dtype": str(volume.dtype)},
+    }
+    spec = _output_spec(volume, cfg, settings, roi, fingerprint)
+    path = output_path(Path(out_dir), volume.name)
+    store = OutputStore.open(path, spec)
+    job = BlockJob(volume, cfg, settings, store, roi)
+    block = (1, *spec.shape[1:]) if settings.labels else block_shape(spec.chunks, cfg.padding)
+    blocks = block_regions(spec.shape, block)
+    if store.complete:
+        log(f"{path} is complete already (same model and settings): nothing to do")
+        return job, [], len(blocks)
+    done = store.done()
+    todo = [(key, region) for key, region in blocks if key not in done]
+    resuming = f", {len(blocks) - len(todo)} done already (resuming)" if len(todo) < len(blocks) else ""
+    log(
+        f"{volume.spec}: {'x'.join(map(str, spec.shape))} voxels in {len(blocks)} block(s) of "
+        f"{'x'.join(map(str, block))}{resuming} -> {path}"
+    )
+    return job, todo, len(blocks)
+
+
 def predict_volume(
     volume: Volume,
     predictor: Predictor,
@@ -171,42 +244,18 @@ def predict_volume(
     log: Callable[[str], object] = print,
     progress: Callable[[int, int, int], None] | None = None,
 ) -> Path:
-    """Segment ``volume`` into ``out_dir/<name>.ome.zarr`` (resuming a run with the same settings);
-    ``progress(blocks done, blocks in all, voxels done in this run)`` after each block."""
-    _check(volume, cfg, settings)
-    roi = parse_roi(settings.roi, volume.shape) if settings.roi else tuple(slice(0, n) for n in volume.shape)
-    fingerprint = {
-        "model_sha256": model_digest,
-        "precision": str(getattr(predictor, "precision", "fp32")),
-        "depth": cfg.depth,
-        "padding": cfg.padding,
-        **{k: v for k, v in asdict(settings).items() if k not in ("batch_size", "chunks")},
-        "input": {"spec": volume.spec, "shape": list(volume.shape), "dtype": str(volume.dtype)},
-    }
-    spec = _output_spec(volume, cfg, settings, roi, fingerprint)
-    path = output_path(Path(out_dir), volume.name)
-    store = OutputStore.open(path, spec)
-    if store.complete:
-        log(f"{path} is complete already (same model and settings): nothing to do")
-        return path
-    block = (1, *spec.shape[1:]) if settings.labels else block_shape(spec.chunks, cfg.padding)
-    blocks = block_regions(spec.shape, block)
-    done = store.done()
-    todo = [(key, region) for key, region in blocks if key not in done]
-    resuming = f", {len(blocks) - len(todo)} done already (resuming)" if len(todo) < len(blocks) else ""
-    log(
-        f"{volume.spec}: {'x'.join(map(str, spec.shape))} voxels in {len(blocks)} block(s) of "
-        f"{'x'.join(map(str, block))}{resuming} -> {path}"
-    )
+    """Segment ``volume`` into ``out_dir/<name>.ome.zarr`` in this process (resuming a run with the
+    same settings); ``progress(blocks done, blocks in all, voxels done in this run)`` after each block."""
+    precision = str(getattr(predictor, "precision", "fp32"))
+    job, todo, total = prepare_volume(volume, precision, cfg, out_dir, settings, model_digest, log)
     voxels = 0
     for n, (key, region) in enumerate(todo):
-        _run_block(volume, store, predictor, cfg, settings, roi, region)
-        store.mark_done(key)
-        voxels += int(np.prod([s.stop - s.start for s in region]))
+        voxels += job.run(predictor, key, region)
         if progress:
-            progress(len(blocks) - len(todo) + n + 1, len(blocks), voxels)
-    store.finish()
-    return path
+            progress(total - len(todo) + n + 1, total, voxels)
+    if not job.store.complete:
+        job.store.finish()
+    return job.store.path
 
 
 def _run_block(

@@ -102,6 +102,15 @@ def _volume_options(p: argparse.ArgumentParser) -> None:
     v.add_argument("--chunks", default=None, metavar="Y,X", help="output chunk (= block) sides, multiples of 16")
     v.add_argument("--compression", default="zstd", choices=["zstd", "lz4", "none"], help="chunk compression")
     v.add_argument("--ngff", default="0.5", choices=["0.5", "0.4"], help="OME-NGFF version: 0.5 (Zarr v3) or 0.4 (v2)")
+    d = v.add_mutually_exclusive_group()
+    d.add_argument(
+        "--dask-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run the blocks on a local Dask cluster of N worker processes (the cores shared between them)",
+    )
+    d.add_argument("--scheduler", default=None, metavar="ADDRESS", help="run the blocks on this Dask scheduler")
 
 
 def progress_bar(total: int, unit: str) -> Any:
@@ -180,6 +189,8 @@ def _run_predict(args: argparse.Namespace) -> int:
     predictor, cfg, ckpt = _prepare_inference(args)
     if volumes:
         _predict_volumes(volumes, predictor, cfg, ckpt, args, settings)
+    elif args.dask_workers or args.scheduler:
+        raise ConfigError("--dask-workers and --scheduler run volumes block-wise; add --format ome-zarr")
     if not files:
         return 0
     bar = progress_bar(0, "slice")
@@ -242,6 +253,8 @@ def _volume_settings(args: argparse.Namespace) -> Any:
         raise ConfigError("--overlay writes PNGs of whole images; drop it for volumes (view the OME-Zarr in napari)")
     if args.level < 0:
         raise ConfigError(f"--level {args.level}: levels count from 0 (full resolution)")
+    if args.dask_workers is not None and args.dask_workers < 1:
+        raise ConfigError(f"--dask-workers {args.dask_workers}: give at least 1 worker")
     return VolumeSettings(
         tile=args.tile,
         batch_size=args.batch_size,
@@ -266,6 +279,9 @@ def _predict_volumes(
     if len(set(names)) < len(names):
         raise ConfigError(f"two volumes would write one {args.out}/<stem>.ome.zarr ({', '.join(names)}); use two --out")
     digest = file_digest(ckpt["path"])
+    if args.dask_workers or args.scheduler:
+        _predict_volumes_dask(opened, predictor, cfg, ckpt, args, settings, digest)
+        return
     for volume in opened:
         bar = progress_bar(0, "block")
 
@@ -288,3 +304,32 @@ def _predict_volumes(
             if bar:
                 bar.close()
         print(f"{volume.spec} -> {path}")
+
+
+def _predict_volumes_dask(
+    volumes: list[Any],
+    predictor: Any,
+    cfg: TrainConfig,
+    ckpt: dict[str, Any],
+    args: argparse.Namespace,
+    settings: Any,
+    digest: str,
+) -> None:
+    import os
+
+    from ..blockwise import ProgressLine
+    from ..cluster import ModelRef, dask_client, predict_volume_dask
+
+    device = str(getattr(predictor, "device", "cpu"))
+    threads = max(1, (os.cpu_count() or 1) // args.dask_workers) if args.dask_workers else args.threads
+    model = ModelRef(
+        path=str(ckpt["path"]),
+        exported=args.model is not None,
+        device="cuda" if device.startswith("cuda") else "cpu",
+        precision=str(getattr(predictor, "precision", "fp32")),
+        threads=threads,
+    )
+    with dask_client(args.dask_workers, args.scheduler) as client:
+        for volume in volumes:
+            path = predict_volume_dask(volume, model, cfg, args.out, settings, digest, client, progress=ProgressLine())
+            print(f"{volume.spec} -> {path}")

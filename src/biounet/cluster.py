@@ -1,0 +1,169 @@
+"""Block-wise volume prediction on a Dask cluster: a local one (``--dask-workers N``) or an existing
+one (``--scheduler ADDRESS``, e.g. started by ``dask scheduler`` / ``dask worker`` or dask-jobqueue).
+
+The blocks of :mod:`biounet.blockwise` are the tasks. The job (volume, store, settings) is sent to
+the workers once; each worker process loads the model once, on its first block, and keeps it. A
+task segments its block, writes it and records it as done in the store, exactly as one process
+does, so the store, the resume and the results are those of one process. The client only
+orders the work, shows progress and builds the pyramid at the end.
+
+Faults: a worker that dies has its blocks run again by the others (the scheduler's own
+rescheduling, up to ``distributed.scheduler.allowed-failures`` deaths per block); a block that
+raises is retried ``retries`` times, then the run stops naming the block, with everything written
+so far kept: the same command resumes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .blockwise import BlockJob, VolumeSettings, prepare_volume
+from .config import TrainConfig
+from .data.volumes import Volume
+from .errors import DataError
+from .inference import Predictor
+
+CONNECT_TIMEOUT_S = 20
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """How a worker loads the model: a checkpoint (or run folder) or an exported file, on ``device``
+    in ``precision`` (resolved by the client, so every worker computes alike) with ``threads``."""
+
+    path: str
+    exported: bool
+    device: str
+    precision: str
+    threads: int
+
+    def load(self) -> Predictor:
+        from .device import set_threads
+
+        device = self.device
+        if device.startswith("cuda") and ":" not in device:  # one GPU per worker, by the worker's number
+            device = _worker_gpu()
+        if self.exported:
+            from .export import load_exported
+
+            return load_exported(self.path, device, self.threads)[0]
+        from .checkpoint import load_predictor
+
+        set_threads(self.threads)
+        return load_predictor(self.path, device, self.precision)[0]
+
+
+def _worker_gpu() -> str:
+    import torch
+    from distributed import get_worker
+
+    name = get_worker().name
+    index = name if isinstance(name, int) else abs(hash(name))
+    return f"cuda:{index % max(1, torch.cuda.device_count())}"
+
+
+_LOADED: dict[ModelRef, Predictor] = {}  # per worker process: the model is loaded once
+
+
+def segment_block(job: BlockJob, model: ModelRef, key: str, region: tuple[slice, ...]) -> int:
+    """A task: one block on this worker's model; returns its voxel count."""
+    if model not in _LOADED:
+        _LOADED[model] = model.load()
+    return job.run(_LOADED[model], key, region)
+
+
+@contextmanager
+def dask_client(workers: int | None, scheduler: str | None, log: Callable[[str], object] = print) -> Iterator[Any]:
+    """A client of a new local cluster of ``workers`` processes (one thread each), or of the scheduler
+    at ``scheduler``; closed (and the local cluster stopped) on the way out."""
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
+        except (OSError, TimeoutError) as exc:
+            raise DataError(
+                f"cannot reach the Dask scheduler at {scheduler} ({exc}); start one with `dask scheduler` "
+                f"(and workers with `dask worker {scheduler}`) or check the address"
+            ) from None
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    dashboard = ":0" if _has_dashboard() else None
+    cluster = LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        scheduler_port=0,
+        dashboard_address=dashboard,
+        silence_logs=logging.ERROR,
+    )
+    try:
+        client = Client(cluster)
+        if dashboard:
+            log(f"Dask dashboard: {client.dashboard_link}")
+        try:
+            yield client
+        finally:
+            client.close()
+    finally:
+        cluster.close()
+
+
+def _has_dashboard() -> bool:
+    try:
+        import bokeh  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def predict_volume_dask(
+    volume: Volume,
+    model: ModelRef,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    settings: VolumeSettings,
+    model_digest: str,
+    client: Any,
+    log: Callable[[str], object] = print,
+    progress: Callable[[int, int, int], None] | None = None,
+    retries: int = 2,
+) -> Path:
+    """:func:`biounet.blockwise.predict_volume` with the blocks as tasks of ``client``'s cluster."""
+    from distributed import as_completed
+
+    job, todo, total = prepare_volume(volume, model.precision, cfg, out_dir, settings, model_digest, log)
+    if todo:
+        job_f, model_f = client.scatter([job, model], broadcast=True)
+        futures = {
+            client.submit(
+                segment_block, job_f, model_f, key, region, key=f"biounet-{key}-{os.getpid()}", retries=retries
+            ): key
+            for key, region in todo
+        }
+        done, voxels = total - len(todo), 0
+        for future in as_completed(futures):
+            if future.status != "finished":
+                key = futures[future]
+                exc = future.exception()
+                client.cancel(list(futures))
+                raise DataError(
+                    f"block {key} failed {retries + 1} times ({type(exc).__name__}: {exc}); the blocks finished "
+                    f"so far are kept in {job.store.path}: fix the cause and run the same command to resume"
+                )
+            done, voxels = done + 1, voxels + future.result()
+            if progress:
+                progress(done, total, voxels)
+    if not job.store.complete:
+        job.store.finish()
+    return job.store.path
