@@ -9,6 +9,12 @@ and wall time are printed, with megavoxels per second.
     python benchmarks/blockwise_bench.py throughput --checkpoint RUN --shape 4,4096,4096
     python benchmarks/blockwise_bench.py memory --checkpoint RUN --small 2,2048,2048 --large 8,8192,8192
     python benchmarks/blockwise_bench.py run --checkpoint RUN --volume /tmp/big.zarr --out /tmp/big-out
+    python benchmarks/blockwise_bench.py scaling --checkpoint RUN --shape 8,2048,2048
+
+`scaling` runs, on one volume: one process (all cores), one process with one thread, and a local
+Dask cluster of two workers (one thread each); peak memory is the process's own and, for Dask, the
+largest worker's (ru_maxrss of the children). It also times the scheduler's overhead per task
+(1000 empty tasks).
 """
 
 from __future__ import annotations
@@ -60,7 +66,8 @@ def _child(args: list[str]) -> None:
     rc = main(args)
     wall = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"rc": rc, "wall_s": wall, "peak_bytes": peak}))
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # Dask workers, when any
+    print(json.dumps({"rc": rc, "wall_s": wall, "peak_bytes": peak, "child_peak_bytes": workers}))
 
 
 def measure(args: list[str]) -> dict:
@@ -109,12 +116,49 @@ def memory(ckpt: str, small: tuple[int, int, int], large: tuple[int, int, int], 
     return rows
 
 
+def scaling(ckpt: str, shape: tuple[int, int, int], extra: list[str]) -> list[dict]:
+    voxels = int(np.prod(shape))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        vol = str(make_volume(shape, Path(tmp) / "vol.zarr"))
+        common = ["--checkpoint", ckpt, *extra]
+        runs = [
+            ("1 process, all cores", []),
+            ("1 process, 1 thread", ["--threads", "1"]),
+            ("2 Dask workers, 1 thread each", ["--dask-workers", "2"]),
+        ]
+        for i, (name, flags) in enumerate(runs):
+            m = measure(["predict", vol, "--out", str(Path(tmp) / f"out{i}"), *common, *flags])
+            rows.append(_report(name, voxels, m))
+            if flags[:1] == ["--dask-workers"]:
+                print(f"{'':28s} largest worker's peak {m['child_peak_bytes'] / 2**30:.2f} GiB")
+    one = rows[1]["mvoxel_per_s"]
+    print(f"2 workers / 1 single-thread process: {rows[2]['mvoxel_per_s'] / one:.2f}x")
+    rows.append({"path": "scheduler overhead per task", "seconds": task_overhead()})
+    print(f"scheduler overhead: {1e3 * rows[-1]['seconds']:.2f} ms per task (1000 empty tasks, 2 local workers)")
+    return rows
+
+
+def _noop(i: int) -> int:
+    return i
+
+
+def task_overhead(n: int = 1000) -> float:
+    from distributed import Client, LocalCluster, wait
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, Client(cluster) as c:
+        wait(c.map(_noop, range(10), pure=False))  # warm
+        t0 = time.perf_counter()
+        wait(c.map(_noop, range(n), pure=False))
+        return (time.perf_counter() - t0) / n
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "child":
         _child(sys.argv[2:])
         return
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["make", "throughput", "memory", "run"])
+    p.add_argument("what", choices=["make", "throughput", "memory", "run", "scaling"])
     p.add_argument("--checkpoint")
     p.add_argument("--shape", type=_shape, default=(4, 4096, 4096))
     p.add_argument("--small", type=_shape, default=(2, 2048, 2048))
@@ -134,6 +178,8 @@ def main() -> None:
                 measure(["predict", args.volume, "--out", args.out, "--checkpoint", args.checkpoint, *extra]),
             )
         ]
+    elif args.what == "scaling":
+        rows = scaling(args.checkpoint, args.shape, extra)
     elif args.what == "throughput":
         rows = throughput(args.checkpoint, args.shape, extra)
     else:
