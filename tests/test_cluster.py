@@ -77,3 +77,12 @@ def test_an_unreachable_scheduler_is_one_clear_line(monkeypatch):
     with pytest.raises(DataError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
         with dask_client(None, "tcp://127.0.0.1:9"):
             pass
+
+
+def test_a_scheduler_file_names_the_scheduler(setup, tmp_path):
+    tmp, cfg, ckpt, volume, reference = setup
+    with dask_client(1, None) as local:
+        local.write_scheduler_file(str(tmp_path / "scheduler.json"))
+        with dask_client(None, str(tmp_path / "scheduler.json")) as client:
+            out = predict_volume_dask(volume, _model(ckpt), cfg, tmp / "file", SETTINGS, "d", client, print)
+    np.testing.assert_allclose(_image(out), reference, rtol=0, atol=1e-4)

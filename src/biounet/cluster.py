@@ -1,5 +1,6 @@
 """Block-wise volume prediction on a Dask cluster: a local one (``--dask-workers N``) or an existing
-one (``--scheduler ADDRESS``, e.g. started by ``dask scheduler`` / ``dask worker`` or dask-jobqueue).
+one (``--scheduler ADDRESS`` or a scheduler file, e.g. from ``dask scheduler`` / ``dask worker`` or
+dask-jobqueue).
 
 The blocks of :mod:`biounet.blockwise` are the tasks. The job (volume, store, settings) is sent to
 the workers once; each worker process loads the model once, on its first block, and keeps it. A
@@ -85,8 +86,9 @@ def dask_client(workers: int | None, scheduler: str | None, log: Callable[[str],
     from distributed import Client, LocalCluster
 
     if scheduler:
+        target = {"scheduler_file": scheduler} if Path(scheduler).is_file() else {"address": scheduler}
         try:
-            client = Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
+            client = Client(**target, timeout=f"{CONNECT_TIMEOUT_S}s")
         except (OSError, TimeoutError) as exc:
             raise DataError(
                 f"cannot reach the Dask scheduler at {scheduler} ({exc}); start one with `dask scheduler` "
