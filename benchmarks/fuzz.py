@@ -1541,22 +1541,8 @@ class Finding:
 # Found by the volume targets and the long run; tests/test_fuzz.py leaves the new targets' inputs that end
 # in one of these out (hypothesis.assume); the long run counts them as failures, marked "known". Remove
 # an entry once its bug is fixed.
-KNOWN_FINDINGS = (
-    Finding(
-        "V1",
-        "_open_zarr",
-        "node.get(path)",
-        (),
-        "an OME-Zarr level whose own zarr.json/.zarray is unreadable (JSON, types): JSONDecodeError, TypeError...",
-    ),
-    Finding("V2", "_open_zarr", "zarr.open(", ("AttributeError",), "zarr.json that is JSON but not an object"),
-    Finding("V3", "_zarr_arrays", "", (), "listing a damaged store's arrays for the 'no such array' message"),
-    Finding("V4", "_ome_metadata", "", ("ValueError",), "an OME scale of strings (np.asarray(..., float))"),
-    Finding("V5", "_h5_datasets", "", (), "listing a damaged HDF5 file (RuntimeError, KeyError) or a named datatype"),
-    Finding("V5", "_listed", "join", ("TypeError",), "HDF5 names that h5py returns as bytes"),
-    Finding("V6", "_open_tiff", "series", (), "tifffile's series of a damaged TIFF (TiffFileError, struct.error...)"),
-    Finding("R1", "parse_roi", "int(", ("ValueError",), "a --roi bound of more than 4300 digits"),
-    Finding("O1", "_downsample_level", "src[", (), "a resumed predict whose output store has a corrupt level-0 chunk"),
+KNOWN_FINDINGS = (  # V1-V6 (damaged volume metadata), R1 (a 4300-digit --roi bound), O1 (a damaged
+    # output chunk while the pyramid is built) are fixed: each is now a one-line DataError/ConfigError
     Finding(
         "I1",
         "read_image_file",

@@ -227,3 +227,13 @@ def test_a_three_page_tiff_that_reads_as_rgb_is_named_with_the_axes_fix(tmp_path
     assert "--axes zyx" in capsys.readouterr().err
     assert main([*args, "--out", str(tmp_path / "b"), "--axes", "zyx"]) == 0
     assert zarr.open_group(tmp_path / "b" / "three.ome.zarr", mode="r")["0"].shape == (3, 40, 48)
+
+
+def test_a_volume_of_absurdly_many_blocks_is_refused_before_any_store_is_made(tmp_path, monkeypatch):
+    path, _ = _volume(tmp_path)
+    cfg, predictor = _setup()
+    monkeypatch.setattr(blockwise, "MAX_BLOCKS", 5)  # the real bound: 10**7 blocks
+    monkeypatch.setitem(blockwise.BLOCK_TARGET, "valid", 1)
+    with pytest.raises(blockwise.DataError, match="make 27 blocks.*declared size"):
+        predict_volume(open_volume(str(path)), predictor, cfg, tmp_path / "o", VolumeSettings(chunks=(32, 32)), "d")
+    assert not (tmp_path / "o" / "vol.ome.zarr").exists()

@@ -38,12 +38,13 @@ import numpy as np
 from .config import TrainConfig
 from .data.readers import scale_image
 from .data.volumes import Volume, parse_roi
-from .errors import ConfigError
+from .errors import BiounetError, ConfigError, DataError
 from .inference import Predictor, segment_box
 from .omezarr import OutputSpec, OutputStore, known_unit, output_path
 from .predict import instance_labels
 from .tiling import Reader, plan_tiles
 
+MAX_BLOCKS = 10**7  # more blocks than this (a 40-petavoxel region) means a volume that declares a wrong size
 MAX_LABEL_SLICE = 16384 * 16384  # the largest slice whose instances are computed (whole, in memory)
 CHUNK_TARGET = 1024  # default chunk side: the multiple of the tile stride nearest to this
 # Blocks are squares of whole chunks about this wide. Valid padding: a block that is a multiple of the
@@ -180,6 +181,20 @@ class BlockJob:
         self.store.mark_done(key)
         return int(np.prod([s.stop - s.start for s in region]))
 
+    def finish(self) -> None:
+        """Build the store's pyramid (once every block is done); a damaged chunk is a DataError."""
+        if self.store.complete:
+            return
+        try:
+            self.store.finish()
+        except BiounetError:
+            raise
+        except Exception as exc:  # zarr's codecs raise many kinds on a damaged chunk
+            raise DataError(
+                f"{self.store.path}: building the pyramid failed ({type(exc).__name__}: {exc}): a chunk of the "
+                f"store is damaged; delete {self.store.path} and run again"
+            ) from None
+
 
 def fault_injection(store: OutputStore, key: str) -> None:
     """Test hooks: ``BIOUNET_FAULT_KILL_BLOCK=KEY`` kills the process (SIGKILL) the first time it starts
@@ -216,10 +231,16 @@ def prepare_volume(
         "input": {"spec": volume.spec, "shape": list(volume.shape), "dtype": str(volume.dtype)},
     }
     spec = _output_spec(volume, cfg, settings, roi, fingerprint)
+    block = (1, *spec.shape[1:]) if settings.labels else block_shape(spec.chunks, cfg.padding)
+    count = math.prod(-(-n // b) for n, b in zip(spec.shape, block))
+    if count > MAX_BLOCKS:
+        raise DataError(
+            f"{volume.spec}: {'x'.join(map(str, spec.shape))} voxels make {count} blocks, more than {MAX_BLOCKS}; "
+            f"check the volume's declared size, or segment it in parts with --roi"
+        )
     path = output_path(Path(out_dir), volume.name)
     store = OutputStore.open(path, spec)
     job = BlockJob(volume, cfg, settings, store, roi)
-    block = (1, *spec.shape[1:]) if settings.labels else block_shape(spec.chunks, cfg.padding)
     blocks = block_regions(spec.shape, block)
     if store.complete:
         log(f"{path} is complete already (same model and settings): nothing to do")
@@ -253,8 +274,7 @@ def predict_volume(
         voxels += job.run(predictor, key, region)
         if progress:
             progress(total - len(todo) + n + 1, total, voxels)
-    if not job.store.complete:
-        job.store.finish()
+    job.finish()
     return job.store.path
 
 

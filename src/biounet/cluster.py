@@ -166,6 +166,5 @@ def predict_volume_dask(
             done, voxels = done + 1, voxels + future.result()
             if progress:
                 progress(done, total, voxels)
-    if not job.store.complete:
-        job.store.finish()
+    job.finish()
     return job.store.path

@@ -1,12 +1,10 @@
 """Lazy readers for volumes too big for memory: Zarr (v2, v3), OME-Zarr, HDF5 and TIFF, read region by region.
 
-- spec: ``PATH.zarr[/inner/array]``, ``PATH.ome.zarr``, ``PATH.h5[:/dataset]`` (.hdf5, .hdf) or ``PATH.tif``.
-  Opening reads metadata only; :meth:`Volume.read` reads only the chunks (TIFF: pages or tiles) it needs.
-- axes: the stored array's axes as letters from t, c, z, y, x, each at most once, y and x required; a t axis
-  must have length 1, a c axis gives the channels. ``Volume.shape`` is (z, y, x) whatever the stored order.
-- level: the OME-Zarr (or pyramidal TIFF) resolution level, 0 = full resolution.
-- value range: what maps to -1 and +1 when a slice is scaled (as data/readers.py's ``scale_image``): (0, 1)
-  for bool, the type's range for integers, the slice's own finite minimum and maximum for floats.
+Specs: ``PATH.zarr[/inner/array]``, ``PATH.ome.zarr``, ``PATH.h5[:/dataset]`` (.hdf5, .hdf), ``PATH.tif``; opening
+reads metadata only, :meth:`Volume.read` only the chunks (TIFF: pages or tiles) it needs. Axes: letters from
+t, c, z, y, x, once each, y and x required; t must have length 1, c gives the channels; ``Volume.shape`` is
+(z, y, x). Level: the OME-Zarr (or pyramidal TIFF) resolution level, 0 = full. Value range (what maps to -1
+and +1, as ``scale_image``): (0, 1) for bool, the type's range for integers, the slice's finite min/max for floats.
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..errors import BiounetError, ConfigError, DataError
 
 AXIS_LETTERS = "tczyx"
 # tifffile's series axes -> ours: Q (unknown) and I (image sequence) are taken as the z of a page stack
@@ -106,8 +104,6 @@ def _open_zarr(file: Path, inner: str, level: int, shown: str) -> _Found:
             listing = _listed(_zarr_arrays(store, ""), "arrays")
             raise DataError(f"{file} holds no array or group {inner!r} ({listing}); check the path") from None
         raise DataError(f"{file} is not a Zarr store (no zarr.json, .zarray or .zgroup); check the path") from None
-    except (ValueError, TypeError, KeyError) as exc:
-        raise DataError(f"{shown}: its Zarr metadata is unreadable ({_one_line(exc)}); the store is damaged") from None
     if isinstance(node, zarr.Array):
         _check_level(level, 1, shown)
         return _Found(node, store.close, inner, None, None, None)
@@ -119,10 +115,7 @@ def _open_zarr(file: Path, inner: str, level: int, shown: str) -> _Found:
         raise ConfigError(
             f"{where} is a Zarr group, neither an array nor an OME-Zarr image ({listing}); name one: {where}/ARRAY"
         )
-    try:
-        path, axes, voxel, unit = _ome_metadata(ome, level, shown)
-    except (KeyError, IndexError, TypeError, AttributeError) as exc:
-        raise DataError(f"{shown}: its OME metadata is malformed ({_one_line(exc)}); fix or rewrite it") from None
+    path, axes, voxel, unit = _ome_metadata(ome, level, shown)  # malformed: _open_guarded's DataError
     array = node.get(path)
     if not isinstance(array, zarr.Array):
         raise DataError(f"{shown}: level {level}'s array {path!r}, named by its OME metadata, is missing; re-copy it")
@@ -223,6 +216,16 @@ def _resolve_axes(found: _Found, given: str | None, shape: tuple[int, ...], show
     return axes
 
 
+def _open_guarded(kind: str, file: Path, inner: str, level: int, spec: str) -> _Found:
+    """The opener of ``kind``; whatever the libraries raise on damaged metadata becomes a DataError."""
+    try:
+        return _OPENERS[kind](file, inner, level, spec)
+    except BiounetError:
+        raise
+    except Exception as exc:  # zarr, h5py, tifffile and json raise many kinds on a damaged store
+        raise DataError(f"{spec}: its metadata is damaged or unreadable ({_one_line(exc)}); repair it") from None
+
+
 def open_volume(spec: str, level: int = 0, axes: str | None = None) -> Volume:
     """Open a volume lazily (see the module docstring for specs, axes and levels); reads metadata only."""
     match = _ZARR.match(spec) or _HDF5.match(spec)
@@ -235,7 +238,7 @@ def open_volume(spec: str, level: int = 0, axes: str | None = None) -> Volume:
         raise DataError(f"{file} does not exist; check the path")
     stem = re.sub(r"(\.ome)?\.(zarr|tiff?|h5|hdf5|hdf)$", "", file.name, flags=re.IGNORECASE)
     name = f"{stem}_{inner.replace('/', '_')}" if inner else stem
-    found = _OPENERS[kind](file, inner, level, spec)
+    found = _open_guarded(kind, file, inner, level, spec)
     try:
         shape = tuple(int(n) for n in found.array.shape)
         chosen = _resolve_axes(found, axes, shape, spec, kind)
@@ -270,13 +273,9 @@ def _span(s: slice, size: int, axis: str) -> slice:
 
 @dataclass(eq=False)
 class Volume:
-    """A volume opened lazily: metadata at once, the pixels of one z slice region per :meth:`read`.
-
-    shape is (z, y, x) in voxels (z = 1 for a 2D array), channels the c axis' length (1 = grey), dtype the
-    stored type, voxel_size (z, y, x) in ``unit`` from OME or ImageJ metadata (z 1.0 without a z axis) or
-    None, axes the stored array's. Picklable: only the spec, level, axes and metadata travel; each process
-    reopens the file (read-only) on its first read.
-    """
+    """A volume opened lazily: metadata at once, the pixels of one z slice region per :meth:`read`. shape is
+    (z, y, x) (z = 1 for 2D), channels the c axis' length, voxel_size (z, y, x) in ``unit`` (OME or ImageJ
+    metadata) or None, axes the stored array's. Picklable: each process reopens the file on its first read."""
 
     spec: str
     name: str
@@ -314,7 +313,7 @@ class Volume:
             # a handle inherited through fork belongs to the parent (h5py is not fork-safe): open anew
             if self._handle is None or self._handle[2] != os.getpid():
                 kind, file, inner, level = self._source
-                found = _OPENERS[kind](file, inner, level, self.spec)
+                found = _open_guarded(kind, file, inner, level, self.spec)
                 self._handle = (found.array, found.close, os.getpid())
             return self._handle[0]
 
@@ -386,6 +385,8 @@ def parse_roi(text: str, shape: tuple[int, int, int]) -> tuple[slice, slice, sli
         match = _ROI_PART.match(part)
         if match is None or not (match["start"] or match["colon"]):
             raise fail(f"has {axis} range {part.strip()!r}, not START:STOP")
+        if max(len(match["start"] or ""), len(match["stop"] or "")) > 18:
+            raise fail(f"has a {axis} bound of more than 18 digits")
         start = int(match["start"]) if match["start"] else 0
         stop = (int(match["stop"]) if match["stop"] else size) if match["colon"] else start + 1
         if start < 0 or stop < 0:
