@@ -108,7 +108,13 @@ SCHEMA_KEYS = {
     "border_sigma class_balance dice_loss_weight steps batch_size micro_batch_size memory_gib lr "
     "weight_decay lr_schedule warmup_steps precision device threads compile workers seed "
     "dist_timeout out name log_every checkpoint_every keep_checkpoints validation val_every val_tta "
-    "progress resume init_from"
+    "progress resume init_from",
+    3: "data masks fold folds ignore_value mask_threshold base_width depth padding batch_norm in_channels classes "
+    "tile_size flip rotate90 elastic elastic_sigma elastic_grid brightness contrast border_weight "
+    "border_sigma class_balance dice_loss_weight steps batch_size micro_batch_size memory_gib lr "
+    "weight_decay lr_schedule warmup_steps precision device threads compile workers seed "
+    "dist_timeout out name log_every checkpoint_every keep_checkpoints validation val_every val_tta "
+    "progress resume init_from",
 }
 
 

@@ -36,6 +36,7 @@ BEST = "best.pt"  # the best validation score, outside the rotation
 RESUMABLE_OVERRIDES = {
     "steps",
     "data",
+    "masks",
     "log_every",
     "checkpoint_every",
     "keep_checkpoints",

@@ -26,10 +26,11 @@ from .fileio import atomic_write_text
 # The schema of saved configurations (config.yaml, checkpoints, exports). Every new or renamed key
 # bumps it, and MIGRATIONS[v] turns a version-v dict into a version-(v + 1) one. Version 1 is
 # every configuration written before versions were recorded (biounet 0.1.0).
-CONFIG_VERSION = 2
+CONFIG_VERSION = 3
 VERSION_KEY, WRITER_KEY = "config_version", "biounet_version"
 MIGRATIONS: dict[int, typing.Callable[[dict[str, Any]], dict[str, Any]]] = {
     1: lambda values: values,  # 2 added mask_threshold, whose default keeps version 1's behaviour
+    2: lambda values: values,  # 3 added masks (a label volume); None, its default, reads --data as before
 }
 
 
@@ -44,8 +45,12 @@ class TrainConfig:
     # data
     data: str | None = _opt(
         None,
-        "ISBI 2012 folder (train-volume.tif, train-labels.tif) or a folder with images/ and masks/ of equal names",
+        "ISBI 2012 folder (train-volume.tif, train-labels.tif), a folder with images/ and masks/ of equal names, "
+        "or an image volume (PATH.zarr, PATH.h5:/DATASET, PATH.tif) with --masks",
         group="data",
+    )
+    masks: str | None = _opt(
+        None, "the label volume of an image volume in --data, the same (z, y, x) shape; read lazily", group="data"
     )
     fold: str = _opt(
         "1",
