@@ -38,3 +38,20 @@ def test_image_smaller_than_the_tile_is_refused():
     data = SegmentationData([np.zeros((1, 30, 30), np.float32)], [np.zeros((30, 30), np.int16)], ["small"])
     with pytest.raises(DataError, match="smaller than the 40x40 output tile.*--tile-size"):
         TileSampler(data, [0], 64, 40, OFF, seed=0)
+
+
+def test_padded_copies_are_kept_boundedly_and_samples_do_not_change():
+    """Lazy (larger than memory) datasets need a bounded cache of mirror-padded images; a copy made again
+    after its eviction gives the same samples."""
+    from biounet.data.volume_data import CACHE_SLICES
+
+    rng = np.random.default_rng(0)
+    n = CACHE_SLICES + 8
+    images = [rng.standard_normal((1, 24, 24)).astype(np.float32) for _ in range(n)]
+    masks = [rng.integers(0, 2, (24, 24)).astype(np.int16) for _ in range(n)]
+    sampler = TileSampler(SegmentationData(images, masks, [str(i) for i in range(n)]), list(range(n)), 44, 20, OFF, 0)
+    first = [sampler(k) for k in range(200)]
+    assert len(sampler._padded) == CACHE_SLICES
+    for k, sample in enumerate(first):
+        for got, expected in zip(sampler(k), sample):
+            np.testing.assert_array_equal(got, expected)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,14 +32,13 @@ ISBI_FILES = {"images": "train-volume.tif", "labels": "train-labels.tif", "test"
 
 @dataclass
 class SegmentationData:
-    """Images and (optionally) masks of one dataset, in memory.
+    """Images and (optionally) masks of one dataset: lists in memory, or lazy sequences (data/volume_data.py).
 
-    images: list of (C, H, W) float32 in [-1, 1]; masks: list of (H, W) int16 class indices
-    (IGNORE for ignored pixels) or None for unlabelled data; names: one per image.
-    """
+    images: (C, H, W) float32 in [-1, 1] each; masks: (H, W) int16 class indices (IGNORE for ignored
+    pixels) each, or None for unlabelled data; names: one per image."""
 
-    images: list[np.ndarray]
-    masks: list[np.ndarray] | None
+    images: Sequence[np.ndarray]
+    masks: Sequence[np.ndarray] | None
     names: list[str]
 
     def __len__(self) -> int:
@@ -385,7 +385,7 @@ def read_dataset(
             f"(`biounet fetch isbi2012 DIR` downloads it) or a folder with images/ and masks/"
         )
     if not folder.is_dir():
-        raise DataError(f"--data must be a folder, but {folder} is a file")
+        raise DataError(f"--data must be a folder (or an image volume with --masks), but {folder} is a file")
     if is_isbi_folder(folder):
         return read_isbi(folder, classes, in_channels, ignore_value, mask_threshold=mask_threshold)
     if (folder / "images").is_dir():

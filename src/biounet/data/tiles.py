@@ -8,11 +8,14 @@ DataLoader workers or its number of processes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 
 from ..errors import DataError
 from .augment import AugmentConfig, elastic_displacement, flip_rotate, intensity, warp
 from .readers import SegmentationData
+from .volume_data import SliceCache, item_shape
 
 
 class TileSampler:
@@ -20,7 +23,8 @@ class TileSampler:
 
     Returns image (C, in_tile, in_tile) float32 in about [-1, 1], mask (out_tile, out_tile) int64
     class indices (IGNORE = -1 for ignored pixels), weight (out_tile, out_tile) float32.
-    ``weights`` maps a dataset index to its (H, W) loss weight map (None: every pixel weighs 1).
+    ``weights`` maps a dataset index to its (H, W) loss weight map (None: every pixel weighs 1). The images
+    may be lazy (data/volume_data.py): only a bounded number of mirror-padded copies is kept.
     """
 
     def __init__(
@@ -31,7 +35,7 @@ class TileSampler:
         out_tile: int,
         augment: AugmentConfig,
         seed: int,
-        weights: dict[int, np.ndarray] | None = None,
+        weights: Mapping[int, np.ndarray] | None = None,
     ):
         if data.masks is None:
             raise DataError("training needs masks, but the dataset has none")
@@ -40,24 +44,22 @@ class TileSampler:
         if (in_tile - out_tile) % 2 or in_tile < out_tile:
             raise ValueError(f"input tile {in_tile} and output tile {out_tile} must differ by an even margin")
         for i in indices:
-            h, w = data.images[i].shape[1:]
+            h, w = item_shape(data.images, i)[1:]
             if h < out_tile or w < out_tile:
                 raise DataError(
                     f"image {data.names[i]} is {h}x{w} pixels, smaller than the {out_tile}x{out_tile} output "
                     f"tile; choose a smaller --tile-size (or same padding), or use larger images"
                 )
         self.data, self.indices, self.weights = data, list(indices), weights
-        self.masks: list[np.ndarray] = data.masks
+        self.masks: Sequence[np.ndarray] = data.masks
         self.in_tile, self.out_tile = in_tile, out_tile
         self.margin = (in_tile - out_tile) // 2
         self.augment, self.seed = augment, seed
-        self._padded: dict[int, np.ndarray] = {}  # mirror-padded images for undeformed tiles, made on first use
+        self._padded = SliceCache()  # mirror-padded images for undeformed tiles, made on first use
 
     def _padded_image(self, i: int) -> np.ndarray:
-        if i not in self._padded:
-            m = self.margin
-            self._padded[i] = np.pad(self.data.images[i], ((0, 0), (m, m), (m, m)), mode="reflect")
-        return self._padded[i]
+        m = self.margin
+        return self._padded.get(i, lambda: np.pad(self.data.images[i], ((0, 0), (m, m), (m, m)), mode="reflect"))
 
     def rng(self, index: int) -> np.random.Generator:
         """The generator of sample ``index``: a function of (seed, index) only."""

@@ -7,13 +7,15 @@ classes) and w_c balances class frequencies (Ronneberger et al. 2015, eq. 2).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 from scipy import ndimage
 
 from .readers import IGNORE
 
 
-def class_weights(masks: list[np.ndarray], classes: int) -> np.ndarray:
+def class_weights(masks: Iterable[np.ndarray], classes: int) -> np.ndarray:
     """(classes,) inverse class frequencies over ``masks``, normalised so that a pixel weighs 1 on average."""
     counts = np.zeros(classes, np.float64)
     for m in masks:
@@ -57,11 +59,14 @@ def weight_maps(
     if not w0 and not balance:
         return None
     wc = class_weights(masks, classes) if balance else np.ones(classes, np.float32)
-    maps = []
-    for m in masks:
-        w = wc[np.clip(m, 0, classes - 1)]
-        if w0:
-            w = w + border_weight_map(m, w0, sigma)
-        w[m == IGNORE] = 0.0
-        maps.append(w.astype(np.float32))
-    return maps
+    return [weight_map(m, wc, w0, sigma) for m in masks]
+
+
+def weight_map(mask: np.ndarray, wc: np.ndarray, w0: float, sigma: float) -> np.ndarray:
+    """One image's (H, W) float32 loss weights: its class weights ``wc`` (classes,) plus the border term
+    (w0 0: none), 0 on ignored pixels."""
+    w = wc[np.clip(mask, 0, len(wc) - 1)]
+    if w0:
+        w = w + border_weight_map(mask, w0, sigma)
+    w[mask == IGNORE] = 0.0
+    return w.astype(np.float32)
