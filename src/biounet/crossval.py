@@ -39,15 +39,19 @@ def run_cv(
 ) -> dict[str, Any]:
     """Train (or resume) and evaluate every fold of ``fold_list``; writes cv.json and cv.md."""
     from .checkpoint import load_predictor
-    from .data import kfold_split, read_dataset
+    from .data import kfold_split, open_dataset
     from .engine import train
     from .evaluate import evaluate_images
     from .inference import describe_predictor
 
     if not cfg.data:
-        raise ConfigError("--data is required: the ISBI 2012 folder or a folder with images/ and masks/")
+        raise ConfigError(
+            "--data is required: the ISBI 2012 folder, a folder with images/ and masks/, or an image volume with "
+            "its label volume in --masks"
+        )
     out = Path(out)
-    data = read_dataset(cfg.data, cfg.classes, cfg.in_channels, cfg.ignore_value, cfg.mask_threshold)
+    # one dataset for every fold (a volume pair is read lazily: its label volume is scanned once, here)
+    data = open_dataset(cfg.data, cfg.classes, cfg.in_channels, cfg.ignore_value, cfg.mask_threshold, cfg.masks)
     reports = {}
     for fold in fold_list:
         run = out / f"fold-{fold}"

@@ -31,7 +31,8 @@ def evaluate_images(
     tta: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Segment ``data`` images ``indices`` at full resolution and score them.
+    """Segment ``data`` images ``indices`` at full resolution and score them (a lazy dataset's slices are read
+    one at a time; the cell probabilities of every scored image are kept for the challenge's measures).
 
     Returns the report: means of ``dice_coeff``, ``dice_coeff_388``, ``pixel_mismatch`` and,
     for two classes, the challenge's ``pixel_error``, ``v_rand`` and ``v_info`` with their
@@ -60,7 +61,7 @@ def evaluate_images(
             row["dice_coeff_388"] = dice_coeff_388(probs, mask)
         per_image.append(row)
         if probs.shape[0] == 2:
-            cell_probs.append(probs[1])
+            cell_probs.append(probs[1].copy())  # not a view that would keep every class's map alive
             masks.append(mask)
         if progress:
             progress(n + 1)
@@ -88,9 +89,9 @@ def check_not_training_slices(
     """Refuse to score a model on images it was trained on.
 
     The checkpoint's fingerprints of its training images (``train_digests``) are compared with the
-    scored images' content, so a copy of the data, another path to it or another working folder is
-    caught too. Checkpoints written before fingerprints were stored fall back to comparing the data
-    folder (resolved) and the split.
+    scored images' content (read one by one), so a copy of the data, another path to it, another
+    working folder or the same slices in another format (a volume) is caught too. Checkpoints written
+    before fingerprints were stored fall back to comparing the data folder (resolved) and the split.
     """
     digests = set(ckpt.get("train_digests") or ())
     if digests:

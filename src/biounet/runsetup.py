@@ -14,8 +14,9 @@ import torch
 from . import distributed
 from .checkpoint import LAST, RunState, load_init
 from .config import TrainConfig
-from .data import AugmentConfig, TileSampler, kfold_split, read_dataset, weight_maps
+from .data import AugmentConfig, TileSampler, kfold_split, open_dataset
 from .data.readers import SegmentationData
+from .data.volume_data import loss_weights
 from .device import compiled, set_threads
 from .distributed import DistInfo
 from .errors import ConfigError, DataError
@@ -54,15 +55,16 @@ def training_data(
     """The dataset, its training and held-out indices, and the sampler of training tiles."""
     if data is None:
         if not cfg.data:
-            raise ConfigError("--data is required: the ISBI 2012 folder or a folder with images/ and masks/")
-        data = read_dataset(cfg.data, cfg.classes, cfg.in_channels, cfg.ignore_value, cfg.mask_threshold)
+            raise ConfigError(
+                "--data is required: the ISBI 2012 folder, a folder with images/ and masks/, or an image volume "
+                "with its label volume in --masks"
+            )
+        data = open_dataset(cfg.data, cfg.classes, cfg.in_channels, cfg.ignore_value, cfg.mask_threshold, cfg.masks)
     if data.masks is None:
         raise DataError("training needs masks, but the dataset has none")
     train_idx, val_idx = kfold_split(len(data), cfg.fold, cfg.folds)
-    maps = weight_maps(
-        [data.masks[i] for i in train_idx], cfg.classes, cfg.border_weight, cfg.border_sigma, cfg.class_balance
-    )
-    weights = dict(zip(train_idx, maps)) if maps is not None else None
+    # a lazy dataset's weight maps are made as its slices are drawn
+    weights = loss_weights(data.masks, train_idx, cfg.classes, cfg.border_weight, cfg.border_sigma, cfg.class_balance)
     augment = AugmentConfig(
         cfg.flip, cfg.rotate90, cfg.elastic, cfg.elastic_sigma, cfg.elastic_grid, cfg.brightness, cfg.contrast
     )

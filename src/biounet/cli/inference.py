@@ -24,7 +24,13 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
         "and write the metrics report.",
     )
     _model_options(ev)
-    ev.add_argument("--data", required=True, help="the ISBI 2012 folder or a folder of image/mask pairs")
+    ev.add_argument(
+        "--data",
+        required=True,
+        help="the ISBI 2012 folder, a folder of image/mask pairs, or an image volume (PATH.zarr, PATH.h5:/DATASET, "
+        "PATH.tif) with --masks",
+    )
+    ev.add_argument("--masks", default=None, help="the label volume of an image volume in --data (same z, y, x shape)")
     ev.add_argument("--fold", default=None, help="fold to score (default: the one the checkpoint held out)")
     ev.add_argument("--json", metavar="FILE", help="write the report here (default: print only)")
     ev.add_argument("--allow-train-slices", action="store_true", help="score even images the checkpoint was trained on")
@@ -138,7 +144,7 @@ def _prepare_inference(args: argparse.Namespace) -> tuple[Any, TrainConfig, dict
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from ..data import kfold_split, read_dataset
+    from ..data import kfold_split, open_dataset
     from ..evaluate import check_not_training_slices, evaluate_images
     from ..inference import describe_predictor
 
@@ -146,7 +152,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         check_output_file(args.json, "--json")
     predictor, cfg, ckpt = _prepare_inference(args)
     fold = checked_fold(args.fold if args.fold is not None else cfg.fold, cfg.folds)
-    data = read_dataset(args.data, cfg.classes, cfg.in_channels, cfg.ignore_value, cfg.mask_threshold)
+    data = open_dataset(args.data, cfg.classes, cfg.in_channels, cfg.ignore_value, cfg.mask_threshold, args.masks)
     _, val = kfold_split(len(data), fold, cfg.folds)
     if not args.allow_train_slices:
         check_not_training_slices(ckpt, cfg, data, args.data, val)

@@ -42,8 +42,9 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
         "train",
         TrainConfig(),
         "train a U-Net",
-        "Train a U-Net on the ISBI 2012 data or a folder of image/mask pairs. Options come "
-        "from the defaults below, then --config FILE, then the flags given.",
+        "Train a U-Net on the ISBI 2012 data, a folder of image/mask pairs, or an image volume and its "
+        "label volume (--data IMAGES --masks LABELS: Zarr, OME-Zarr, HDF5 or TIFF, read slice by slice). "
+        "Options come from the defaults below, then --config FILE, then the flags given.",
     )
     _train_parser(
         sub,
