@@ -116,7 +116,12 @@ def _volume_options(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="run the blocks on a local Dask cluster of N worker processes (the cores shared between them)",
     )
-    d.add_argument("--scheduler", default=None, metavar="ADDRESS", help="run the blocks on this Dask scheduler")
+    d.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run the blocks on this Dask scheduler (an address, or a scheduler file)",
+    )
 
 
 def progress_bar(total: int, unit: str) -> Any:
