@@ -18,8 +18,8 @@ from biounet.data.volumes import open_volume
 from biounet.engine import train
 from biounet.errors import ConfigError
 from biounet.inference import segment, torch_predictor
+from biounet.instances import instance_labels
 from biounet.model import build_model
-from biounet.predict import instance_labels
 
 
 def _volume(tmp_path, shape=(3, 70, 90), seed=0):
@@ -93,7 +93,7 @@ def test_instances_are_the_in_memory_ones_with_ids_unique_across_slices(tmp_path
         centre = batch[:, :, margin:-margin, margin:-margin]
         return np.concatenate([-8 * centre, 8 * centre], 1)
 
-    settings = VolumeSettings(tile=60, dtype="uint8", chunks=(32, 32), labels=True)
+    settings = VolumeSettings(tile=60, dtype="uint8", chunks=(32, 32), labels="watershed")
     out = predict_volume(open_volume(str(path)), predictor, cfg, tmp_path / "out", settings, "d", log=lambda s: None)
     cells = zarr.open_group(out, mode="r")["labels/cells/0"][:]
     probs = _in_memory(data, predictor, cfg, 60)

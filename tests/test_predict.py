@@ -62,3 +62,16 @@ def test_predict_bad_inputs(run_dir, tmp_path, capsys):
         == 1
     )
     assert "not a readable checkpoint" in capsys.readouterr().err
+
+
+def test_predict_labels_by_a_named_method_with_its_parameters(run_dir, isbi_dir, tmp_path, capsys):
+    stack = tifffile.imread(isbi_dir / "test-volume.tif")[:1, :128, :128]
+    tifffile.imwrite(tmp_path / "one.tif", stack, photometric="minisblack")
+    args = ["predict", str(tmp_path / "one.tif"), "--checkpoint", str(run_dir), "--precision", "fp32"]
+    assert main([*args, "--out", str(tmp_path / "mc"), "--labels", "multicut", "--label-param", "beta=0.4"]) == 0
+    labels = tifffile.imread(tmp_path / "mc" / "one_labels.tif")
+    assert labels.shape == (1, 128, 128) and labels.dtype == np.uint32  # (the methods: test_instances.py)
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "bad"), "--label-param", "beta=0.4"]) == 2
+    assert "add --labels METHOD" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "bad"), "--labels", "multicut", "--label-param", "bta=1"]) == 2

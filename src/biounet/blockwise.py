@@ -40,8 +40,8 @@ from .data.readers import scale_image
 from .data.volumes import Volume, parse_roi
 from .errors import BiounetError, ConfigError, DataError
 from .inference import Predictor, segment_box
+from .instances import instance_labels
 from .omezarr import OutputSpec, OutputStore, known_unit, output_path
-from .predict import instance_labels
 from .tiling import Reader, plan_tiles
 
 MAX_BLOCKS = 10**7  # more blocks than this (a 40-petavoxel region) means a volume that declares a wrong size
@@ -63,7 +63,8 @@ class VolumeSettings:
     tta: bool = False
     dtype: str = "uint8"
     chunks: tuple[int, int] | None = None  # (y, x) block and chunk side; default from the tile stride
-    labels: bool = False
+    labels: str | None = None  # an instance method of biounet.instances
+    label_params: tuple[tuple[str, Any], ...] = ()  # its parameters, (name, value) sorted by name
     roi: str | None = None
     compression: str = "zstd"
     ngff: str = "0.5"
@@ -301,7 +302,7 @@ def _run_block(
         store.write("image", one, probs[0][None])
         store.write("mask", one, (probs[0] > 0.5).astype(np.uint8)[None])
         if settings.labels:
-            cells = instance_labels(probs[1]).astype(np.uint64)
+            cells = instance_labels(probs[1], settings.labels, **dict(settings.label_params)).astype(np.uint64)
             base = z * (h * w + 1)  # ids unique across the volume, whatever order the slices run in
             cells[cells > 0] += base
             store.write("cells", one, cells.astype(store.spec.cells_dtype)[None])

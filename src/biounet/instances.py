@@ -94,9 +94,11 @@ def _relabel(labels: np.ndarray) -> np.ndarray:
 
 def _watershed(cell_prob: np.ndarray) -> np.ndarray:
     """Today's ``predict --labels``: the cell probability flooded from its confident cores."""
-    from .predict import instance_labels as seeded_watershed
+    from scipy import ndimage
+    from skimage.segmentation import watershed
 
-    return seeded_watershed(cell_prob)
+    cores, _ = ndimage.label(cell_prob > 0.9)
+    return watershed(-cell_prob, cores, mask=cell_prob > 0.5).astype(np.uint32)
 
 
 def _superpixel_graph(membrane: np.ndarray, boundary_threshold, sigma_seeds, sigma_weights, alpha, min_size):

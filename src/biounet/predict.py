@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -15,6 +16,7 @@ from .data.readers import IMAGE_SUFFIXES, is_channels_last, read_image_file, sca
 from .errors import ConfigError, DataError
 from .fileio import atomic_write
 from .inference import Predictor, segment
+from .instances import instance_labels
 
 
 def list_inputs(inputs: list[str]) -> list[Path]:
@@ -77,17 +79,6 @@ def overlay(image: np.ndarray, membrane: np.ndarray) -> np.ndarray:
     return rgb.astype(np.uint8)
 
 
-def instance_labels(cell_prob: np.ndarray) -> np.ndarray:
-    """uint32 cell instances: a watershed of the cell probability from its confident cores."""
-    from scipy import ndimage
-    from skimage.segmentation import watershed
-
-    cells = cell_prob > 0.5
-    cores, _ = ndimage.label(cell_prob > 0.9)
-    labels = watershed(-cell_prob, cores, mask=cells)
-    return labels.astype(np.uint32)
-
-
 def _write_tiff(path: Path, array: np.ndarray, dtype: type | None = None) -> None:
     import tifffile
 
@@ -108,12 +99,14 @@ def predict_files(
     tile: int | None = None,
     batch_size: int = 4,
     tta: bool = False,
-    labels: bool = False,
+    labels: str | None = None,
     overlays: bool = False,
     log: Callable[[str], object] = print,
     progress: Callable[[int], None] | None = None,
+    label_params: dict[str, Any] | None = None,
 ) -> list[Path]:
-    """Segment every file and write the outputs (atomically); returns the paths written."""
+    """Segment every file and write the outputs (atomically); returns the paths written. ``labels``
+    names an instance method (:mod:`biounet.instances`), run with ``label_params``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -135,7 +128,7 @@ def predict_files(
         hard = np.where(probs[:, 0] > 0.5, 0, 255) if probs.shape[1] == 2 else probs.argmax(1)
         outputs[out_dir / f"{f.stem}_mask.tif"] = partial(_write_tiff, array=hard.astype(np.uint8))
         if labels and probs.shape[1] == 2:
-            inst = np.stack([instance_labels(p[1]) for p in probs])
+            inst = np.stack([instance_labels(p[1], labels, **(label_params or {})) for p in probs])
             outputs[out_dir / f"{f.stem}_labels.tif"] = partial(_write_tiff, array=inst)
         if overlays and probs.shape[1] == 2:
             for z, (img, pr) in enumerate(zip(stack, probs)):

@@ -10,6 +10,7 @@ from typing import Any
 from ..config import TrainConfig
 from ..errors import ConfigError
 from ..fileio import check_output_dir, check_output_file, write_json
+from ..instances import METHODS as INSTANCE_METHODS
 from ..metrics import REPORTED_METRICS
 from .checks import check_inference_options, checked_fold
 
@@ -45,7 +46,23 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, multi-page TIFF, or folder")
     _model_options(pr)
     pr.add_argument("--out", required=True, help="output folder")
-    pr.add_argument("--labels", action="store_true", help="also write <stem>_labels.tif: uint32 cell instances")
+    pr.add_argument(
+        "--labels",
+        nargs="?",
+        const="watershed",
+        default=None,
+        choices=sorted(INSTANCE_METHODS),
+        metavar="METHOD",
+        help="also write <stem>_labels.tif: uint32 cell instances by METHOD (default watershed; "
+        "multicut, gasp, objects: docs/instances.md)",
+    )
+    pr.add_argument(
+        "--label-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a parameter of the --labels method, e.g. beta=0.4 (repeatable)",
+    )
     pr.add_argument("--overlay", action="store_true", help="also write PNGs of the image with predicted membranes")
     _inference_options(pr)
     _volume_options(pr)
@@ -218,11 +235,20 @@ def _run_predict(args: argparse.Namespace) -> int:
             args.overlay,
             log=bar.write if bar else print,
             progress=bar.update if bar else None,
+            label_params=_label_params(args),
         )
     finally:
         if bar:
             bar.close()
     return 0
+
+
+def _label_params(args: argparse.Namespace) -> dict[str, Any]:
+    from ..instances import parse_params
+
+    if args.label_param and not args.labels:
+        raise ConfigError("--label-param sets a parameter of the --labels method; add --labels METHOD")
+    return parse_params(args.labels, args.label_param) if args.labels else {}
 
 
 def _is_volume_input(item: str, fmt: str) -> bool:
@@ -273,6 +299,7 @@ def _volume_settings(args: argparse.Namespace) -> Any:
         dtype=args.dtype,
         chunks=chunks,
         labels=args.labels,
+        label_params=tuple(sorted(_label_params(args).items())),
         roi=args.roi,
         compression=args.compression,
         ngff=args.ngff,
