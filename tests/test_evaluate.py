@@ -226,3 +226,16 @@ def test_score_refuses_a_stack_larger_than_memory_before_reading(tmp_path, monke
     monkeypatch.setattr(readers, "available_ram_bytes", lambda: 1000)
     with pytest.raises(DataError, match="declares 2 x 64 x 64 float32 pixels"):
         score_files(path, path, None, "membrane")
+
+
+def test_instances_from_a_perfect_map_score_one_and_a_merge_less(isbi_data):
+    from biounet.evaluate import score_instances
+
+    mask = np.asarray(isbi_data.masks[0])[:200, :200]  # 1 = cell, 0 = membrane
+    perfect = score_instances([mask.astype(np.float32)], [mask], "watershed", {})
+    assert perfect["method"] == "watershed" and perfect["params"] == {}
+    assert perfect["v_rand"] == pytest.approx(1.0) and perfect["v_info"] == pytest.approx(1.0)
+    gap = mask.astype(np.float32)
+    gap[mask == 0] = 0.95  # every membrane faint: the cores still split, the mask merges everything
+    merged = score_instances([gap], [mask], "objects", {"threshold": 0.5})
+    assert merged["v_rand"] < 0.5 and "object_f1" in merged and merged["params"]["threshold"] == 0.5

@@ -17,7 +17,16 @@ from .data.readers import SegmentationData, image_digest, read_image_file
 from .data.split import kfold_split
 from .errors import ConfigError, DataError
 from .inference import Predictor, segment
-from .metrics import CHALLENGE_METRICS, IMAGE_METRICS, challenge_scores, dice_coeff, dice_coeff_388, hard_scores
+from .instances import boundary_map, instance_labels, method_params, object_scores
+from .metrics import (
+    CHALLENGE_METRICS,
+    IMAGE_METRICS,
+    challenge_scores,
+    dice_coeff,
+    dice_coeff_388,
+    hard_scores,
+    truth_segmentation,
+)
 
 
 def evaluate_images(
@@ -30,6 +39,8 @@ def evaluate_images(
     batch_size: int = 4,
     tta: bool = False,
     progress: Callable[[int], None] | None = None,
+    labels: str | None = None,
+    label_params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Segment ``data`` images ``indices`` at full resolution and score them (a lazy dataset's slices are read
     one at a time; the cell probabilities of every scored image are kept for the challenge's measures).
@@ -79,8 +90,30 @@ def evaluate_images(
             for row, value in zip(per_image, challenge[f"{name}_per_image"]):
                 row[name] = value
         report["thresholds"] = thresholds
+    if masks and labels:
+        report["instances"] = score_instances(cell_probs, masks, labels, label_params or {})
     report["per_image"] = per_image
     return report
+
+
+def score_instances(
+    cell_probs: list[np.ndarray], masks: list[np.ndarray], method: str, params: dict[str, Any]
+) -> dict[str, Any]:
+    """The challenge's measures of instance maps made by ``method``: each map's one-pixel boundary map
+    (:func:`biounet.instances.boundary_map`) is the proposal, scored at one threshold (an instance map
+    has no threshold to sweep); per image and the mean. ``objects`` adds object-level scores (matched
+    F1 at IoU 0.5, mean IoU of the matched objects, foreground IoU), means over the images."""
+    maps = [instance_labels(p, method, **params) for p in cell_probs]
+    scores = challenge_scores([1.0 - boundary_map(m).astype(np.float32) for m in maps], masks, thresholds=(0.5,))
+    out: dict[str, Any] = {"method": method, "params": method_params(method, **params)}
+    for name in CHALLENGE_METRICS:
+        out[name] = scores[name]
+        out[f"{name}_per_image"] = scores[f"{name}_per_image"]
+    if method == "objects":
+        rows = [object_scores(m, truth_segmentation(mask == 1)) for m, mask in zip(maps, masks)]
+        for key in ("f1", "matched_iou", "foreground_iou"):
+            out[f"object_{key}"] = float(np.mean([r[key] for r in rows]))
+    return out
 
 
 def check_not_training_slices(

@@ -11,7 +11,7 @@ from ..config import TrainConfig
 from ..errors import ConfigError
 from ..fileio import check_output_dir, check_output_file, write_json
 from ..instances import METHODS as INSTANCE_METHODS
-from ..metrics import REPORTED_METRICS
+from ..metrics import CHALLENGE_METRICS, REPORTED_METRICS
 from .checks import check_inference_options, checked_fold
 
 COMMANDS = ("evaluate", "predict")
@@ -35,6 +35,7 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--fold", default=None, help="fold to score (default: the one the checkpoint held out)")
     ev.add_argument("--json", metavar="FILE", help="write the report here (default: print only)")
     ev.add_argument("--allow-train-slices", action="store_true", help="score even images the checkpoint was trained on")
+    _label_options(ev, "also score the instances made by METHOD (their one-pixel boundaries, the challenge's way)")
     _inference_options(ev)
     pr = sub.add_parser(
         "predict",
@@ -46,23 +47,7 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, multi-page TIFF, or folder")
     _model_options(pr)
     pr.add_argument("--out", required=True, help="output folder")
-    pr.add_argument(
-        "--labels",
-        nargs="?",
-        const="watershed",
-        default=None,
-        choices=sorted(INSTANCE_METHODS),
-        metavar="METHOD",
-        help="also write <stem>_labels.tif: uint32 cell instances by METHOD (default watershed; "
-        "multicut, gasp, objects: docs/instances.md)",
-    )
-    pr.add_argument(
-        "--label-param",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a parameter of the --labels method, e.g. beta=0.4 (repeatable)",
-    )
+    _label_options(pr, "also write <stem>_labels.tif: uint32 cell instances by METHOD")
     pr.add_argument("--overlay", action="store_true", help="also write PNGs of the image with predicted membranes")
     _inference_options(pr)
     _volume_options(pr)
@@ -70,6 +55,25 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     return _run_evaluate(args) if args.command == "evaluate" else _run_predict(args)
+
+
+def _label_options(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--labels",
+        nargs="?",
+        const="watershed",
+        default=None,
+        choices=sorted(INSTANCE_METHODS),
+        metavar="METHOD",
+        help=f"{what} (default watershed; multicut, gasp, objects: docs/instances.md)",
+    )
+    p.add_argument(
+        "--label-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a parameter of the --labels method, e.g. beta=0.4 (repeatable)",
+    )
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:
@@ -191,6 +195,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             args.batch_size,
             args.tta,
             progress=(lambda n: bar.update(n - bar.n)) if bar else None,
+            labels=args.labels,
+            label_params=_label_params(args),
         )
     finally:
         if bar:
@@ -201,6 +207,13 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             print(f"{key:15s} {report[key]:.4f}")
     if "thresholds" in report:
         print("thresholds     ", ", ".join(f"{k} {v}" for k, v in report["thresholds"].items()))
+    if "instances" in report:
+        inst = report["instances"]
+        params = ", ".join(f"{k}={v}" for k, v in inst["params"].items())
+        print(f"instances by {inst['method']}" + (f" ({params})" if params else "") + ":")
+        for key in [*CHALLENGE_METRICS, "object_f1", "object_matched_iou", "object_foreground_iou"]:
+            if key in inst:
+                print(f"  {key:13s} {inst[key]:.4f}")
     if args.json:
         write_json(report, args.json)
         print(f"report written to {args.json}")
