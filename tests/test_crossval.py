@@ -103,6 +103,14 @@ def test_cv_trains_evaluates_and_keeps_finished_folds(isbi_dir, tmp_path, capsys
     capsys.readouterr()
     assert main(args) == 0  # finished folds are kept, not retrained
     assert capsys.readouterr().out.count("trained (2 steps), evaluating") == 2
+    # instances with parameters chosen on the other fold, beside the thresholded baselines
+    assert main([*args, "--labels", "multicut"]) == 0
+    chosen = json.loads((out / "cv-labels-multicut.json").read_text())
+    assert set(chosen) == {"1", "2"}
+    for r in chosen.values():
+        assert r["method"] == "multicut" and r["params"]["beta"] in (0.3, 0.4, 0.5, 0.6, 0.7)
+        assert 0 <= r["v_rand"] <= 1 and 0 <= r["threshold_chosen"]["v_rand"] <= r["threshold_best_on_fold"]["v_rand"]
+    assert "| mean |" in (out / "cv-labels-multicut.md").read_text()
 
 
 @pytest.mark.slow

@@ -36,11 +36,13 @@ def run_cv(
     fold_list: list[str],
     out: str | Path,
     log: Callable[[str], object] = print,
+    labels: str | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume) and evaluate every fold of ``fold_list``; writes cv.json and cv.md."""
+    """Train (or resume) and evaluate every fold of ``fold_list``; writes cv.json and cv.md. With
+    ``labels`` (an instance method), also cv-labels-METHOD.json and .md: the method with parameters
+    chosen on the other folds (:mod:`biounet.selection`)."""
     from .checkpoint import load_predictor
     from .data import kfold_split, open_dataset
-    from .engine import train
     from .evaluate import evaluate_images
     from .inference import describe_predictor
 
@@ -53,31 +55,18 @@ def run_cv(
     # one dataset for every fold (a volume pair is read lazily: its label volume is scanned once, here)
     data = open_dataset(cfg.data, cfg.classes, cfg.in_channels, cfg.ignore_value, cfg.mask_threshold, cfg.masks)
     reports = {}
+    heldout: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
     for fold in fold_list:
         run = out / f"fold-{fold}"
-        # cv scores the final weights below, so training skips its own validation of the last
-        # step (the same images would be segmented twice); --val-every validations still run
-        fold_cfg = cfg.replace(fold=fold, out=str(run), resume=None)
-        last = run / ckpt_io.LAST
-        if last.is_file():
-            step = ckpt_io.load(last)["step"]
-            if step < cfg.steps:
-                log(f"fold {fold}: resuming at step {step}")
-                train(
-                    fold_cfg.replace(resume=str(run)),
-                    {"resume": str(run), "steps": cfg.steps},
-                    data=data,
-                    validate_at_end=False,
-                )
-            else:
-                log(f"fold {fold}: trained ({step} steps), evaluating")
-        else:
-            log(f"fold {fold}: training")
-            train(fold_cfg, explicit, data=data, validate_at_end=False)
+        last = _train_fold(cfg, explicit, fold, run, data, log)
         predictor, run_cfg, ckpt = load_predictor(last, cfg.device, cfg.precision)
         _, val = kfold_split(len(data), fold, cfg.folds)
         # scored as the recipe validates: with the 8 flips/rotations when it sets --val-tta
-        report = evaluate_images(predictor, data, val, run_cfg.depth, run_cfg.padding, tta=cfg.val_tta)
+        probs: list[np.ndarray] = []
+        report = evaluate_images(
+            predictor, data, val, run_cfg.depth, run_cfg.padding, tta=cfg.val_tta, cell_probs_out=probs
+        )
+        heldout[fold] = (probs, [data.masks[i] for i in val] if data.masks is not None else [])
         report.update(
             fold=fold, step=ckpt["step"], checkpoint=ckpt["path"], tta=cfg.val_tta, **describe_predictor(predictor)
         )
@@ -99,7 +88,39 @@ def run_cv(
     write_json(summary, out / "cv.json")
     atomic_write_text(out / "cv.md", cv_table(summary))
     log(f"wrote {out / 'cv.json'} and {out / 'cv.md'}")
+    if labels:
+        from .selection import select_and_score, selection_table
+
+        chosen = select_and_score(heldout, labels, log)
+        write_json(chosen, out / f"cv-labels-{labels}.json")
+        atomic_write_text(out / f"cv-labels-{labels}.md", selection_table(chosen))
+        log(f"wrote {out / f'cv-labels-{labels}.json'} and .md")
+        summary["labels"] = chosen
     return summary
+
+
+def _train_fold(
+    cfg: TrainConfig, explicit: dict[str, Any], fold: str, run: Path, data: Any, log: Callable[[str], object]
+) -> Path:
+    """Train fold ``fold`` into ``run`` (resuming it, or keeping it when finished); returns its last.pt.
+    cv scores the final weights itself, so training skips its own validation of the last step (the
+    same images would be segmented twice); --val-every validations still run."""
+    from .engine import train
+
+    fold_cfg = cfg.replace(fold=fold, out=str(run), resume=None)
+    last = run / ckpt_io.LAST
+    if not last.is_file():
+        log(f"fold {fold}: training")
+        train(fold_cfg, explicit, data=data, validate_at_end=False)
+        return last
+    step = ckpt_io.load(last)["step"]
+    if step < cfg.steps:
+        log(f"fold {fold}: resuming at step {step}")
+        resume = {"resume": str(run), "steps": cfg.steps}
+        train(fold_cfg.replace(resume=str(run)), resume, data=data, validate_at_end=False)
+    else:
+        log(f"fold {fold}: trained ({step} steps), evaluating")
+    return last
 
 
 def cv_table(summary: dict[str, Any]) -> str:

@@ -41,6 +41,7 @@ def evaluate_images(
     progress: Callable[[int], None] | None = None,
     labels: str | None = None,
     label_params: dict[str, Any] | None = None,
+    cell_probs_out: list[np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Segment ``data`` images ``indices`` at full resolution and score them (a lazy dataset's slices are read
     one at a time; the cell probabilities of every scored image are kept for the challenge's measures).
@@ -92,6 +93,8 @@ def evaluate_images(
         report["thresholds"] = thresholds
     if masks and labels:
         report["instances"] = score_instances(cell_probs, masks, labels, label_params or {})
+    if cell_probs_out is not None:  # for a caller that scores them again (cv --labels)
+        cell_probs_out.extend(cell_probs)
     report["per_image"] = per_image
     return report
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from ..config import TrainConfig
 from ..errors import ConfigError
 from ..fileio import check_output_dir
+from ..instances import METHODS as INSTANCE_METHODS
 from .options import add_config_arguments, resolve
 
 COMMANDS = ("train", "demo", "cv")
@@ -70,6 +71,14 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
         help="comma-separated folds to run (default: 0,1,2,3,4; the number of folds is the "
         "config key `folds`, default 5)",
     )
+    cv.add_argument(
+        "--labels",
+        default=None,
+        choices=sorted(INSTANCE_METHODS),
+        metavar="METHOD",
+        help="also score the instances of METHOD (watershed, multicut, gasp, objects) with its parameters chosen "
+        "on the other folds' held-out slices: OUT/cv-labels-METHOD.json and .md",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,11 +114,11 @@ def _run_demo(args: argparse.Namespace) -> int:
 def _run_cv(args: argparse.Namespace) -> int:
     from ..crossval import parse_folds, run_cv
 
-    fold_list = args.fold_list
-    del args.fold_list
+    fold_list, labels = args.fold_list, args.labels
+    del args.fold_list, args.labels
     cfg, explicit = resolve(args, TrainConfig())
     if not cfg.out:
         raise ConfigError("--out is required: the folder that receives fold-K/ runs, cv.json and cv.md")
     check_output_dir(cfg.out, "--out")
-    run_cv(cfg.validate(), explicit, parse_folds(fold_list, cfg.folds), cfg.out)
+    run_cv(cfg.validate(), explicit, parse_folds(fold_list, cfg.folds), cfg.out, labels=labels)
     return 0
