@@ -239,3 +239,16 @@ def test_instances_from_a_perfect_map_score_one_and_a_merge_less(isbi_data):
     gap[mask == 0] = 0.95  # every membrane faint: the cores still split, the mask merges everything
     merged = score_instances([gap], [mask], "objects", {"threshold": 0.5})
     assert merged["v_rand"] < 0.5 and "object_f1" in merged and merged["params"]["threshold"] == 0.5
+
+
+def test_fold_none_scores_every_image_the_model_was_not_trained_on(run_dir, isbi_dir, tmp_path, capsys):
+    from biounet.cli import main
+
+    out = tmp_path / "none.json"
+    args = ["evaluate", "--checkpoint", str(run_dir), "--data", str(isbi_dir), "--precision", "fp32"]
+    assert main([*args, "--fold", "none", "--json", str(out), "--labels", "watershed"]) == 0
+    printed = capsys.readouterr().out
+    assert "left out 24 image(s) the model was trained on; scoring 6" in printed
+    report = json.loads(out.read_text())
+    assert report["n_images"] == 6 and {r["index"] for r in report["per_image"]} == {4, 6, 7, 9, 18, 19}
+    assert report["instances"]["method"] == "watershed" and 0 <= report["instances"]["v_rand"] <= 1

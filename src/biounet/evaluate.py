@@ -119,6 +119,21 @@ def score_instances(
     return out
 
 
+def untrained_indices(ckpt: dict[str, Any], data: SegmentationData, indices: list[int]) -> list[int]:
+    """``indices`` without the images the checkpoint was trained on (by content fingerprint), saying
+    how many were left out; all of them when the checkpoint stores no fingerprints (the caller's
+    :func:`check_not_training_slices` then applies its older rule)."""
+    digests = set(ckpt.get("train_digests") or ())
+    if not digests:
+        return indices
+    kept = [i for i in indices if image_digest(data.images[i]) not in digests]
+    if len(kept) < len(indices):
+        print(f"left out {len(indices) - len(kept)} image(s) the model was trained on; scoring {len(kept)}")
+    if not kept:
+        raise ConfigError("every image of --data was used to train the checkpoint: there is nothing to validate on")
+    return kept
+
+
 def check_not_training_slices(
     ckpt: dict[str, Any], ckpt_cfg: TrainConfig, data: SegmentationData, data_path: str | Path, scored: list[int]
 ) -> None:

@@ -28,10 +28,13 @@ def check_inference_options(args: argparse.Namespace) -> None:
 
 
 def checked_fold(fold: str, folds: int) -> str:
-    """The fold ``evaluate`` scores: one of the model's ``folds``."""
+    """The fold ``evaluate`` scores: one of the model's ``folds``, or "none" (every image: a separate set)."""
+    if fold == "none":
+        return fold
     if fold == "all" or not (str(fold).isdigit() and 0 <= int(fold) < folds):
         raise ConfigError(
-            f"--fold must be one of 0..{folds - 1} (the model's {folds} folds), got {fold!r}"
+            f"--fold must be one of 0..{folds - 1} (the model's {folds} folds) or none (every image of a separate "
+            f"labelled set), got {fold!r}"
             + ("; the model was trained on every image (--fold all), so name a fold to score" if fold == "all" else "")
         )
     return fold

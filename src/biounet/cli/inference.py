@@ -32,7 +32,12 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
         "PATH.tif) with --masks",
     )
     ev.add_argument("--masks", default=None, help="the label volume of an image volume in --data (same z, y, x shape)")
-    ev.add_argument("--fold", default=None, help="fold to score (default: the one the checkpoint held out)")
+    ev.add_argument(
+        "--fold",
+        default=None,
+        help="fold to score (default: the one the checkpoint held out); none: every image of --data that the "
+        "model was not trained on (a separate labelled set)",
+    )
     ev.add_argument("--json", metavar="FILE", help="write the report here (default: print only)")
     ev.add_argument("--allow-train-slices", action="store_true", help="score even images the checkpoint was trained on")
     _label_options(ev, "also score the instances made by METHOD (their one-pixel boundaries, the challenge's way)")
@@ -171,7 +176,7 @@ def _prepare_inference(args: argparse.Namespace) -> tuple[Any, TrainConfig, dict
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from ..data import kfold_split, open_dataset
-    from ..evaluate import check_not_training_slices, evaluate_images
+    from ..evaluate import check_not_training_slices, evaluate_images, untrained_indices
     from ..inference import describe_predictor
 
     if args.json:
@@ -179,7 +184,12 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     predictor, cfg, ckpt = _prepare_inference(args)
     fold = checked_fold(args.fold if args.fold is not None else cfg.fold, cfg.folds)
     data = open_dataset(args.data, cfg.classes, cfg.in_channels, cfg.ignore_value, cfg.mask_threshold, args.masks)
-    _, val = kfold_split(len(data), fold, cfg.folds)
+    if fold == "none":  # a separate labelled set: every image the model was not trained on
+        val = list(range(len(data)))
+        if not args.allow_train_slices:
+            val = untrained_indices(ckpt, data, val)
+    else:
+        _, val = kfold_split(len(data), fold, cfg.folds)
     if not args.allow_train_slices:
         check_not_training_slices(ckpt, cfg, data, args.data, val)
     print(f"evaluating {ckpt['path']} (step {ckpt['step']}) on fold {fold}: {len(val)} images", flush=True)
