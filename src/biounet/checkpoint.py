@@ -232,8 +232,11 @@ def load_predictor(
 
 
 def load_init(model: UNet, path: str) -> list[str]:
-    """Copy weights from a checkpoint for fine-tuning; skips the output layer if classes differ."""
-    ckpt = load(path)
+    """Copy weights from a checkpoint (or a built-in model's name) for fine-tuning; skips the output
+    layer if classes differ."""
+    from .pretrained import builtin_path, is_builtin
+
+    ckpt = load(builtin_path(path) if is_builtin(path) else path)
     state = ckpt["model"]
     own = model.state_dict()
     skipped = []

@@ -1,11 +1,11 @@
 """The ``biounet`` command: parses options once and hands one config to the library.
 
 One module per command group (training.py: train, demo, cv; inference.py: evaluate, predict;
-export.py, bench.py, fetch.py, score.py), each with ``add_arguments`` and ``run``; the values of
+export.py, bench.py, fetch.py, score.py, models.py), each with ``add_arguments`` and ``run``; the values of
 the command line are checked in checks.py (the training options: ``TrainConfig.validate``).
 
 Subcommands: ``train``, ``demo`` (train on embedded synthetic EM-like data), ``cv``,
-``evaluate``, ``predict``, ``export``, ``bench``, ``fetch``.
+``evaluate``, ``predict``, ``export``, ``bench``, ``fetch``, ``score``, ``models``.
 User errors (bad options, missing files) print one line and exit 2; set BIOUNET_DEBUG=1 to see
 the traceback.
 """
@@ -20,11 +20,11 @@ from collections.abc import Callable
 
 from .. import __version__
 from ..errors import FAILURE, BiounetError, describe_os_error
-from . import bench, export, fetch, inference, score, training
+from . import bench, export, fetch, inference, models, score, training
 
 # One module per command group, each with ``add_arguments(sub)`` and ``run(args)``, in the order
 # of ``biounet --help``.
-GROUPS = (training, inference, export, bench, fetch, score)
+GROUPS = (training, inference, export, bench, fetch, score, models)
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     name: group.run for group in GROUPS for name in group.COMMANDS
 }
