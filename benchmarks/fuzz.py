@@ -1477,7 +1477,7 @@ def check_volume_store(argv: list[str]) -> str | None:
         attrs = zarr.open_group(str(store), mode="r").attrs.asdict()
         if not attrs.get("biounet", {}).get("complete"):
             return f"{store} is not marked complete"
-        layers = [("", args.dtype), ("/labels/mask", "uint8")] + [("/labels/cells", None)] * args.labels
+        layers = [("", args.dtype), ("/labels/mask", "uint8")] + [("/labels/cells", None)] * bool(args.labels)
         for inner, dtype in layers:
             out = open_volume(f"{store}{inner}")
             if out.shape != shape or dtype and out.dtype != np.dtype(dtype):
