@@ -57,8 +57,10 @@ def main() -> None:
         a = segment(image, full, cfg.depth, cfg.padding)[0]
         b = segment(image, half, cfg.depth, cfg.padding)[0]
         worst = max(worst, float(np.abs(a - b).max()))
-    print(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MiB); float16 vs float32 weights, ISBI test slices 0-2: "
-          f"largest probability difference {worst:.2e}")
+    print(
+        f"wrote {path} ({path.stat().st_size / 2**20:.2f} MiB); float16 vs float32 weights, ISBI test slices 0-2: "
+        f"largest probability difference {worst:.2e}"
+    )
 
 
 if __name__ == "__main__":
