@@ -22,6 +22,7 @@ import torch
 
 from biounet.checkpoint import load_predictor
 from biounet.data.readers import scale_image
+from biounet.fileio import atomic_write, atomic_write_text
 from biounet.inference import segment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,10 +46,10 @@ def main() -> None:
         "versions": ckpt.get("versions", {}),
     }
     path = OUT / f"{args.name}.pt"
-    torch.save(small, path)
+    atomic_write(path, lambda tmp: torch.save(small, tmp))
     meta = json.loads(args.metadata.read_text())
     meta.update(name=args.name, step=ckpt["step"], config=small["config"], bytes=path.stat().st_size)
-    (OUT / f"{args.name}.json").write_text(json.dumps(meta, indent=1) + "\n")
+    atomic_write_text(OUT / f"{args.name}.json", json.dumps(meta, indent=1) + "\n")
     full, cfg, _ = load_predictor(args.run / "last.pt", "cpu", "fp32")
     half, _, _ = load_predictor(path, "cpu", "fp32")
     worst = 0.0

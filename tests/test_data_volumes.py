@@ -179,7 +179,7 @@ def test_non_finite_floats_are_a_data_error(tmp_path):
     floats[3, 2, 1], floats[3, 30, 40] = np.nan, np.inf
     volume = open_volume(write_zarr(tmp_path / "f.zarr", floats))
     assert volume.value_range(2) == (0.0, 0.0)
-    with pytest.raises(DataError, match="z=3 has 2 non-finite.*fill them"):
+    with pytest.raises(DataError, match="z=3 has 2 NaN or infinite.*fill them"):
         volume.value_range(3)
 
 

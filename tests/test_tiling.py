@@ -91,3 +91,18 @@ def test_a_box_is_computed_by_the_whole_images_tiles_only():
     out = predict_box(lambda a, b, c, d: image[:, a:b, c:d], (100, 100), (13, 30, 50, 61), predictor, plan, 64)
     assert out.shape == (2, 17, 11)
     assert sum(seen) == 2 * 2  # rows from 0 and 20, columns from 40 and 60
+
+
+def test_a_box_on_the_stride_runs_only_its_own_valid_tiles_and_tiny_tiles_are_refused():
+    plan = plan_tiles(2048, 2048, depth=4, tile=700)  # 516 out, stride 512: neighbours overlap by 4
+    seen = []
+
+    def predictor(batch):
+        seen.append(batch.shape[0])
+        return np.zeros((batch.shape[0], 2, 516, 516), np.float32)
+
+    image = np.zeros((1, 2048, 2048), np.float32)
+    predict_box(lambda a, b, c, d: image[:, a:b, c:d], (2048, 2048), (512, 1024, 512, 1024), predictor, plan, 64)
+    assert sum(seen) == 1  # the tile from 0 reaches 4 pixels in, but the tile from 512 overwrites them
+    with pytest.raises(ConfigError, match="use --tile 204"):
+        plan_tiles(64, 64, depth=4, tile=188)

@@ -44,7 +44,7 @@ from .instances import instance_labels
 from .omezarr import OutputSpec, OutputStore, known_unit, output_path
 from .tiling import Reader, plan_tiles
 
-MAX_BLOCKS = 10**7  # more blocks than this (a 40-petavoxel region) means a volume that declares a wrong size
+MAX_BLOCKS = 10**7  # more blocks than this (40 teravoxels in 2048^2 blocks) means a volume declaring a wrong size
 MAX_LABEL_SLICE = 16384 * 16384  # the largest slice whose instances are computed (whole, in memory)
 CHUNK_TARGET = 1024  # default chunk side: the multiple of the tile stride nearest to this
 # Blocks are squares of whole chunks about this wide. Valid padding: a block that is a multiple of the
@@ -129,7 +129,10 @@ def _output_spec(
     chunks = settings.chunks or default_chunks(volume, cfg, settings.tile)
     step = 2**cfg.depth
     if any(c < step or c % 16 for c in chunks):
-        raise ConfigError(f"--chunks {chunks[0]},{chunks[1]}: chunk sides must be positive multiples of 16")
+        raise ConfigError(
+            f"--chunks {chunks[0]},{chunks[1]}: chunk sides must be multiples of 16 and at least the network's "
+            f"step ({step}); e.g. --chunks 1024,1024"
+        )
     shape = tuple(s.stop - s.start for s in roi)
     assert len(shape) == 3
     return OutputSpec(
@@ -157,11 +160,6 @@ def _check(volume: Volume, cfg: TrainConfig, settings: VolumeSettings) -> None:
         raise ConfigError(
             f"{volume.spec} has {volume.channels} channel(s) (axes {volume.axes}) but the model takes "
             f"{cfg.in_channels}; if that axis holds slices, pass --axes (e.g. --axes zyx)"
-        )
-    if settings.labels and volume.shape[1] * volume.shape[2] > MAX_LABEL_SLICE:
-        raise ConfigError(
-            f"{volume.spec}: slices of {volume.shape[1]}x{volume.shape[2]} are too large for --labels (each slice's "
-            f"instances are computed whole, up to 16384x16384 pixels); drop --labels or restrict x/y with --roi"
         )
 
 
@@ -223,13 +221,20 @@ def prepare_volume(
     and the number of blocks in all (no block left to do when the store is complete)."""
     _check(volume, cfg, settings)
     roi = parse_roi(settings.roi, volume.shape) if settings.roi else tuple(slice(0, n) for n in volume.shape)
+    h, w = roi[1].stop - roi[1].start, roi[2].stop - roi[2].start
+    if settings.labels and h * w > MAX_LABEL_SLICE:
+        raise ConfigError(
+            f"{volume.spec}: slices of {h}x{w} are too large for --labels (each slice's instances are "
+            f"computed whole, up to 16384x16384 pixels); drop --labels or restrict y and x with --roi"
+        )
     fingerprint = {
         "model_sha256": model_digest,
         "precision": precision,
         "depth": cfg.depth,
         "padding": cfg.padding,
-        **{k: v for k, v in asdict(settings).items() if k not in ("batch_size", "chunks")},
-        "input": {"spec": volume.spec, "shape": list(volume.shape), "dtype": str(volume.dtype)},
+        # the region is the store's shape and origin (compared by the store); the input by its resolved path
+        **{k: v for k, v in asdict(settings).items() if k not in ("batch_size", "chunks", "roi")},
+        "input": {"path": volume.source_path, "shape": list(volume.shape), "dtype": str(volume.dtype)},
     }
     spec = _output_spec(volume, cfg, settings, roi, fingerprint)
     block = (1, *spec.shape[1:]) if settings.labels else block_shape(spec.chunks, cfg.padding)

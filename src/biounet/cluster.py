@@ -17,7 +17,7 @@ so far kept: the same command resumes it.
 from __future__ import annotations
 
 import logging
-import os
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -153,9 +153,10 @@ def predict_volume_dask(
     job, todo, total = prepare_volume(volume, model.precision, cfg, out_dir, settings, model_digest, log)
     if todo:
         job_f, model_f = client.scatter([job, model], broadcast=True)
+        run_id = uuid.uuid4().hex  # task keys are global on a shared scheduler: unique per run
         futures = {
             client.submit(
-                segment_block, job_f, model_f, key, region, key=f"biounet-{key}-{os.getpid()}", retries=retries
+                segment_block, job_f, model_f, key, region, key=f"biounet-{key}-{run_id}", retries=retries
             ): key
             for key, region in todo
         }

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ConfigError
-from .geometry import is_valid_output, output_size, valid_margin
+from .geometry import is_valid_output, output_or_none, output_size, valid_margin
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 # reads the in-bounds box [y0, y1) x [x0, x1) of an image -> (C, y1 - y0, x1 - x0) float32
@@ -93,6 +93,14 @@ def plan_tiles(
         m = valid_margin(depth)
         if tile is not None:
             out = output_size(tile, depth)
+            if out < 2**depth:  # tiles on the pooling step would leave gaps between their outputs
+                bigger = next(
+                    t for t in range(tile + 1, tile + 2 ** (depth + 2)) if (output_or_none(t, depth) or 0) >= 2**depth
+                )
+                raise ConfigError(
+                    f"--tile {tile} gives {out}-pixel outputs, fewer than the network's {2**depth}-pixel "
+                    f"step; use --tile {bigger} or more"
+                )
             return TilePlan((tile, tile), (out, out), (_valid_stride(out, depth),) * 2, m)
         oh, ow = _best_valid_side(height, depth, max_tile), _best_valid_side(width, depth, max_tile)
         return TilePlan((oh + 2 * m, ow + 2 * m), (oh, ow), (_valid_stride(oh, depth), _valid_stride(ow, depth)), m)
@@ -150,6 +158,12 @@ def softmax(scores: np.ndarray, axis: int = 1) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True)
 
 
+def _covering(starts: list[int], lo: int, hi: int, reach: int) -> list[int]:
+    """The tiles whose values land in [lo, hi): a valid tile's last few pixels are overwritten by the
+    next tile (``reach`` = its stride), a blended same-padding tile counts over its whole side."""
+    return [s for i, s in enumerate(starts) if s < hi and (s + reach > lo or i == len(starts) - 1)]
+
+
 def predict_box(
     read: Reader,
     shape: tuple[int, int],
@@ -165,8 +179,8 @@ def predict_box(
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
     y0, y1, x0, x1 = box
     (oh, ow), (th, tw) = plan.out_tile, plan.in_tile
-    ys = [s for s in tile_starts(shape[0], plan, 0) if s < y1 and s + oh > y0]
-    xs = [s for s in tile_starts(shape[1], plan, 1) if s < x1 and s + ow > x0]
+    ys = _covering(tile_starts(shape[0], plan, 0), y0, y1, oh if plan.same else plan.stride[0])
+    xs = _covering(tile_starts(shape[1], plan, 1), x0, x1, ow if plan.same else plan.stride[1])
     ctx = 0 if plan.same else plan.margin
     cy, cx = ys[0], xs[0]  # the canvas's origin in image coordinates
     inputs = read_mirrored(read, shape, (cy - ctx, ys[-1] - ctx + th, cx - ctx, xs[-1] - ctx + tw))

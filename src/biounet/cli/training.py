@@ -120,5 +120,11 @@ def _run_cv(args: argparse.Namespace) -> int:
     if not cfg.out:
         raise ConfigError("--out is required: the folder that receives fold-K/ runs, cv.json and cv.md")
     check_output_dir(cfg.out, "--out")
-    run_cv(cfg.validate(), explicit, parse_folds(fold_list, cfg.folds), cfg.out, labels=labels)
+    folds = parse_folds(fold_list, cfg.folds)
+    if labels and (len(folds) < 2 or cfg.classes != 2):
+        raise ConfigError(
+            "cv --labels chooses each fold's parameters on the other folds' cells: it needs at least 2 folds "
+            f"(got {len(folds)}) and a 2-class model (got {cfg.classes}); run more folds, or drop --labels"
+        )
+    run_cv(cfg.validate(), explicit, folds, cfg.out, labels=labels)
     return 0

@@ -168,12 +168,15 @@ def predict_volumes_dask(
 
     from ..blockwise import ProgressLine
     from ..cluster import ModelRef, dask_client, predict_volume_dask
+    from ..pretrained import is_builtin
 
     device = str(getattr(predictor, "device", "cpu"))
-    threads = max(1, (os.cpu_count() or 1) // args.dask_workers) if args.dask_workers else args.threads
+    # one process per core beats threads for this network: local workers share the cores, a cluster's
+    # workers (start one per core) take one thread each unless --threads says otherwise
+    threads = max(1, (os.cpu_count() or 1) // args.dask_workers) if args.dask_workers else (args.threads or 1)
     model = ModelRef(
         path=str(ckpt["path"]),
-        exported=args.model is not None,
+        exported=args.model is not None and not is_builtin(args.model),
         device="cuda" if device.startswith("cuda") else "cpu",
         precision=str(getattr(predictor, "precision", "fp32")),
         threads=threads,

@@ -301,8 +301,11 @@ class Volume:
         self.__dict__.update(state)
         self._handle, self._lock = None, threading.Lock()
 
-    def close(self) -> None:
-        """Release the open file (a later read reopens it)."""
+    @property
+    def source_path(self) -> str:  # the resolved file, the array in it and the level: however it was named
+        return f"{self._source[1].resolve()}:{self._source[2]}@{self._source[3]}"
+
+    def close(self) -> None:  # release the open file (a later read reopens it)
         with self._lock:
             if self._handle is not None and self._handle[2] == os.getpid():
                 self._handle[1]()
@@ -358,10 +361,7 @@ class Volume:
             values = band[finite]
             lo, hi = float(values.min(initial=lo)), float(values.max(initial=hi))
         if bad:
-            raise DataError(
-                f"{self.name} slice z={z} has {bad} non-finite pixel(s) (NaN or infinite); fill them (e.g. with "
-                f"the slice's median) and write the volume again"
-            )
+            raise DataError(f"{self.name} slice z={z} has {bad} NaN or infinite pixel(s); fill them and write it again")
         self._ranges[z] = (float(lo), float(hi))
         return self._ranges[z]
 
