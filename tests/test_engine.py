@@ -341,7 +341,16 @@ def test_ctrl_c_in_a_real_process_saves_last_pt_and_resume_finishes(isbi_dir, tm
     ]
     # faulthandler: a process that does not stop is made to print every thread's stack (SIGABRT)
     env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # Ctrl-C as at a terminal: a shell's background job (nohup ... &, as some CI runners start the
+    # suite) inherits SIGINT ignored, and an ignored SIGINT stays ignored (stopping.py)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     watchdog = threading.Timer(300, proc.kill)  # never hang the suite
     watchdog.start()
     try:

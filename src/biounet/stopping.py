@@ -31,7 +31,8 @@ def deferred_interrupt() -> Iterator[None]:
             print("stop requested: finishing the current step, then saving last.pt", file=sys.stderr, flush=True)
         received.append(signum)
 
-    previous = {sig: signal.signal(sig, hold) for sig in STOP_SIGNALS}
+    # a signal the process was started with ignored (a background job's SIGINT) stays ignored
+    previous = {sig: signal.signal(sig, hold) for sig in STOP_SIGNALS if signal.getsignal(sig) is not signal.SIG_IGN}
     try:
         yield
     finally:
