@@ -151,7 +151,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             val = untrained_indices(ckpt, data, val)
     else:
         _, val = kfold_split(len(data), fold, cfg.folds)
-    if not args.allow_train_slices:
+    # --fold none already left out the fingerprinted training images; without fingerprints the older rule applies
+    if not args.allow_train_slices and not (fold == "none" and ckpt.get("train_digests")):
         check_not_training_slices(ckpt, cfg, data, args.data, val)
     print(f"evaluating {ckpt['path']} (step {ckpt['step']}) on fold {fold}: {len(val)} images", flush=True)
     bar = progress_bar(len(val), "image")
