@@ -31,7 +31,7 @@ def setup(tmp_path_factory, isbi_dir):
 
 
 def _model(ckpt):
-    return ModelRef(str(ckpt["path"]), exported=False, device="cpu", precision="fp32", threads=1)
+    return ModelRef(str(ckpt["path"]), kind="checkpoint", device="cpu", precision="fp32", threads=1)
 
 
 def _image(path):

@@ -35,29 +35,23 @@ CONNECT_TIMEOUT_S = 20
 
 @dataclass(frozen=True)
 class ModelRef:
-    """How a worker loads the model: a checkpoint (or run folder) or an exported file, on ``device``
-    in ``precision`` (resolved by the client, so every worker computes alike) with ``threads``."""
+    """How a worker loads the model: ``path`` of ``kind`` (:func:`biounet.models.model_kind`; a
+    built-in model is its checkpoint), on ``device`` in ``precision`` (resolved by the client, so
+    every worker computes alike) with ``threads``."""
 
     path: str
-    exported: bool
+    kind: str
     device: str
     precision: str
     threads: int
 
     def load(self) -> Predictor:
-        from .device import set_threads
+        from .models import open_model
 
         device = self.device
         if device.startswith("cuda") and ":" not in device:  # one GPU per worker, by the worker's number
             device = _worker_gpu()
-        if self.exported:
-            from .export import load_exported
-
-            return load_exported(self.path, device, self.threads)[0]
-        from .checkpoint import load_predictor
-
-        set_threads(self.threads)
-        return load_predictor(self.path, device, self.precision)[0]
+        return open_model(self.path, device, self.precision, self.threads, kind=self.kind)[0]
 
 
 def _worker_gpu() -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from ..config import TrainConfig
@@ -112,27 +111,14 @@ def _inference_options(p: argparse.ArgumentParser) -> None:
 
 def _prepare_inference(args: argparse.Namespace) -> tuple[Any, TrainConfig, dict[str, Any]]:
     check_inference_options(args)
-    from ..pretrained import builtin_path, is_builtin
+    from ..models import model_kind, open_model
 
-    if args.model and not Path(args.model).suffix and not Path(args.model).exists():
-        builtin_path(args.model)  # neither a file nor a built-in name: the error lists the built-in models
-    if args.model is not None and is_builtin(args.model):  # a model shipped with biounet: a checkpoint
-        from ..checkpoint import load_predictor
-        from ..device import set_threads
-
-        set_threads(args.threads)
-        return load_predictor(builtin_path(args.model), args.device, args.precision)
-    if args.model is not None:  # an exported file (even --model ''): the ONNX path imports no PyTorch
-        from ..export import load_exported
-
-        if args.precision not in ("auto", "fp32"):
-            raise ConfigError(f"--precision {args.precision}: an exported model runs in float32; drop --precision")
-        return load_exported(args.model, args.device, args.threads)
-    from ..checkpoint import load_predictor
-    from ..device import set_threads
-
-    set_threads(args.threads)
-    return load_predictor(args.checkpoint, args.device, args.precision)
+    if args.model is not None:
+        kind = model_kind(args.model)
+        if kind == "checkpoint":  # --model '' or a file of another kind: the exporter's message says what fits
+            kind = "exported"
+        return open_model(args.model, args.device, args.precision, args.threads, kind=kind)
+    return open_model(args.checkpoint, args.device, args.precision, args.threads, kind="checkpoint")
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:

@@ -168,6 +168,7 @@ def predict_volumes_dask(
 
     from ..blockwise import ProgressLine
     from ..cluster import ModelRef, dask_client, predict_volume_dask
+    from ..models import model_kind
     from ..pretrained import is_builtin
 
     device = str(getattr(predictor, "device", "cpu"))
@@ -176,7 +177,7 @@ def predict_volumes_dask(
     threads = max(1, (os.cpu_count() or 1) // args.dask_workers) if args.dask_workers else (args.threads or 1)
     model = ModelRef(
         path=str(ckpt["path"]),
-        exported=args.model is not None and not is_builtin(args.model),
+        kind="checkpoint" if args.model is None or is_builtin(args.model) else model_kind(args.model),
         device="cuda" if device.startswith("cuda") else "cpu",
         precision=str(getattr(predictor, "precision", "fp32")),
         threads=threads,

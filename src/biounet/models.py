@@ -1,0 +1,52 @@
+"""Open any model biounet can run, by what the user typed: a built-in model's name, a checkpoint or
+run folder, or an exported file (``.onnx``, ``.pt2``). The command line, the Dask workers and the
+napari widget all open models here, so each accepts the same things and refuses them alike.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .config import TrainConfig
+from .errors import ConfigError
+
+EXPORTED_SUFFIXES = (".onnx", ".pt2")
+
+
+def model_kind(ref: str | Path) -> str:
+    """'builtin', 'exported' or 'checkpoint' for what ``--model`` was given (nothing is opened; an
+    unknown name without a suffix that is not a file lists the built-in models)."""
+    from .pretrained import builtin_path, is_builtin
+
+    text = str(ref)
+    if is_builtin(text):
+        return "builtin"
+    path = Path(text)
+    if path.suffix in EXPORTED_SUFFIXES:
+        return "exported"
+    if not path.suffix and not path.exists():
+        builtin_path(text)  # raises: neither a file nor a built-in name
+    return "checkpoint"
+
+
+def open_model(
+    ref: str | Path, device: str = "auto", precision: str = "auto", threads: int = 0, kind: str | None = None
+) -> tuple[Any, TrainConfig, dict[str, Any]]:
+    """(predictor, TrainConfig, description) of ``ref`` (``kind`` from :func:`model_kind` unless
+    given). Checkpoints run under ``precision``; an exported file runs in float32 (another precision
+    is refused)."""
+    kind = kind or model_kind(ref)
+    if kind == "exported":
+        from .export import load_exported
+
+        if precision not in ("auto", "fp32"):
+            raise ConfigError(f"--precision {precision}: an exported model runs in float32; drop --precision")
+        return load_exported(ref, device, threads)
+    from .checkpoint import load_predictor
+    from .device import set_threads
+    from .pretrained import builtin_path
+
+    set_threads(threads)
+    path = builtin_path(str(ref)) if kind == "builtin" else ref
+    return load_predictor(path, device, precision)
