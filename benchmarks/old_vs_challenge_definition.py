@@ -41,7 +41,7 @@ def main() -> int:
     parser.add_argument("--data", required=True, help="the ISBI 2012 folder")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     args = parser.parse_args()
-    from biounet import metrics
+    from biounet import challenge
     from biounet.data import kfold_split, read_dataset
     from biounet.evaluate import load_predictor
     from biounet.inference import segment
@@ -51,7 +51,7 @@ def main() -> int:
     _, val = kfold_split(len(data), cfg.fold, cfg.folds)
     probs = [segment(data.images[i], predictor, cfg.depth, cfg.padding, tta=True)[1] for i in val]
     masks = [data.masks[i] for i in val]
-    new, old = metrics.challenge_scores(probs, masks), old_metrics_module().challenge_scores(probs, masks)
+    new, old = challenge.challenge_scores(probs, masks), old_metrics_module().challenge_scores(probs, masks)
     out = {"run": args.run, "step": ckpt["step"], "precision": args.precision, "tta": True}
     for key in ("pixel_error", "v_rand", "v_info"):
         out[key] = {

@@ -25,13 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
+from biounet.challenge import THRESHOLDS, thinned_segmentation, truth_segmentation, v_rand_score
 from biounet.checkpoint import load_predictor
 from biounet.data.readers import read_dataset
 from biounet.data.split import kfold_split
 from biounet.errors import BiounetError, ConfigError
 from biounet.fileio import write_json
 from biounet.inference import segment
-from biounet.metrics import THRESHOLDS, thinned_segmentation, truth_segmentation, v_rand_score
 
 
 def watershed_map(cell: np.ndarray, core: float, min_size: int) -> np.ndarray:

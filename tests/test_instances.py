@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from biounet.challenge import challenge_scores, truth_segmentation
 from biounet.errors import ConfigError, DataError
 from biounet.instances import (
     METHODS,
@@ -14,7 +15,6 @@ from biounet.instances import (
     object_scores,
     parse_params,
 )
-from biounet.metrics import challenge_scores, truth_segmentation
 
 SIDE, WALL = 36, 3
 GAP_ROWS = slice(15, 21)  # six rows of the membrane between cells 1 (top left) and 2 (top middle)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from conftest import load_benchmark
 
-from biounet.metrics import THRESHOLDS, thinned_segmentation, v_rand_score
+from biounet.challenge import THRESHOLDS, thinned_segmentation, v_rand_score
 
 
 @pytest.fixture(scope="module")

@@ -12,21 +12,14 @@ from typing import Any
 
 import numpy as np
 
+from .challenge import challenge_scores, truth_segmentation
 from .config import TrainConfig
 from .data.readers import SegmentationData, image_digest, read_image_file
 from .data.split import kfold_split
 from .errors import ConfigError, DataError
 from .inference import Predictor, segment
 from .instances import boundary_map, instance_labels, method_params, object_scores
-from .metrics import (
-    CHALLENGE_METRICS,
-    IMAGE_METRICS,
-    challenge_scores,
-    dice_coeff,
-    dice_coeff_388,
-    hard_scores,
-    truth_segmentation,
-)
+from .metrics import CHALLENGE_METRICS, IMAGE_METRICS, dice_coeff, dice_coeff_388, hard_scores
 
 
 def evaluate_images(
@@ -188,7 +181,7 @@ def score_files(
     probabilities in [0, 1] (uint8 is read as value / 255); ``polarity`` "membrane" (1 =
     membrane, what ``biounet predict`` writes, scored as the cell map 1 - p) or "cell" (1 = cell,
     the labels' polarity). ``indices`` picks slices (default all). Returns the report of
-    :func:`biounet.metrics.challenge_scores`: pixel_error, v_rand, v_info, their thresholds,
+    :func:`biounet.challenge.challenge_scores`: pixel_error, v_rand, v_info, their thresholds,
     the value at every threshold and per slice.
     """
     if polarity not in ("membrane", "cell"):

@@ -285,7 +285,7 @@ def boundary_map(labels: np.ndarray) -> np.ndarray:
     Background (0) is boundary. Of two 4-neighbours with different nonzero labels the left (or upper)
     one is boundary, so lines are one pixel wide and no two labels touch across the cell pixels
     (0); a labelled pixel beside background stays cell. The challenge scores ``1 - boundary_map``
-    as a cell probability at any threshold in (0, 1): ``metrics.challenge_scores([1 - b], [mask],
+    as a cell probability at any threshold in (0, 1): ``challenge.challenge_scores([1 - b], [mask],
     thresholds=(0.5,))``, no sweep.
     """
     a = np.asarray(labels)

@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from .challenge import challenge_scores
 from .errors import ConfigError
 from .evaluate import score_instances
-from .metrics import CHALLENGE_METRICS, challenge_scores
+from .metrics import CHALLENGE_METRICS
 
 # The parameters searched per method (the rest keep their defaults, biounet.instances).
 GRIDS: dict[str, dict[str, list[Any]]] = {
