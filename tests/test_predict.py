@@ -8,6 +8,7 @@ from PIL import Image
 
 from biounet.cli import main
 from biounet.engine import train
+from biounet.predict import _write_tiff, read_pixel_size
 
 
 @pytest.fixture(scope="module")
@@ -18,9 +19,17 @@ def run_dir(tmp_path_factory, isbi_dir):
     return run
 
 
+def _axes(path):
+    """What Fiji and napari see in an output: its axes, and whether it is an ImageJ or an OME-TIFF."""
+    with tifffile.TiffFile(path) as tif:
+        return tif.series[0].axes, tif.is_imagej, tif.is_ome
+
+
 def test_predict_a_tiff_stack(run_dir, isbi_dir, tmp_path):
     stack = tifffile.imread(isbi_dir / "test-volume.tif")[:2]
-    tifffile.imwrite(tmp_path / "two.tif", stack, photometric="minisblack")
+    # calibrated as Fiji writes it: 4 nm pixels, 50 nm sections
+    calibration = {"resolution": (250, 250), "metadata": {"axes": "ZYX", "unit": "micron", "spacing": 0.05}}
+    tifffile.imwrite(tmp_path / "two.tif", stack, imagej=True, **calibration)
     out = tmp_path / "out"
     assert (
         main(
@@ -46,6 +55,32 @@ def test_predict_a_tiff_stack(run_dir, isbi_dir, tmp_path):
     assert tifffile.imread(out / "two_labels.tif").dtype == np.uint32
     assert Image.open(out / "two_overlay_000.png").size == (512, 512)
     assert not [p for p in out.iterdir() if "tmp" in p.name]
+    # ImageJ hyperstacks for float32 and uint8, an OME-TIFF for the uint32 labels; the calibration carried over
+    assert _axes(out / "two_membrane.tif") == _axes(out / "two_mask.tif") == ("ZYX", True, False)
+    assert _axes(out / "two_labels.tif") == ("ZYX", False, True)
+    assert (
+        read_pixel_size(out / "two_membrane.tif")
+        == read_pixel_size(out / "two_mask.tif")
+        == (0.004, 0.004, 0.05, "micron")
+    )
+    with tifffile.TiffFile(out / "two_labels.tif") as tif:
+        pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]["Pixels"]
+    assert (pixels["PhysicalSizeX"], pixels["PhysicalSizeZ"], pixels["PhysicalSizeXUnit"]) == (0.004, 0.05, "µm")
+
+
+def test_output_tiffs_name_their_axes_and_keep_large_label_ids(tmp_path):
+    probs = np.random.default_rng(0).random((3, 4, 6, 7), dtype=np.float32)
+    _write_tiff(tmp_path / "probs.tif", probs, "ZCYX")
+    assert _axes(tmp_path / "probs.tif") == ("ZCYX", True, False)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "probs.tif"), probs)
+    labels = np.arange(2 * 6 * 7, dtype=np.uint32).reshape(2, 6, 7) + 70_000  # beyond uint16 (ImageJ's limit)
+    labels[0, 0, 0] = 2**32 - 1
+    _write_tiff(tmp_path / "labels.tif", labels, "ZYX")
+    assert _axes(tmp_path / "labels.tif") == ("ZYX", False, True)
+    back = tifffile.imread(tmp_path / "labels.tif")
+    assert back.dtype == np.uint32
+    np.testing.assert_array_equal(back, labels)
+    assert read_pixel_size(tmp_path / "labels.tif") is None  # nothing to carry: no calibration invented
 
 
 def test_predict_bad_inputs(run_dir, tmp_path, capsys):
@@ -70,7 +105,10 @@ def test_predict_labels_by_a_named_method_with_its_parameters(run_dir, isbi_dir,
     args = ["predict", str(tmp_path / "one.tif"), "--checkpoint", str(run_dir), "--precision", "fp32"]
     assert main([*args, "--out", str(tmp_path / "mc"), "--labels", "multicut", "--label-param", "beta=0.4"]) == 0
     labels = tifffile.imread(tmp_path / "mc" / "one_labels.tif")
-    assert labels.shape == (1, 128, 128) and labels.dtype == np.uint32  # (the methods: test_instances.py)
+    # one slice: the stack's Z of length 1 is not kept by ImageJ or OME readers (the methods: test_instances.py)
+    assert labels.shape == (128, 128) and labels.dtype == np.uint32
+    assert _axes(tmp_path / "mc" / "one_labels.tif") == ("YX", False, True)
+    assert _axes(tmp_path / "mc" / "one_membrane.tif") == ("YX", True, False)
     capsys.readouterr()
     assert main([*args, "--out", str(tmp_path / "bad"), "--label-param", "beta=0.4"]) == 2
     assert "add --labels METHOD" in capsys.readouterr().err

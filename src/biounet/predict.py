@@ -4,10 +4,11 @@ instances and overlays, each written atomically. No PyTorch: the predictor may b
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypeGuard
 
 import numpy as np
 
@@ -79,10 +80,63 @@ def overlay(image: np.ndarray, membrane: np.ndarray) -> np.ndarray:
     return rgb.astype(np.uint8)
 
 
-def _write_tiff(path: Path, array: np.ndarray, dtype: type | None = None) -> None:
+class PixelSize(NamedTuple):
+    """An image's calibration: pixel width and height, slice spacing (None when not declared), unit."""
+
+    x: float
+    y: float
+    z: float | None
+    unit: str
+
+
+# ImageJ's unit names -> the OME schema's unit symbols (ImageJ writes the micro sign escaped)
+_OME_UNITS = {"nm": "nm", "micron": "µm", "um": "µm", "µm": "µm", "\\u00B5m": "µm", "mm": "mm", "cm": "cm", "m": "m"}
+
+
+def _positive(value: object) -> TypeGuard[float]:
+    return isinstance(value, (int, float)) and 0 < value < np.inf
+
+
+def read_pixel_size(path: Path) -> PixelSize | None:
+    """The calibration a TIFF's ImageJ metadata declares (what Fiji writes), or None: a PNG, a TIFF
+    without ImageJ metadata or without a unit. Read from the header only."""
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return None
     import tifffile
 
-    tifffile.imwrite(path, array if dtype is None else array.astype(dtype), photometric="minisblack")
+    with warnings.catch_warnings():  # tifffile warns about metadata it cannot parse: then there is none
+        warnings.simplefilter("ignore")
+        with tifffile.TiffFile(path) as tif:
+            meta = (tif.imagej_metadata if tif.is_imagej else None) or {}
+            x, y = tif.pages.first.resolution  # pixels per unit
+    unit, spacing = meta.get("unit"), meta.get("spacing")  # tifffile parsed numbers already
+    if not isinstance(unit, str) or unit in ("", "pixel", "pixels") or not (_positive(x) and _positive(y)):
+        return None
+    return PixelSize(1 / x, 1 / y, float(spacing) if _positive(spacing) else None, unit)
+
+
+def _write_tiff(path: Path, array: np.ndarray, axes: str, pixel_size: PixelSize | None = None) -> None:
+    """One output TIFF whose axes Fiji and napari read: an ImageJ hyperstack for the types ImageJ holds
+    (uint8, uint16, float32), an OME-TIFF for others (uint32 labels). ``axes`` names ``array``'s
+    dimensions in ImageJ's order (e.g. ZYX, ZCYX); readers drop an axis of length 1, so one slice
+    reads as (Y, X). ``pixel_size`` (the input's calibration) is carried over when given."""
+    import tifffile
+
+    if array.dtype in (np.uint8, np.uint16, np.float32):
+        meta: dict[str, Any] = {"axes": axes}
+        resolution = None
+        if pixel_size:
+            meta["unit"], resolution = pixel_size.unit, (1 / pixel_size.x, 1 / pixel_size.y)
+            if pixel_size.z:
+                meta["spacing"] = pixel_size.z
+        tifffile.imwrite(path, array, imagej=True, resolution=resolution, metadata=meta, photometric="minisblack")
+        return
+    meta = {"axes": axes}
+    if pixel_size and (unit := _OME_UNITS.get(pixel_size.unit)):
+        sizes = {"X": pixel_size.x, "Y": pixel_size.y} | ({"Z": pixel_size.z} if pixel_size.z else {})
+        for axis, size in sizes.items():
+            meta[f"PhysicalSize{axis}"], meta[f"PhysicalSize{axis}Unit"] = size, unit
+    tifffile.imwrite(path, array, ome=True, metadata=meta, photometric="minisblack")
 
 
 def _write_png(path: Path, rgb: np.ndarray) -> None:
@@ -118,18 +172,19 @@ def predict_files(
             if progress:
                 progress(1)
         probs = np.stack(slices)
+        tiff = partial(_write_tiff, pixel_size=read_pixel_size(f))
         outputs: dict[Path, Callable[[Path], object]] = {}
         if probs.shape[1] == 2:
-            membrane = probs[:, 0]
-            outputs[out_dir / f"{f.stem}_membrane.tif"] = partial(_write_tiff, array=membrane, dtype=np.float32)
+            membrane = probs[:, 0].astype(np.float32)
+            outputs[out_dir / f"{f.stem}_membrane.tif"] = partial(tiff, array=membrane, axes="ZYX")
         else:
-            outputs[out_dir / f"{f.stem}_probs.tif"] = partial(_write_tiff, array=probs, dtype=np.float32)
+            outputs[out_dir / f"{f.stem}_probs.tif"] = partial(tiff, array=probs.astype(np.float32), axes="ZCYX")
         # two classes: the labels' convention (255 = cell, 0 = membrane), cut where membrane > 0.5
         hard = np.where(probs[:, 0] > 0.5, 0, 255) if probs.shape[1] == 2 else probs.argmax(1)
-        outputs[out_dir / f"{f.stem}_mask.tif"] = partial(_write_tiff, array=hard.astype(np.uint8))
+        outputs[out_dir / f"{f.stem}_mask.tif"] = partial(tiff, array=hard.astype(np.uint8), axes="ZYX")
         if labels and probs.shape[1] == 2:
             inst = np.stack([instance_labels(p[1], labels, **(label_params or {})) for p in probs])
-            outputs[out_dir / f"{f.stem}_labels.tif"] = partial(_write_tiff, array=inst)
+            outputs[out_dir / f"{f.stem}_labels.tif"] = partial(tiff, array=inst, axes="ZYX")
         if overlays and probs.shape[1] == 2:
             for z, (img, pr) in enumerate(zip(stack, probs)):
                 name = f"{f.stem}_overlay.png" if len(stack) == 1 else f"{f.stem}_overlay_{z:03d}.png"
