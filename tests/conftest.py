@@ -74,10 +74,16 @@ def write_pairs(folder: Path, images: list[np.ndarray], masks: list[np.ndarray],
     return folder
 
 
-def load_benchmark(name: str):
-    """Import ``benchmarks/<name>.py`` (not a package) as a module, for testing its functions."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
+def load_script(relative: str):
+    """Import a script of the project (``benchmarks/x.py``, ``docs/gen_cli.py``: not in a package) as a
+    module, for testing its functions."""
+    path = ROOT / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_benchmark(name: str):
+    """Import ``benchmarks/<name>.py`` as a module."""
+    return load_script(f"benchmarks/{name}.py")
