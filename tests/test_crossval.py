@@ -1,11 +1,13 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 from conftest import TINY_NET
+from PIL import Image
 
 from biounet.cli import main
-from biounet.crossval import cv_table, parse_folds
+from biounet.crossval import cv_table, parse_folds, parse_methods
 from biounet.errors import ConfigError
 
 TINY = [
@@ -22,8 +24,12 @@ TINY = [
 ]
 
 
-def test_parse_folds():
+def test_parse_folds_and_methods():
     assert parse_folds("0, 3", 5) == ["0", "3"]
+    assert parse_methods("multicut, gasp") == ["multicut", "gasp"]
+    for bad in ("", "magic", "multicut,multicut"):
+        with pytest.raises(ConfigError, match="instance methods"):
+            parse_methods(bad)
     with pytest.raises(ConfigError, match="0..4"):
         parse_folds("1,5", 5)
 
@@ -104,13 +110,20 @@ def test_cv_trains_evaluates_and_keeps_finished_folds(isbi_dir, tmp_path, capsys
     assert main(args) == 0  # finished folds are kept, not retrained
     assert capsys.readouterr().out.count("trained (2 steps), evaluating") == 2
     # instances with parameters chosen on the other fold, beside the thresholded baselines
-    assert main([*args, "--labels", "multicut"]) == 0
+    assert main([*args, "--labels", "multicut,watershed"]) == 0
     chosen = json.loads((out / "cv-labels-multicut.json").read_text())
     assert set(chosen) == {"1", "2"}
     for r in chosen.values():
         assert r["method"] == "multicut" and r["params"]["beta"] in (0.3, 0.4, 0.5, 0.6, 0.7)
         assert 0 <= r["v_rand"] <= 1 and 0 <= r["threshold_chosen"]["v_rand"] <= r["threshold_best_on_fold"]["v_rand"]
+        assert len(r["per_image"]) == 6 and {"v_rand_split", "v_info_merge"} <= set(r["per_image"][0])
     assert "| mean |" in (out / "cv-labels-multicut.md").read_text()
+    assert (out / "cv-labels-watershed.json").is_file()
+    picture = np.asarray(Image.open(out / "cv-labels-multicut-worst.png"))
+    assert picture.shape == (512, 2 * 512 + 8, 3)
+    summary_md = (out / "cv-labels.md").read_text()
+    assert "multicut (parameters chosen" in summary_md and "watershed (parameters chosen" in summary_md
+    assert main([*args, "--labels", "multicut,magic"]) == 2
 
 
 @pytest.mark.slow

@@ -239,6 +239,9 @@ def test_instances_from_a_perfect_map_score_one_and_a_merge_less(isbi_data):
     gap[mask == 0] = 0.95  # every membrane faint: the cores still split, the mask merges everything
     merged = score_instances([gap], [mask], "objects", {"threshold": 0.5})
     assert merged["v_rand"] < 0.5 and "object_f1" in merged and merged["params"]["threshold"] == 0.5
+    # the error is a merge: its part falls, the split part stays near 1
+    assert perfect["v_rand_split_per_image"][0] == pytest.approx(1.0)
+    assert merged["v_rand_merge_per_image"][0] < 0.5 < merged["v_rand_split_per_image"][0]
 
 
 def test_fold_none_scores_every_image_the_model_was_not_trained_on(run_dir, isbi_dir, tmp_path, capsys):

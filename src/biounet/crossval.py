@@ -20,6 +20,7 @@ from .config import TrainConfig
 from .errors import ConfigError
 from .fileio import atomic_write_text, write_json
 from .metrics import REPORTED_METRICS as METRICS
+from .selection import HeldOut
 
 
 def parse_folds(text: str, folds: int) -> list[str]:
@@ -30,17 +31,31 @@ def parse_folds(text: str, folds: int) -> list[str]:
     return out
 
 
+def parse_methods(text: str) -> list[str]:
+    """'multicut,gasp' -> ['multicut', 'gasp'], each a known instance method, none twice."""
+    from .instances import METHODS
+
+    out = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [t for t in out if t not in METHODS]
+    if not out or unknown or len(set(out)) != len(out):
+        raise ConfigError(
+            f"--labels takes comma-separated instance methods, each once ({', '.join(METHODS)}), got {text!r}"
+        )
+    return out
+
+
 def run_cv(
     cfg: TrainConfig,
     explicit: dict[str, Any],
     fold_list: list[str],
     out: str | Path,
     log: Callable[[str], object] = print,
-    labels: str | None = None,
+    labels: list[str] | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) and evaluate every fold of ``fold_list``; writes cv.json and cv.md. With
-    ``labels`` (an instance method), also cv-labels-METHOD.json and .md: the method with parameters
-    chosen on the other folds (:mod:`biounet.selection`)."""
+    ``labels`` (instance methods), also per method cv-labels-METHOD.json and .md (the method with
+    parameters chosen on the other folds, :mod:`biounet.selection`) and cv-labels-METHOD-worst.png
+    (its worst slice beside the truth), and cv-labels.md (every method against the baselines)."""
     from .checkpoint import load_predictor
     from .data import kfold_split, open_dataset
     from .evaluate import evaluate_images
@@ -55,7 +70,7 @@ def run_cv(
     # one dataset for every fold (a volume pair is read lazily: its label volume is scanned once, here)
     data = open_dataset(cfg.data, cfg.classes, cfg.in_channels, cfg.ignore_value, cfg.mask_threshold, cfg.masks)
     reports = {}
-    heldout: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+    heldout: dict[str, HeldOut] = {}
     for fold in fold_list:
         run = out / f"fold-{fold}"
         last = _train_fold(cfg, explicit, fold, run, data, log)
@@ -66,7 +81,8 @@ def run_cv(
         report = evaluate_images(
             predictor, data, val, run_cfg.depth, run_cfg.padding, tta=cfg.val_tta, cell_probs_out=probs
         )
-        heldout[fold] = (probs, [data.masks[i] for i in val] if data.masks is not None else [])
+        if data.masks is not None:
+            heldout[fold] = HeldOut(probs, [data.masks[i] for i in val], list(val), [data.images[i] for i in val])
         report.update(
             fold=fold, step=ckpt["step"], checkpoint=ckpt["path"], tta=cfg.val_tta, **describe_predictor(predictor)
         )
@@ -89,14 +105,29 @@ def run_cv(
     atomic_write_text(out / "cv.md", cv_table(summary))
     log(f"wrote {out / 'cv.json'} and {out / 'cv.md'}")
     if labels:
-        from .selection import select_and_score, selection_table
-
-        chosen = select_and_score(heldout, labels, log)
-        write_json(chosen, out / f"cv-labels-{labels}.json")
-        atomic_write_text(out / f"cv-labels-{labels}.md", selection_table(chosen))
-        log(f"wrote {out / f'cv-labels-{labels}.json'} and .md")
-        summary["labels"] = chosen
+        summary["labels"] = _score_instances(heldout, labels, out, log)
     return summary
+
+
+def _score_instances(
+    heldout: dict[str, HeldOut], methods: list[str], out: Path, log: Callable[[str], object]
+) -> dict[str, Any]:
+    """Every method's honest selection on the held-out slices, its files, and the summary table."""
+    from .overlays import write_png
+    from .selection import select_and_score, selection_table, summary_table, worst_slice
+
+    chosen = {}
+    for method in methods:
+        reports = select_and_score(heldout, method, log)
+        write_json(reports, out / f"cv-labels-{method}.json")
+        atomic_write_text(out / f"cv-labels-{method}.md", selection_table(reports))
+        fold, index, picture = worst_slice(heldout, reports)
+        write_png(out / f"cv-labels-{method}-worst.png", picture)
+        log(f"wrote {out / f'cv-labels-{method}.json'}, .md and -worst.png (slice {index} of fold {fold})")
+        chosen[method] = reports
+    atomic_write_text(out / "cv-labels.md", summary_table(chosen))
+    log(f"wrote {out / 'cv-labels.md'}")
+    return chosen
 
 
 def _train_fold(

@@ -8,7 +8,6 @@ from pathlib import Path
 from ..config import TrainConfig
 from ..errors import ConfigError
 from ..fileio import check_output_dir
-from ..instances import METHODS as INSTANCE_METHODS
 from .options import add_config_arguments, resolve
 
 COMMANDS = ("train", "demo", "cv")
@@ -74,10 +73,10 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     cv.add_argument(
         "--labels",
         default=None,
-        choices=sorted(INSTANCE_METHODS),
-        metavar="METHOD",
-        help="also score the instances of METHOD (watershed, multicut, gasp, objects) with its parameters chosen "
-        "on the other folds' held-out slices: OUT/cv-labels-METHOD.json and .md",
+        metavar="METHODS",
+        help="also score the instances of each comma-separated METHOD (watershed, multicut, gasp, objects) with "
+        "its parameters chosen on the other folds' held-out slices: OUT/cv-labels-METHOD.json, .md and "
+        "-worst.png, and OUT/cv-labels.md comparing them with the thresholded baseline",
     )
 
 
@@ -112,7 +111,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_cv(args: argparse.Namespace) -> int:
-    from ..crossval import parse_folds, run_cv
+    from ..crossval import parse_folds, parse_methods, run_cv
 
     fold_list, labels = args.fold_list, args.labels
     del args.fold_list, args.labels
@@ -121,10 +120,11 @@ def _run_cv(args: argparse.Namespace) -> int:
         raise ConfigError("--out is required: the folder that receives fold-K/ runs, cv.json and cv.md")
     check_output_dir(cfg.out, "--out")
     folds = parse_folds(fold_list, cfg.folds)
-    if labels and (len(folds) < 2 or cfg.classes != 2):
+    methods = parse_methods(labels) if labels is not None else None
+    if methods and (len(folds) < 2 or cfg.classes != 2):
         raise ConfigError(
             "cv --labels chooses each fold's parameters on the other folds' cells: it needs at least 2 folds "
             f"(got {len(folds)}) and a 2-class model (got {cfg.classes}); run more folds, or drop --labels"
         )
-    run_cv(cfg.validate(), explicit, folds, cfg.out, labels=labels)
+    run_cv(cfg.validate(), explicit, folds, cfg.out, labels=methods)
     return 0
