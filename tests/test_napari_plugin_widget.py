@@ -1,0 +1,134 @@
+"""The "Segment with biounet" widget in a real napari viewer (Qt on the virtual screen pytest-xvfb
+starts), with the built-in model on small synthetic images: result layers, Cancel, and bad input
+answered in napari's notification area."""
+
+import dask.array as da
+import numpy as np
+import pytest
+from napari.utils.notifications import NotificationSeverity, notification_manager
+
+from biounet.napari_plugin.sample import synthetic_stack
+from biounet.napari_plugin.widget import MODEL_FILE, SegmentWidget
+
+WAIT_MS = 60_000  # the longest a run may take here (2 CPU cores shared); pytest-timeout stops a hang
+
+
+@pytest.fixture
+def widget(make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Segment with biounet")
+    return widget
+
+
+@pytest.fixture
+def notifications():
+    seen = []
+    notification_manager.notification_ready.connect(seen.append)
+    yield seen
+    notification_manager.notification_ready.disconnect(seen.append)
+
+
+def errors(notifications) -> list[str]:
+    return [n.message for n in notifications if n.severity == NotificationSeverity.ERROR]
+
+
+def segment(qtbot, widget, layer, cells="none"):
+    """Choose ``layer`` and ``cells``, press Segment and wait until the worker has ended."""
+    widget.reset_choices()
+    widget._image.value = layer
+    widget._cells.value = cells
+    widget._run.clicked()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
+
+
+@pytest.mark.timeout(120)
+def test_the_sample_is_segmented_into_membrane_and_cells_placed_like_the_image(qtbot, widget, notifications):
+    viewer = widget.viewer
+    (image,) = viewer.open_sample("biounet", "synthetic-em")
+    image.scale, image.translate = (4.0, 4.0), (100.0, -8.0)
+    segment(qtbot, widget, image, cells="watershed")
+    assert errors(notifications) == []
+    names = [layer.name for layer in viewer.layers]
+    assert names == ["synthetic EM image", "synthetic EM image membrane", "synthetic EM image cells"]
+    membrane, cells = viewer.layers[1], viewer.layers[2]
+    assert membrane.data.shape == cells.data.shape == (256, 256)
+    assert membrane.data.dtype == np.float32 and cells.data.dtype == np.uint32
+    assert 0.0 <= membrane.data.min() and membrane.data.max() <= 1.0 and cells.data.max() > 10
+    for layer in (membrane, cells):
+        assert tuple(layer.scale) == (4.0, 4.0) and tuple(layer.translate) == (100.0, -8.0)
+    # the synthetic membranes are dark: the model must call the darkest pixels membrane
+    dark = image.data < np.percentile(image.data, 10)
+    assert membrane.data[dark].mean() > 0.5 > membrane.data[~dark].mean()
+    assert widget._progress.value == widget._progress.max == 1
+
+
+@pytest.mark.timeout(120)
+def test_a_lazy_stack_is_segmented_slice_by_slice(qtbot, widget, notifications):
+    stack = synthetic_stack(slices=3, size=96)[0][0]
+    lazy = widget.viewer.add_image(da.from_array(stack, chunks=(1, 96, 96)), name="lazy", scale=(30.0, 4.0, 4.0))
+    segment(qtbot, widget, lazy)
+    assert errors(notifications) == []
+    membrane = widget.viewer.layers["lazy membrane"]
+    assert isinstance(membrane.data, np.ndarray) and membrane.data.shape == (3, 96, 96)
+    assert tuple(membrane.scale) == (30.0, 4.0, 4.0)
+    assert widget._progress.value == 3
+
+
+@pytest.mark.timeout(120)
+def test_cancel_stops_between_slices_and_adds_nothing(qtbot, widget, notifications):
+    stack = synthetic_stack(slices=8, size=96)[0][0]
+    layer = widget.viewer.add_image(stack, name="stack")
+    widget._image.value = layer
+    with qtbot.waitSignal(widget._progress.changed, timeout=WAIT_MS):  # the first slice is done
+        widget._run.clicked()
+        assert widget._cancel.enabled and not widget._run.enabled
+    widget._cancel.clicked()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
+    assert [layer.name for layer in widget.viewer.layers] == ["stack"]
+    assert widget._progress.value < 8
+    assert "cancelled" in widget._status.value and errors(notifications) == []
+    assert widget._run.enabled and not widget._cancel.enabled
+
+
+@pytest.mark.timeout(60)
+def test_an_rgb_layer_is_refused_in_a_notification_and_adds_no_layer(qtbot, widget, notifications):
+    rgb = widget.viewer.add_image(np.zeros((64, 64, 3), np.uint8), name="photo", rgb=True)
+    segment(qtbot, widget, rgb)
+    assert [layer.name for layer in widget.viewer.layers] == ["photo"]
+    (message,) = errors(notifications)
+    assert "'photo' is an RGB image" in message and "Split RGB" in message
+
+
+@pytest.mark.timeout(60)
+def test_a_4d_layer_is_refused_before_any_work(qtbot, widget, notifications):
+    layer = widget.viewer.add_image(np.zeros((2, 2, 32, 32), np.float32), name="4d")
+    segment(qtbot, widget, layer)
+    assert [layer.name for layer in widget.viewer.layers] == ["4d"]
+    (message,) = errors(notifications)
+    assert "4 dimensions" in message
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "name, content, words",
+    [
+        ("no-such-model", None, "not a built-in model (known: isbi2012-membranes)"),
+        ("broken.pt", b"not a checkpoint" * 8, "not a readable checkpoint"),
+        ("broken.onnx", b"not an onnx model" * 8, "not a readable ONNX model"),
+    ],
+)
+def test_an_unknown_model_or_a_broken_file_is_one_line_in_a_notification(
+    qtbot, widget, notifications, tmp_path, name, content, words
+):
+    layer = widget.viewer.add_image(np.zeros((32, 32), np.uint8), name="em")
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    widget._model.value = MODEL_FILE
+    assert not widget._model_file.native.isHidden()  # shown once the model is "a file"
+    widget._model_file.value = path if content is not None else name
+    segment(qtbot, widget, layer)
+    assert [layer.name for layer in widget.viewer.layers] == ["em"]
+    (message,) = errors(notifications)
+    assert words in message and "Traceback" not in message
