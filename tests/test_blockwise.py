@@ -79,7 +79,8 @@ def test_a_region_of_interest_is_the_same_crop_of_the_whole(tmp_path, small_bloc
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
 
 
-def test_instances_are_the_in_memory_ones_with_ids_unique_across_slices(tmp_path):
+@pytest.mark.parametrize("method", ["watershed", "multicut", "gasp", "objects"])
+def test_instances_are_the_in_memory_ones_with_ids_unique_across_slices(tmp_path, method):
     from scipy import ndimage
 
     smooth = ndimage.gaussian_filter(np.random.default_rng(1).standard_normal((2, 64, 80)), (0, 4, 4))
@@ -93,12 +94,12 @@ def test_instances_are_the_in_memory_ones_with_ids_unique_across_slices(tmp_path
         centre = batch[:, :, margin:-margin, margin:-margin]
         return np.concatenate([-8 * centre, 8 * centre], 1)
 
-    settings = VolumeSettings(tile=60, dtype="uint8", chunks=(32, 32), labels="watershed")
+    settings = VolumeSettings(tile=60, dtype="uint8", chunks=(32, 32), labels=method)
     out = predict_volume(open_volume(str(path)), predictor, cfg, tmp_path / "out", settings, "d", log=lambda s: None)
     cells = zarr.open_group(out, mode="r")["labels/cells/0"][:]
     probs = _in_memory(data, predictor, cfg, 60)
     for z in range(2):
-        expected = instance_labels(probs[z, 1])
+        expected = instance_labels(probs[z, 1], method)
         assert expected.max() > 0  # the test means something: there are cells
         ids = cells[z]
         # the same partition: each in-memory cell is one block-wise cell, and background stays background
