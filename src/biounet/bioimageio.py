@@ -1,0 +1,238 @@
+"""bioimage.io model packages (model description format 0.5, as bioimageio.spec 0.5.12 validates it):
+written from a checkpoint or a built-in model by ``biounet export --format bioimageio``, and run by
+``predict``/``evaluate --model PACKAGE.zip`` when biounet wrote them.
+
+A package is a zip of ``rdf.yaml`` and the files it names, each with its sha256:
+
+- ``weights.pt``: the float32 state dict (``pytorch_state_dict``) of ``UNet`` in ``unet.py``, built
+  with the kwargs in rdf.yaml. ``unet.py`` is biounet's model source (the classes of
+  ``biounet/model.py`` and the size checks of ``biounet/geometry.py``) made standalone, so that
+  bioimage.io software runs the package without biounet installed.
+- ``weights.onnx``: the same network as ``biounet export --format onnx`` writes it.
+- ``test_input.npy`` (uint8, (1, C, N, N)) and ``test_output.npy`` (float32 class probabilities),
+  computed by biounet's predictor at export time; ``cover.png`` (the test input beside it with the
+  predicted membrane); ``README.md``.
+
+The input is declared uint8, preprocessed by ``ensure_dtype`` float32 and ``scale_linear`` (gain
+2/255, offset -1): biounet's scaling of 8-bit images (:func:`biounet.data.readers.scale_image`). The
+network returns logits; the postprocessing ``softmax`` over the channels gives the probabilities
+biounet reports. A valid-padding network's output is ``2 * margin`` smaller than its input on each
+side (a size reference with a negative offset: the network crops its halo itself).
+
+``rdf.yaml`` keeps biounet's own description under ``config.biounet`` (the preprocessing contract
+with the training configuration, the step, the training images' fingerprints): :func:`open_package`
+rebuilds the network from it after checking the sha256 of the file it reads.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from .bioimageio_rdf import (
+    ARCH,
+    COVER,
+    ONNX,
+    PACKAGE_FORMAT,
+    RDF_NAME,
+    README,
+    SAMPLE_INPUT,
+    SAMPLE_OUTPUT,
+    STATE,
+    TEST_INPUT,
+    TEST_OUTPUT,
+    rdf_content,
+    readme_text,
+    trained_on_isbi,
+)
+from .config import TrainConfig
+from .errors import ConfigError, DataError
+from .fileio import atomic_write
+
+TEST_OUTPUT_SIDE = 256  # the test output's side (at least): large enough for a readable cover
+
+_ARCH_HEADER = '''"""biounet's U-Net (biounet {version}), standalone: the network classes of biounet/model.py and the
+size checks of biounet/geometry.py, written by `biounet export --format bioimageio` so that this
+package runs without biounet. Input (N, C, H, W) float32 scaled to [-1, 1]; output (N, K, H', W')
+class scores (logits)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Padding = Literal["valid", "same"]
+CONV_LOSS = {conv_loss}
+
+
+class ConfigError(ValueError):
+    """A size or an option this network cannot take."""
+'''
+
+
+def architecture_source() -> str:
+    """The standalone source of biounet's U-Net (``unet.py`` of a package): no biounet import."""
+    import inspect
+
+    from . import __version__, geometry, model
+
+    parts = [
+        inspect.getsource(obj)
+        for obj in (
+            geometry.output_or_none,
+            geometry.valid_sizes_near,
+            geometry.output_size,
+            geometry.valid_margin,
+            geometry.check_input_size,
+            model.DoubleConv,
+            model.Down,
+            model.Up,
+            model.UNet,
+        )
+    ]
+    return "\n\n".join([_ARCH_HEADER.format(version=__version__, conv_loss=geometry.CONV_LOSS)] + parts)
+
+
+def _test_pixels(cfg: TrainConfig, side: int, sample: str | Path | None) -> np.ndarray:
+    """(C, side, side) uint8: the centre of ``sample``'s first slice, or a synthetic EM-like image."""
+    from .data.readers import is_channels_last, read_image_file
+
+    if sample is None:
+        from .data.synthetic import synthetic_em_image
+
+        grey, _ = synthetic_em_image(np.random.default_rng(0), size=side)
+        return np.repeat(grey[None], cfg.in_channels, axis=0)
+    pixels = read_image_file(sample)
+    if pixels.ndim == 3 and not (is_channels_last(pixels) and pixels.shape[-1] == cfg.in_channels):
+        pixels = pixels[0]  # the first slice of a stack
+    pixels = pixels[None] if pixels.ndim == 2 else np.moveaxis(pixels, -1, 0)
+    if pixels.dtype != np.uint8 or pixels.shape[0] != cfg.in_channels:
+        raise DataError(
+            f"--sample-image {sample}: {pixels.dtype} pixels with {pixels.shape[0]} channel(s); the package "
+            f"declares uint8 input with {cfg.in_channels}: give an 8-bit image of that many channels"
+        )
+    h, w = pixels.shape[1:]
+    if min(h, w) < side:
+        raise DataError(f"--sample-image {sample} is {h}x{w}; the test input needs {side}x{side}: give a larger image")
+    y, x = (h - side) // 2, (w - side) // 2
+    return np.ascontiguousarray(pixels[:, y : y + side, x : x + side])
+
+
+def sample_tensors(model: Any, cfg: TrainConfig, sample: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(input uint8 (1, C, N, N), output float32 (1, K, N', N') class probabilities) of the network
+    on a test image, computed by biounet's predictor in float32."""
+    from .data.readers import scale_image
+    from .geometry import valid_input_size
+    from .inference import torch_predictor
+    from .tiling import softmax
+
+    step = 2**cfg.depth
+    if cfg.padding == "valid":
+        side = valid_input_size(TEST_OUTPUT_SIDE, cfg.depth, exact=False)
+    else:
+        side = -(-TEST_OUTPUT_SIDE // step) * step
+    pixels = _test_pixels(cfg, side, sample)
+    image = scale_image(np.moveaxis(pixels, 0, -1) if cfg.in_channels > 1 else pixels[0], cfg.in_channels)
+    logits = torch_predictor(model, "cpu", "fp32")(image[None])
+    return pixels[None], np.ascontiguousarray(softmax(logits, axis=1), dtype=np.float32)
+
+
+def cover_png(test_input: np.ndarray, test_output: np.ndarray, path: Path) -> None:
+    """A 2:1 PNG: the test input (cropped to the output) beside it with the predicted class 0 in colour."""
+    from PIL import Image
+
+    from .predict import overlay
+
+    pixels = test_input[0].astype(np.float32)
+    m = (pixels.shape[-1] - test_output.shape[-1]) // 2
+    pixels = pixels[:, m : pixels.shape[1] - m, m : pixels.shape[2] - m]
+    scaled = pixels / 127.5 - 1.0  # overlay takes the network's input scaling
+    grey = np.repeat(pixels[:1].astype(np.uint8)[..., None], 3, axis=-1)[0]
+    Image.fromarray(np.concatenate([grey, overlay(scaled, test_output[0, 0])], axis=1)).save(path)
+
+
+def write_package(
+    checkpoint: str | Path,
+    out: str | Path,
+    opset: int = 18,
+    sample: str | Path | None = None,
+    authors: Sequence[str] = (),
+) -> Path:
+    """Write a bioimage.io package of ``checkpoint`` (a .pt file, run folder or built-in model name)
+    to ``out`` (.zip), atomically; ``sample``: an 8-bit image whose centre is the test input."""
+    from .checkpoint import load_model
+    from .export import contract
+    from .model import count_parameters
+    from .pretrained import builtin_models, builtin_path, is_builtin
+
+    out = Path(out)
+    if out.suffix != ".zip":
+        raise ConfigError(f"--out {out}: a bioimage.io package is a .zip file; name it {out.with_suffix('.zip').name}")
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; give a file name")
+    builtin = str(checkpoint) if is_builtin(str(checkpoint)) else None
+    path = builtin_path(builtin) if builtin else Path(checkpoint)
+    model, cfg, ckpt = load_model(path, "cpu")
+    model = model.float().eval()  # a built-in model stores float16: the package holds float32
+    info = builtin_models()[builtin] if builtin else {}
+    stem = builtin or (Path(ckpt["path"]).parent.name + "-" + Path(ckpt["path"]).stem)
+    about = {
+        "name": f"biounet U-Net {stem}"[:64],
+        "description": info.get("description")
+        or f"biounet U-Net for 2D segmentation: {cfg.in_channels} channel(s) in, {cfg.classes} classes out, "
+        f"trained {ckpt['step']} steps.",
+        "authors": list(authors) or (["biounet developers"] if builtin else ["unknown"]),
+        "isbi": trained_on_isbi(cfg, builtin),
+        "parameters": count_parameters(model),
+        "scores": info.get("recipe_scores", {}).get("five_fold_mean"),
+    }
+    meta = {
+        "format": PACKAGE_FORMAT,
+        "source": builtin or str(ckpt["path"]),
+        "step": ckpt["step"],
+        "train_digests": list(ckpt.get("train_digests") or []),
+        "contract": contract(cfg),
+    }
+    with tempfile.TemporaryDirectory(prefix="biounet-bioimageio-") as tmp:
+        _write_files(Path(tmp), model, cfg, path, opset, sample)
+        (Path(tmp) / README).write_text(readme_text(about, cfg, meta), encoding="utf-8")
+        rdf = rdf_content(Path(tmp), cfg, about, meta, opset)
+        (Path(tmp) / RDF_NAME).write_text(yaml.safe_dump(rdf, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(out, lambda p: _zip(Path(tmp), p))
+    return out
+
+
+def _write_files(folder: Path, model: Any, cfg: TrainConfig, checkpoint: Path, opset: int, sample: Any) -> None:
+    """The package's files but README.md and rdf.yaml, into ``folder``."""
+    import tifffile
+    import torch
+
+    from .export import export_model
+
+    (folder / ARCH).write_text(architecture_source(), encoding="utf-8")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    torch.save(state, folder / STATE)
+    export_model(checkpoint, "onnx", folder / ONNX, opset)
+    test_input, test_output = sample_tensors(model, cfg, sample)
+    np.save(folder / TEST_INPUT, test_input)
+    np.save(folder / TEST_OUTPUT, test_output)
+    tifffile.imwrite(folder / SAMPLE_INPUT, test_input[0, 0] if test_input.shape[1] == 1 else test_input[0])
+    tifffile.imwrite(folder / SAMPLE_OUTPUT, test_output[0])
+    cover_png(test_input, test_output, folder / COVER)
+
+
+def _zip(folder: Path, target: Path) -> None:
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name in sorted(p.name for p in folder.iterdir()):
+            zf.write(folder / name, name)
