@@ -38,7 +38,7 @@ def segment(qtbot, widget, layer, cells="none"):
     widget.reset_choices()
     widget._image.value = layer
     widget._cells.value = cells
-    widget._run.clicked()
+    widget._run.native.click()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
 
 
@@ -64,9 +64,10 @@ def test_the_sample_is_segmented_into_membrane_and_cells_placed_like_the_image(q
 
 
 @pytest.mark.timeout(120)
-def test_a_lazy_stack_is_segmented_slice_by_slice(qtbot, widget, notifications):
+def test_a_lazy_multiscale_stack_is_segmented_slice_by_slice_at_full_resolution(qtbot, widget, notifications):
     stack = synthetic_stack(slices=3, size=96)[0][0]
-    lazy = widget.viewer.add_image(da.from_array(stack, chunks=(1, 96, 96)), name="lazy", scale=(30.0, 4.0, 4.0))
+    levels = [da.from_array(stack, chunks=(1, 96, 96)), da.from_array(stack[:, ::2, ::2], chunks=(1, 48, 48))]
+    lazy = widget.viewer.add_image(levels, multiscale=True, name="lazy", scale=(30.0, 4.0, 4.0))
     segment(qtbot, widget, lazy)
     assert errors(notifications) == []
     membrane = widget.viewer.layers["lazy membrane"]
@@ -81,9 +82,9 @@ def test_cancel_stops_between_slices_and_adds_nothing(qtbot, widget, notificatio
     layer = widget.viewer.add_image(stack, name="stack")
     widget._image.value = layer
     with qtbot.waitSignal(widget._progress.changed, timeout=WAIT_MS):  # the first slice is done
-        widget._run.clicked()
+        widget._run.native.click()
         assert widget._cancel.enabled and not widget._run.enabled
-    widget._cancel.clicked()
+    widget._cancel.native.click()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
     assert [layer.name for layer in widget.viewer.layers] == ["stack"]
     assert widget._progress.value < 8

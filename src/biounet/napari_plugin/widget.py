@@ -57,13 +57,14 @@ def layer_pixels(layer: napari.layers.Image) -> Any:
 
 
 class SegmentWidget(Container):
-    """Segment an image layer with a biounet model; docked by Plugins > biounet > Segment with biounet."""
+    """Segment an image layer with a biounet model; docked by Plugins > Segment with biounet (biounet)."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         models = list(builtin_models())
         self.viewer = napari_viewer
         self.worker: Any = None  # the running worker, None when idle
         self._cancelled = False
+        self._closed = False  # the widget's Qt side is gone (the viewer closed): a running worker is only stopped
         # magicgui's napari layer choice: the viewer's Image layers, updated as layers come and go
         self._image = cast(ComboBox, create_widget(annotation=napari.layers.Image, label="image"))
         self._model = ComboBox(
@@ -102,6 +103,7 @@ class SegmentWidget(Container):
         self._model.changed.connect(self._on_model_choice)
         self._run.changed.connect(self.start)
         self._cancel.changed.connect(self.cancel)
+        self.native.destroyed.connect(self._on_destroyed)
 
     def _on_model_choice(self, value: str) -> None:
         self._model_file.visible = value == MODEL_FILE
@@ -162,10 +164,19 @@ class SegmentWidget(Container):
             self._status.value = "cancelling after this slice..."
             self.worker.quit()
 
+    def _on_destroyed(self, *_: object) -> None:
+        self._closed = True
+        if self.worker is not None:
+            self._cancelled = True
+            self.worker.quit()
+
     def _on_slice(self, done: int) -> None:
-        self._progress.value = done
+        if not self._closed:
+            self._progress.value = done
 
     def _on_returned(self, layer: napari.layers.Image, result: Segmentation | str) -> None:
+        if self._closed:
+            return
         if isinstance(result, str):
             self._status.value = "failed: see the notification"
             show_error(result)
@@ -188,12 +199,15 @@ class SegmentWidget(Container):
         show_info(f"biounet segmented {layer.name}")
 
     def _on_aborted(self) -> None:
-        self._status.value = "cancelled: nothing added"
+        if not self._closed:
+            self._status.value = "cancelled: nothing added"
 
     def _on_errored(self, exc: Exception) -> None:
         # napari's worker already reports the exception (a bug: not a user error) with its traceback
-        self._status.value = f"failed: {type(exc).__name__}"
+        if not self._closed:
+            self._status.value = f"failed: {type(exc).__name__}"
 
     def _on_finished(self) -> None:
         self.worker = None
-        self._run.enabled, self._cancel.enabled = True, False
+        if not self._closed:
+            self._run.enabled, self._cancel.enabled = True, False
