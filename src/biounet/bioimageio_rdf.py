@@ -145,9 +145,10 @@ def _training_data() -> dict[str, Any]:
 
 
 def rdf_content(
-    folder: Path, cfg: TrainConfig, about: dict[str, Any], meta: dict[str, Any], opset: int
+    folder: Path, cfg: TrainConfig, about: dict[str, Any], meta: dict[str, Any], opset: int | None
 ) -> dict[str, Any]:
-    """rdf.yaml's content for the files in ``folder``; ``about``: name, description, authors, isbi."""
+    """rdf.yaml's content for the files in ``folder`` (``opset`` None: no ONNX weights); ``about``: name,
+    description, authors, parameter count, scores and whether the ISBI 2012 terms apply."""
     import torch
 
     inputs, outputs = _tensor_descriptions(cfg)
@@ -176,7 +177,11 @@ def rdf_content(
                 "pytorch_version": str(torch.__version__).split("+")[0],
                 "comment": "float32; " + (ISBI_TERMS if isbi else "MIT, as the code"),
             },
-            "onnx": {**file_entry(folder, ONNX), "opset_version": opset, "parent": "pytorch_state_dict"},
+            **(
+                {"onnx": {**file_entry(folder, ONNX), "opset_version": opset, "parent": "pytorch_state_dict"}}
+                if opset is not None
+                else {}
+            ),
         },
         "config": {
             "bioimageio": {
@@ -194,53 +199,6 @@ def rdf_content(
     if isbi:
         rdf["training_data"] = _training_data()
     return rdf
-
-
-def readme_text(about: dict[str, Any], cfg: TrainConfig, meta: dict[str, Any]) -> str:
-    """The package's documentation (README.md), with the Validation section bioimage.io asks for."""
-    from . import __version__
-
-    scores = about.get("scores")
-    if scores:
-        validation = (
-            "The same recipe, trained per fold of the reference's 5-fold split and scored on the held-out slices "
-            "with the ISBI 2012 challenge's measures (test-time augmentation, float32; mean of 5 folds): "
-            + ", ".join(f"{k} {v}" for k, v in scores.items())
-            + "."
-        )
-    else:
-        validation = f"Score this checkpoint's held-out fold ({cfg.fold}) with `biounet evaluate`."
-    margin = meta["contract"]["margin"]
-    size = f"{2 * margin} pixels smaller than the input on each axis (valid padding)" if margin else "the input's size"
-    classes = "class 0 membrane (background), class 1 cell (foreground)" if cfg.classes == 2 else "one per class"
-    terms = ISBI_TERMS if about["isbi"] else "The weights are under the MIT license, as the code."
-    return f"""# {about["name"]}
-
-{about["description"]}
-
-Written by biounet {__version__} (`biounet export --format bioimageio`) from `{meta["source"]}`, step {meta["step"]}.
-
-## Inputs and outputs
-
-- `{INPUT_ID}`: (batch, channel, y, x) uint8, scaled to [-1, 1] by the preprocessing (x / 127.5 - 1) as
-  biounet scales 8-bit images; sides {meta["contract"]["sizes"]}.
-- `{OUTPUT_ID}`: (batch, channel, y, x) float32, {cfg.classes} channels ({classes}): the softmax of
-  the network's scores (the postprocessing); {size}.
-- Weights: `{STATE}` (float32 state dict of `UNet` in `{ARCH}`, biounet's model source made standalone) and
-  `{ONNX}` (the same network, as `biounet export --format onnx` writes it).
-
-## Validation
-
-{validation}
-
-`bioimageio test PACKAGE.zip` checks that both weight formats reproduce the test output. On your own labelled
-images: `biounet evaluate --model PACKAGE.zip --data FOLDER --fold none` (a folder of image/mask pairs), or
-`biounet score LABELS.tif PROBS.tif` (the challenge's measures of any probability map).
-
-## License and terms
-
-Code (including `{ARCH}`): MIT. {terms}
-"""
 
 
 # ---------------------------------------------------------------- running a package biounet wrote
@@ -275,7 +233,7 @@ def read_package(path: str | Path) -> tuple[zipfile.ZipFile, dict[str, Any]]:
             f"that it wrote: {REWRITE}"
         )
     meta = (rdf.get("config") or {}).get("biounet")
-    if not isinstance(meta, dict) or not isinstance(meta.get("contract"), dict):
+    if not isinstance(meta, dict) or not isinstance((meta.get("contract") or {}).get("config"), dict):
         raise PackageError(
             f"{path} is a bioimage.io model that biounet did not write (no config.biounet in its {name}); "
             f"run it with bioimage.io software (`bioimageio predict`), or export a biounet checkpoint"
@@ -295,8 +253,9 @@ def _check_axes(rdf: dict[str, Any], path: Path) -> None:
         raise PackageError(f"{path}: its rdf.yaml has no inputs or outputs with axes (damaged?); {REWRITE}") from None
     if got != want or len(rdf["inputs"]) != 1 or len(rdf["outputs"]) != 1:
         raise PackageError(
-            f"{path} has tensors with axes {got}; biounet runs one 2D input and output of axes (batch, channel, "
-            f"y, x): a 3D or multi-tensor model needs bioimage.io software (`bioimageio predict`)"
+            f"{path} has {len(rdf['inputs'])} input(s) and {len(rdf['outputs'])} output(s), axes "
+            f"{' and '.join('(' + ', '.join(axes) + ')' for axes in got)}; biounet runs one 2D input and output of "
+            f"axes (batch, channel, y, x): a 3D or multi-tensor model needs bioimage.io software (`bioimageio predict`)"
         )
 
 
@@ -327,7 +286,8 @@ def open_package(
     with zf:
         meta = rdf["config"]["biounet"]
         cfg = from_dict(meta["contract"]["config"], source=f"{path} (config.biounet)")
-        weights = rdf.get("weights") or {}
+        weights = rdf.get("weights")
+        weights = weights if isinstance(weights, dict) else {}
         if not {"pytorch_state_dict", "onnx"} & set(weights):
             raise PackageError(
                 f"{path} has weights in {', '.join(weights) or 'no format'}; biounet runs pytorch_state_dict or "

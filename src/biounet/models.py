@@ -1,6 +1,7 @@
 """Open any model biounet can run, by what the user typed: a built-in model's name, a checkpoint or
-run folder, or an exported file (``.onnx``, ``.pt2``). The command line, the Dask workers and the
-napari widget all open models here, so each accepts the same things and refuses them alike.
+run folder, an exported file (``.onnx``, ``.pt2``) or a bioimage.io package biounet wrote (``.zip``).
+The command line, the Dask workers and the napari widget all open models here, so each accepts the
+same things and refuses them alike.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from .config import TrainConfig
 from .errors import ConfigError
 
 EXPORTED_SUFFIXES = (".onnx", ".pt2")
+PACKAGE_SUFFIX = ".zip"  # a bioimage.io model package (`biounet export --format bioimageio`)
 
 
 def model_kind(ref: str | Path) -> str:
-    """'builtin', 'exported' or 'checkpoint' for what ``--model`` was given (nothing is opened; an
-    unknown name without a suffix that is not a file lists the built-in models)."""
+    """'builtin', 'exported', 'bioimageio' or 'checkpoint' for what ``--model`` was given (nothing is
+    opened; an unknown name without a suffix that is not a file lists the built-in models)."""
     from .pretrained import builtin_path, is_builtin
 
     text = str(ref)
@@ -25,6 +27,8 @@ def model_kind(ref: str | Path) -> str:
     path = Path(text)
     if path.suffix in EXPORTED_SUFFIXES:
         return "exported"
+    if path.suffix.lower() == PACKAGE_SUFFIX:
+        return "bioimageio"
     if not path.suffix and not path.exists():
         builtin_path(text)  # raises: neither a file nor a built-in name
     return "checkpoint"
@@ -34,9 +38,13 @@ def open_model(
     ref: str | Path, device: str = "auto", precision: str = "auto", threads: int = 0, kind: str | None = None
 ) -> tuple[Any, TrainConfig, dict[str, Any]]:
     """(predictor, TrainConfig, description) of ``ref`` (``kind`` from :func:`model_kind` unless
-    given). Checkpoints run under ``precision``; an exported file runs in float32 (another precision
-    is refused)."""
+    given). Checkpoints and packages run under ``precision``; an exported file runs in float32 (another
+    precision is refused)."""
     kind = kind or model_kind(ref)
+    if kind == "bioimageio":
+        from .bioimageio_rdf import open_package
+
+        return open_package(ref, device, precision, threads)
     if kind == "exported":
         from .export import load_exported
 

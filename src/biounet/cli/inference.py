@@ -89,7 +89,7 @@ def _model_options(p: argparse.ArgumentParser) -> None:
         "--model",
         metavar="FILE",
         help="a built-in model (`biounet models`), or a file written by `biounet export`: .onnx (run by "
-        "onnxruntime, no PyTorch needed) or .pt2",
+        "onnxruntime, no PyTorch needed), .pt2, or .zip (a bioimage.io package)",
     )
 
 
