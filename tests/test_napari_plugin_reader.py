@@ -39,6 +39,13 @@ def test_predict_outputs_open_as_image_and_labels_layers(predicted):
     assert labels[2] == "labels" and labels[0].dtype == np.uint32 and labels[0].max() > 0
 
 
+def test_per_class_probabilities_open_as_one_image_layer_per_class(tmp_path):
+    path = tmp_path / "em_probs.tif"
+    tifffile.imwrite(path, np.full((2, 3, 8, 8), 1 / 3, np.float32), imagej=True, metadata={"axes": "ZCYX"})
+    ((data, kwargs, kind),) = read_outputs(str(path))
+    assert kind == "image" and data.shape == (2, 3, 8, 8) and kwargs["channel_axis"] == 1
+
+
 def test_the_pixel_size_a_tiff_declares_places_the_layer(tmp_path):
     imagej = tmp_path / "a_membrane.tif"
     tifffile.imwrite(
