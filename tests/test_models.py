@@ -13,6 +13,7 @@ def test_kinds_by_what_was_typed(tmp_path):
     assert model_kind("isbi2012-membranes") == "builtin"
     assert model_kind(tmp_path / "net.onnx") == "exported"
     assert model_kind(tmp_path / "net.pt2") == "exported"
+    assert model_kind(tmp_path / "net.zip") == "bioimageio"  # a bioimage.io package
     assert model_kind(tmp_path) == "checkpoint"  # a run folder
     assert model_kind(tmp_path / "last.pt") == "checkpoint"
 
