@@ -82,7 +82,7 @@ def test_other_files_are_left_to_other_readers_and_a_broken_output_says_so(tmp_p
         read_outputs(str(broken))
 
 
-def write_store(path, complete=True):
+def write_store(path, complete=True, ngff="0.5"):
     spec = OutputSpec(
         shape=(2, 80, 96),
         chunks=(1, 32, 32),
@@ -91,6 +91,7 @@ def write_store(path, complete=True):
         voxel_size=(30.0, 4.0, 4.0),
         unit="nm",
         origin=(1, 0, 0),
+        ngff=ngff,
     )
     store = OutputStore.open(path, spec)
     prob = np.linspace(0.0, 1.0, 2 * 80 * 96, dtype=np.float32).reshape(spec.shape)
@@ -124,9 +125,13 @@ def test_an_ome_zarr_store_opens_lazily_as_multiscale_layers(tmp_path, make_napa
     assert np.asarray(layers[2].data[0][0, 0, :3]).tolist() == [0, 1, 2]
 
 
-def test_an_unfinished_store_opens_with_a_warning(tmp_path):
+@pytest.mark.parametrize("ngff", ["0.5", "0.4"])
+def test_an_unfinished_store_opens_with_a_warning(tmp_path, ngff):
     path = tmp_path / "run.ome.zarr"
-    write_store(path, complete=False)
+    write_store(path, complete=False, ngff=ngff)
+    assert get_reader(str(path)) is read_outputs
     with pytest.warns(UserWarning, match="incomplete"):
         layers = read_outputs(str(path))
     assert [kwargs["multiscale"] for _, kwargs, _ in layers] == [False, False, False]
+    assert [kwargs["name"] for _, kwargs, _ in layers] == ["run membrane", "run mask", "run cells"]
+    assert layers[0][1]["scale"] == (30.0, 4.0, 4.0) and layers[0][0].shape == (2, 80, 96)
