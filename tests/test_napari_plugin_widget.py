@@ -117,6 +117,7 @@ def test_a_4d_layer_is_refused_before_any_work(qtbot, widget, notifications):
         ("no-such-model", None, "not a built-in model (known: isbi2012-membranes)"),
         ("broken.pt", b"not a checkpoint" * 8, "not a readable checkpoint"),
         ("broken.onnx", b"not an onnx model" * 8, "not a readable ONNX model"),
+        ("broken.zip", b"not a zip" * 8, "not a readable zip file"),
     ],
 )
 def test_an_unknown_model_or_a_broken_file_is_one_line_in_a_notification(
@@ -133,3 +134,20 @@ def test_an_unknown_model_or_a_broken_file_is_one_line_in_a_notification(
     assert [layer.name for layer in widget.viewer.layers] == ["em"]
     (message,) = errors(notifications)
     assert words in message and "Traceback" not in message
+
+
+@pytest.mark.timeout(120)
+def test_a_bioimageio_package_chosen_as_a_file_segments_like_the_built_in_model(qtbot, widget, notifications, tmp_path):
+    from biounet.bioimageio import write_package
+
+    package = write_package("isbi2012-membranes", tmp_path / "isbi.zip", opset=None)
+    image = synthetic_stack(slices=1, size=64)[0][0][0]
+    layer = widget.viewer.add_image(image, name="em")
+    segment(qtbot, widget, layer)
+    builtin = widget.viewer.layers["em membrane"].data
+    widget.viewer.layers.remove("em membrane")
+    widget._model.value = MODEL_FILE
+    widget._model_file.value = package
+    segment(qtbot, widget, layer)
+    assert errors(notifications) == []
+    np.testing.assert_allclose(widget.viewer.layers["em membrane"].data, builtin, atol=1e-3)
