@@ -94,7 +94,7 @@ def test_cv_resumes_a_killed_fold_and_keeps_the_finished_ones(isbi_dir, tmp_path
 
 
 @pytest.mark.slow
-def test_cv_trains_evaluates_and_keeps_finished_folds(isbi_dir, tmp_path, capsys):
+def test_cv_trains_evaluates_and_keeps_finished_folds(isbi_dir, tmp_path, capsys, monkeypatch):
     out = tmp_path / "cv"
     args = ["cv", "--data", str(isbi_dir), "--out", str(out), "--folds", "1,2", *TINY]
     assert main(args) == 0
@@ -110,7 +110,15 @@ def test_cv_trains_evaluates_and_keeps_finished_folds(isbi_dir, tmp_path, capsys
     assert main(args) == 0  # finished folds are kept, not retrained
     assert capsys.readouterr().out.count("trained (2 steps), evaluating") == 2
     # instances with parameters chosen on the other fold, beside the thresholded baselines
+    # the held-out probabilities were kept: nothing is segmented again
+    assert (out / "fold-1" / "heldout.npz").is_file()
+
+    def no_segmenting(*args, **kwargs):
+        raise AssertionError("a finished fold was segmented again")
+
+    monkeypatch.setattr("biounet.evaluate.evaluate_images", no_segmenting)
     assert main([*args, "--labels", "multicut,watershed"]) == 0
+    assert json.loads((out / "cv.json").read_text())["folds"] == summary["folds"]
     chosen = json.loads((out / "cv-labels-multicut.json").read_text())
     assert set(chosen) == {"1", "2"}
     for r in chosen.values():

@@ -9,6 +9,8 @@ standard deviation.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ import numpy as np
 from . import checkpoint as ckpt_io
 from .config import TrainConfig
 from .errors import ConfigError
-from .fileio import atomic_write_text, write_json
+from .fileio import atomic_write, atomic_write_text, write_json
 from .metrics import REPORTED_METRICS as METRICS
 from .selection import HeldOut
 
@@ -56,10 +58,7 @@ def run_cv(
     ``labels`` (instance methods), also per method cv-labels-METHOD.json and .md (the method with
     parameters chosen on the other folds, :mod:`biounet.selection`) and cv-labels-METHOD-worst.png
     (its worst slice beside the truth), and cv-labels.md (every method against the baselines)."""
-    from .checkpoint import load_predictor
     from .data import kfold_split, open_dataset
-    from .evaluate import evaluate_images
-    from .inference import describe_predictor
 
     if not cfg.data:
         raise ConfigError(
@@ -74,19 +73,10 @@ def run_cv(
     for fold in fold_list:
         run = out / f"fold-{fold}"
         last = _train_fold(cfg, explicit, fold, run, data, log)
-        predictor, run_cfg, ckpt = load_predictor(last, cfg.device, cfg.precision)
         _, val = kfold_split(len(data), fold, cfg.folds)
-        # scored as the recipe validates: with the 8 flips/rotations when it sets --val-tta
-        probs: list[np.ndarray] = []
-        report = evaluate_images(
-            predictor, data, val, run_cfg.depth, run_cfg.padding, tta=cfg.val_tta, cell_probs_out=probs
-        )
+        report, probs = _evaluate_fold(cfg, fold, last, data, val)
         if data.masks is not None:
             heldout[fold] = HeldOut(probs, [data.masks[i] for i in val], list(val), [data.images[i] for i in val])
-        report.update(
-            fold=fold, step=ckpt["step"], checkpoint=ckpt["path"], tta=cfg.val_tta, **describe_predictor(predictor)
-        )
-        write_json(report, run / "evaluation.json")
         reports[fold] = report
         log(f"fold {fold}: " + "  ".join(f"{k} {report[k]:.4f}" for k in METRICS if k in report))
     summary: dict[str, Any] = {
@@ -128,6 +118,48 @@ def _score_instances(
     atomic_write_text(out / "cv-labels.md", summary_table(chosen))
     log(f"wrote {out / 'cv-labels.md'}")
     return chosen
+
+
+def _evaluate_fold(
+    cfg: TrainConfig, fold: str, last: Path, data: Any, val: list[int]
+) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """Fold ``fold``'s report and held-out cell probabilities, scored as the recipe validates (with
+    the 8 flips/rotations when it sets --val-tta); writes evaluation.json. The probabilities are kept
+    in heldout.npz beside it, keyed by the checkpoint's bytes, the images, TTA and precision, so a
+    second ``cv --labels`` on finished folds segments nothing again."""
+    from .checkpoint import load_predictor
+    from .data.readers import image_digest
+    from .evaluate import evaluate_images
+    from .inference import describe_predictor
+
+    predictor, run_cfg, ckpt = load_predictor(last, cfg.device, cfg.precision)
+    described = describe_predictor(predictor)
+    key = json.dumps(
+        {
+            "checkpoint_sha256": hashlib.sha256(last.read_bytes()).hexdigest(),
+            "images": [image_digest(data.images[i]) for i in val],
+            "tta": cfg.val_tta,
+            **described,
+        },
+        sort_keys=True,
+    )
+    cache, report_path = last.parent / "heldout.npz", last.parent / "evaluation.json"
+    if cache.is_file() and report_path.is_file():
+        try:
+            with np.load(cache) as stored:
+                if str(stored["key"]) == key:
+                    return json.loads(report_path.read_text()), list(stored["probs"])
+        except (OSError, ValueError, KeyError, json.JSONDecodeError):
+            pass  # a damaged or older cache: segment again and replace it
+    probs: list[np.ndarray] = []
+    report = evaluate_images(
+        predictor, data, val, run_cfg.depth, run_cfg.padding, tta=cfg.val_tta, cell_probs_out=probs
+    )
+    report.update(fold=fold, step=ckpt["step"], checkpoint=ckpt["path"], tta=cfg.val_tta, **described)
+    write_json(report, report_path)
+    if probs:  # two classes: the cell probabilities that instance methods take
+        atomic_write(cache, lambda p: np.savez(p, key=np.array(key), probs=np.stack(probs).astype(np.float32)))
+    return report, probs
 
 
 def _train_fold(
