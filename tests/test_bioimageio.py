@@ -171,7 +171,9 @@ def test_the_builtin_model_is_packaged_in_float32_with_its_data_terms(tmp_path):
     assert {"10.1007/978-3-319-24574-4_28", "10.1371/journal.pbio.1000502", "10.1371/journal.pone.0038011"} <= dois
     assert rdf["license"] == "MIT" and "non-commercial" in _read(path, "README.md").decode()
     assert rdf["training_data"]["name"].startswith("ISBI 2012") and rdf["authors"] == [{"name": "biounet developers"}]
-    assert rdf["outputs"][0]["axes"][2]["size"]["offset"] == 0  # same padding: the input's size
+    y_in, y_out = rdf["inputs"][0]["axes"][2], rdf["outputs"][0]["axes"][2]
+    assert y_out["size"]["offset"] == 0 and y_out["halo"] == 48  # same padding: the input's size, a halo to crop
+    assert y_in["size"] == {"min": 112, "step": 16}  # the smallest multiple of 16 above the two halos
 
 
 BLOCKED = "import sys; sys.modules[{name!r}] = None\n"

@@ -52,6 +52,7 @@ from .bioimageio_rdf import (
     TEST_INPUT,
     TEST_OUTPUT,
     rdf_content,
+    same_padding_halo,
     trained_on_isbi,
 )
 from .config import TrainConfig
@@ -179,7 +180,13 @@ def _readme(about: dict[str, Any], cfg: TrainConfig, meta: dict[str, Any]) -> st
     else:
         validation = f"Score this checkpoint's held-out fold ({cfg.fold}) with `biounet evaluate`."
     margin = meta["contract"]["margin"]
-    size = f"{2 * margin} pixels smaller than the input on each axis (valid padding)" if margin else "the input's size"
+    if margin:
+        size = f"{2 * margin} pixels smaller than the input on each axis (valid padding: no halo to crop)"
+    else:
+        size = (
+            f"the input's size, with a halo of {same_padding_halo(cfg.depth)} pixels (same padding: software "
+            "that stitches tiles drops that border of each tile)"
+        )
     classes = "class 0 membrane (background), class 1 cell (foreground)" if cfg.classes == 2 else "one per class"
     onnx = f", and `{ONNX}`, the same network as `biounet export --format onnx` writes it" if about["onnx"] else ""
     terms = ISBI_TERMS if about["isbi"] else "The weights are under the MIT license, as the code."
@@ -238,13 +245,17 @@ def write_package(
     model = model.float().eval()  # a built-in model stores float16: the package holds float32
     info = builtin_models()[builtin] if builtin else {}
     stem = builtin or (Path(ckpt["path"]).parent.name + "-" + Path(ckpt["path"]).stem)
+    isbi = trained_on_isbi(cfg, builtin)
+    description = info.get("description") or (
+        f"biounet U-Net for 2D segmentation: {cfg.in_channels} channel(s) in, {cfg.classes} classes out, "
+        f"trained {ckpt['step']} steps."
+    )
     about = {
         "name": re.sub(r"[^A-Za-z0-9_+() -]", "-", f"biounet U-Net {stem}")[:64],  # the characters the spec admits
-        "description": info.get("description")
-        or f"biounet U-Net for 2D segmentation: {cfg.in_channels} channel(s) in, {cfg.classes} classes out, "
-        f"trained {ckpt['step']} steps.",
+        "description": description
+        + (" Weights for non-commercial use (ISBI 2012 data terms; README)." if isbi else ""),
         "authors": list(authors) or (["biounet developers"] if builtin else ["unknown"]),
-        "isbi": trained_on_isbi(cfg, builtin),
+        "isbi": isbi,
         "parameters": count_parameters(model),
         "scores": info.get("recipe_scores", {}).get("five_fold_mean"),
         "onnx": opset is not None,
