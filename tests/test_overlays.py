@@ -22,6 +22,11 @@ def test_instances_are_tinted_and_the_gaps_stay_grey(tmp_path):
     # the same id gets the same colour wherever it is; different ids differ
     tint = rgb.astype(int) - 0.55 * g[..., None]
     assert np.allclose(tint[0, 0], tint[3, 7], atol=1.5) and not np.allclose(tint[0, 0], tint[7, 0], atol=5)
+    touching = labels.copy()
+    touching[4] = 1  # labels 1 and 2 now touch between rows 4 and 5: a dark line on row 5
+    dark = instance_overlay(image[None], touching)
+    assert (dark[5].astype(int).sum(-1) < rgb[5].astype(int).sum(-1)).all()
+    assert np.array_equal(dark[6], rgb[6])
     picture = side_by_side(rgb, rgb, gap=2)
     assert picture.shape == (8, 18, 3) and (picture[:, 8:10] == 255).all()
     write_png(tmp_path / "o.png", picture)
