@@ -23,6 +23,7 @@ from biounet.bioimageio_rdf import unet_kwargs
 from biounet.cli import main
 from biounet.data.readers import scale_image
 from biounet.engine import train
+from biounet.errors import ConfigError, DataError
 from biounet.export import size_rule
 from biounet.model import UNet
 
@@ -174,6 +175,22 @@ def test_the_builtin_model_is_packaged_in_float32_with_its_data_terms(tmp_path):
     y_in, y_out = rdf["inputs"][0]["axes"][2], rdf["outputs"][0]["axes"][2]
     assert y_out["size"]["offset"] == 0 and y_out["halo"] == 48  # same padding: the input's size, a halo to crop
     assert y_in["size"] == {"min": 112, "step": 16}  # the smallest multiple of 16 above the two halos
+
+
+def test_a_wrong_name_or_sample_image_is_refused(run_dir, tmp_path, capsys):
+    with pytest.raises(ConfigError, match="name it model.zip"):
+        write_package(run_dir, tmp_path / "model.onnx", opset=None)
+    tifffile.imwrite(tmp_path / "deep.tif", np.zeros((512, 512), np.uint16))
+    with pytest.raises(DataError, match="uint16 pixels.*give an 8-bit image"):
+        write_package(run_dir, tmp_path / "model.zip", opset=None, sample=tmp_path / "deep.tif")
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "small.png")
+    code = main(
+        ["export", "--checkpoint", str(run_dir), "--format", "bioimageio", "--out", str(tmp_path / "m.zip")]
+        + ["--sample-image", str(tmp_path / "small.png")]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1 and "is 64x64; the test input needs" in err, err
+    assert not (tmp_path / "m.zip").exists()
 
 
 BLOCKED = "import sys; sys.modules[{name!r}] = None\n"

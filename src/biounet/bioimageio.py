@@ -284,12 +284,12 @@ def _write_files(folder: Path, model: Any, cfg: TrainConfig, checkpoint: Path, o
 
     from .export import export_model
 
+    test_input, test_output = sample_tensors(model, cfg, sample)  # first: a bad --sample-image fails fast
     (folder / ARCH).write_text(architecture_source(), encoding="utf-8")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     torch.save(state, folder / STATE)
     if opset is not None:
         export_model(checkpoint, "onnx", folder / ONNX, opset)
-    test_input, test_output = sample_tensors(model, cfg, sample)
     np.save(folder / TEST_INPUT, test_input)
     np.save(folder / TEST_OUTPUT, test_output)
     tifffile.imwrite(folder / SAMPLE_INPUT, test_input[0, 0] if test_input.shape[1] == 1 else test_input[0])
