@@ -17,11 +17,11 @@ The input is declared uint8, preprocessed by ``ensure_dtype`` float32 and ``scal
 2/255, offset -1): biounet's scaling of 8-bit images (:func:`biounet.data.readers.scale_image`). The
 network returns logits; the postprocessing ``softmax`` over the channels gives the probabilities
 biounet reports. A valid-padding network's output is ``2 * margin`` smaller than its input on each
-side (a size reference with a negative offset: the network crops its halo itself).
+side (a size reference with a negative offset: the network crops its halo itself); a same-padding
+one's has the input's size and a halo for stitched tiles.
 
-``rdf.yaml`` keeps biounet's own description under ``config.biounet`` (the preprocessing contract
-with the training configuration, the step, the training images' fingerprints): :func:`open_package`
-rebuilds the network from it after checking the sha256 of the file it reads.
+What rdf.yaml says, and opening a package (:func:`biounet.bioimageio_rdf.open_package`), are in
+:mod:`biounet.bioimageio_rdf`. docs/bioimageio.md has the choices and the measurements.
 """
 
 from __future__ import annotations
