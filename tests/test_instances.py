@@ -70,6 +70,7 @@ def test_graph_methods_split_a_faint_gap_that_thresholding_merges(gap):
     for method, params in [
         ("multicut", {}),
         ("multicut", {"solver": "kernighan-lin"}),
+        ("multicut", {"weighting": "length"}),
         ("gasp", {}),
         ("gasp", {"linkage": "mutex_watershed"}),
     ]:
@@ -90,6 +91,20 @@ def test_todays_watershed_splits_a_dim_gap_but_merges_a_missing_one():
     assert_ids(merged)
     assert cell_ids(merged, truth)[0] == cell_ids(merged, truth)[1]
     assert np.array_equal(instance_labels(prob), merged)  # watershed is the default
+
+
+def test_a_cell_that_is_one_superpixel_stays_one_cell():
+    # one disc with a membrane dot inside: a single superpixel, a graph without edges (length
+    # weighting divided by the longest edge of none before the fix)
+    yy, xx = np.mgrid[:96, :96]
+    prob = np.zeros((96, 96), np.float32)
+    prob[(yy - 48) ** 2 + (xx - 48) ** 2 < 40**2] = 1.0
+    prob[(yy - 48) ** 2 + (xx - 60) ** 2 < 9] = 0.0
+    prob = ndimage.gaussian_filter(prob, 1.0)
+    inside = (yy - 48) ** 2 + (xx - 48) ** 2 < 35**2
+    for weighting in ("none", "length"):
+        labels = instance_labels(prob, "multicut", beta=0.4, weighting=weighting)
+        assert len(np.unique(labels[inside & (labels > 0)])) == 1, weighting
 
 
 def test_boundary_bias_moves_the_cut():
@@ -202,6 +217,7 @@ def test_unknown_method_and_parameters_are_refused():
     for method, params, message in [
         ("multicut", {"beta": 1.0}, "out of range; it must be in \\(0, 1\\)"),
         ("multicut", {"solver": "ilp"}, "not one of gaec, kernighan-lin"),
+        ("multicut", {"weighting": "area"}, "not one of none, length"),
         ("gasp", {"linkage": "quantile"}, "not one of average, single"),
         ("objects", {"min_size": 2.5}, "not an integer"),
         ("objects", {"min_size": -1}, "at least 0"),

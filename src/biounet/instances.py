@@ -55,7 +55,10 @@ _LINKAGES = {
     "sum": "sum",
     "mutex_watershed": "mutex_watershed",
 }
-_CHOICES: dict[str, tuple[str, ...]] = {"solver": _SOLVERS, "linkage": tuple(_LINKAGES)}
+# multicut edge costs: each edge's alone ("none"), or scaled by its length relative to the longest
+# ("length": elf's weighting scheme "all"), so a few pixels of boundary weigh less than a long one
+_WEIGHTINGS = ("none", "length")
+_CHOICES: dict[str, tuple[str, ...]] = {"solver": _SOLVERS, "linkage": tuple(_LINKAGES), "weighting": _WEIGHTINGS}
 
 # the superpixels of multicut and gasp: elf's DEFAULT_WS_KWARGS (threshold on the membrane probability),
 # but min_size 25, not 100: a cell under min_size cannot be a segment, and about 10% of the cell profiles
@@ -127,16 +130,20 @@ def _to_pixels(rag, superpixels: np.ndarray, node_labels: np.ndarray) -> np.ndar
     return labels
 
 
-def _multicut(cell_prob: np.ndarray, *, beta: float, solver: str, **superpixels) -> np.ndarray:
+def _multicut(cell_prob: np.ndarray, *, beta: float, solver: str, weighting: str, **superpixels) -> np.ndarray:
     """Multicut of the superpixel graph: costs log((1-p)/p) + log((1-beta)/beta) of the mean membrane
-    probability p of each edge (higher ``beta``: more cuts), solved by GAEC or Kernighan-Lin."""
+    probability p of each edge (higher ``beta``: more cuts), with ``weighting`` "length" scaled by
+    the edge's length over the longest edge's, solved by GAEC or Kernighan-Lin."""
     from elf.segmentation.multicut import compute_edge_costs, multicut_gaec, multicut_kernighan_lin
 
     problem = _superpixel_graph(1.0 - cell_prob, **superpixels)
     if problem is None:
         return np.zeros(cell_prob.shape, np.uint32)
-    sp, rag, edge_probs, _ = problem
-    costs = compute_edge_costs(edge_probs, beta=beta)
+    sp, rag, edge_probs, edge_sizes = problem
+    if not len(edge_probs):  # one superpixel: nothing to cut
+        return sp
+    scheme = "all" if weighting == "length" else None
+    costs = compute_edge_costs(edge_probs, edge_sizes=edge_sizes, beta=beta, weighting_scheme=scheme)
     solve = multicut_gaec if solver == "gaec" else multicut_kernighan_lin  # KL warm-starts from GAEC
     return _to_pixels(rag, sp, solve(rag, costs))
 
@@ -191,7 +198,7 @@ METHODS: dict[str, InstanceMethod] = {
             "multicut",
             "distance-transform watershed superpixels, their adjacency graph, multicut of the mean membrane "
             "probability per edge with a boundary bias (elf, bioimage-cpp)",
-            {**_SUPERPIXELS, "beta": 0.5, "solver": "gaec"},
+            {**_SUPERPIXELS, "beta": 0.5, "solver": "gaec", "weighting": "none"},
             _multicut,
         ),
         InstanceMethod(
