@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_NET
+from conftest import TINY_NET, tiny_config, write_pairs
 from PIL import Image
 
 from biounet.cli import main
@@ -160,3 +160,45 @@ def test_cv_scores_as_the_recipe_validates_and_once(isbi_dir, tmp_path):
     assert report["dice_coeff"] == pytest.approx(with_tta["dice_coeff"], abs=1e-6)
     assert report["dice_coeff"] != pytest.approx(plain["dice_coeff"], abs=1e-6)
     assert "test-time augmentation" in (out / "cv.md").read_text()
+
+
+def _held_out_setup(tmp_path, sizes):
+    """A tiny checkpoint and a folder of image/mask pairs of the given sizes."""
+    from biounet import checkpoint as ckpt_io
+    from biounet.data import open_dataset
+    from biounet.model import build_model
+
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, s, dtype=np.uint8) for s in sizes]
+    masks = [np.where(rng.random(s) > 0.3, 255, 0).astype(np.uint8) for s in sizes]
+    folder = write_pairs(tmp_path / "pairs", images, masks)
+    cfg = tiny_config(data=str(folder), val_tta=False)
+    last = tmp_path / "run" / "last.pt"
+    last.parent.mkdir()
+    torch.manual_seed(0)
+    ckpt_io.atomic_save(ckpt_io.payload(cfg.to_dict(), 4, build_model(cfg).state_dict()), last)
+    return cfg, last, open_dataset(str(folder), 2, 1, None, None, None)
+
+
+def test_held_out_predictions_are_kept_per_slice_and_replaced_when_anything_changes(tmp_path, monkeypatch):
+    from biounet import evaluate
+    from biounet.crossval import _evaluate_fold
+
+    cfg, last, data = _held_out_setup(tmp_path, [(64, 64), (80, 96), (64, 64)])
+    val = [0, 1, 2]
+    report, probs = _evaluate_fold(cfg, "0", last, data, val)  # images of two sizes: one array each
+    assert [p.shape for p in probs] == [(64, 64), (80, 96), (64, 64)]
+    calls = []
+    real = evaluate.evaluate_images
+    monkeypatch.setattr(evaluate, "evaluate_images", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again, kept = _evaluate_fold(cfg, "0", last, data, val)
+    assert calls == [] and again == report and all(np.array_equal(a, b) for a, b in zip(probs, kept))
+    data.masks[1] = 1 - data.masks[1]  # edited labels: the cached report no longer holds
+    _evaluate_fold(cfg, "0", last, data, val)
+    assert calls == [1]
+    _evaluate_fold(cfg.replace(val_tta=True), "0", last, data, val)  # another TTA setting
+    assert calls == [1, 1]
+    cache = last.parent / "heldout.npz"
+    cache.write_bytes(cache.read_bytes()[:100])  # a damaged cache is segmented again, not a traceback
+    _evaluate_fold(cfg.replace(val_tta=True), "0", last, data, val)
+    assert calls == [1, 1, 1]

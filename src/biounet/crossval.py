@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from .errors import ConfigError
 from .fileio import atomic_write, atomic_write_text, write_json
 from .metrics import REPORTED_METRICS as METRICS
 from .selection import HeldOut
+
+HELDOUT_FORMAT = 2  # heldout.npz: one array per slice (p00000, ...) beside the key
 
 
 def parse_folds(text: str, folds: int) -> list[str]:
@@ -75,7 +78,7 @@ def run_cv(
         last = _train_fold(cfg, explicit, fold, run, data, log)
         _, val = kfold_split(len(data), fold, cfg.folds)
         report, probs = _evaluate_fold(cfg, fold, last, data, val)
-        if data.masks is not None:
+        if labels and data.masks is not None:  # only then: the images of a lazy volume stay on disk
             heldout[fold] = HeldOut(probs, [data.masks[i] for i in val], list(val), [data.images[i] for i in val])
         reports[fold] = report
         log(f"fold {fold}: " + "  ".join(f"{k} {report[k]:.4f}" for k in METRICS if k in report))
@@ -125,8 +128,9 @@ def _evaluate_fold(
 ) -> tuple[dict[str, Any], list[np.ndarray]]:
     """Fold ``fold``'s report and held-out cell probabilities, scored as the recipe validates (with
     the 8 flips/rotations when it sets --val-tta); writes evaluation.json. The probabilities are kept
-    in heldout.npz beside it, keyed by the checkpoint's bytes, the images, TTA and precision, so a
-    second ``cv --labels`` on finished folds segments nothing again."""
+    in heldout.npz beside it (one array per slice: images may differ in size), keyed by the
+    checkpoint's bytes, the images, the masks, TTA, device and precision, so a second ``cv --labels``
+    on finished folds segments nothing again; any other cache is replaced."""
     from .checkpoint import load_predictor
     from .data.readers import image_digest
     from .evaluate import evaluate_images
@@ -137,7 +141,9 @@ def _evaluate_fold(
     key = json.dumps(
         {
             "checkpoint_sha256": hashlib.sha256(last.read_bytes()).hexdigest(),
+            "format": HELDOUT_FORMAT,
             "images": [image_digest(data.images[i]) for i in val],
+            "masks": [_mask_digest(data.masks[i]) for i in val] if data.masks is not None else None,
             "tta": cfg.val_tta,
             **described,
         },
@@ -148,8 +154,8 @@ def _evaluate_fold(
         try:
             with np.load(cache) as stored:
                 if str(stored["key"]) == key:
-                    return json.loads(report_path.read_text()), list(stored["probs"])
-        except (OSError, ValueError, KeyError, json.JSONDecodeError):
+                    return json.loads(report_path.read_text()), [stored[f"p{k:05d}"] for k in range(len(val))]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             pass  # a damaged or older cache: segment again and replace it
     probs: list[np.ndarray] = []
     report = evaluate_images(
@@ -158,8 +164,14 @@ def _evaluate_fold(
     report.update(fold=fold, step=ckpt["step"], checkpoint=ckpt["path"], tta=cfg.val_tta, **described)
     write_json(report, report_path)
     if probs:  # two classes: the cell probabilities that instance methods take
-        atomic_write(cache, lambda p: np.savez(p, key=np.array(key), probs=np.stack(probs).astype(np.float32)))
+        arrays: dict[str, Any] = {f"p{k:05d}": np.asarray(a, np.float32) for k, a in enumerate(probs)}
+        atomic_write(cache, lambda p: np.savez(p, key=np.array(key), **arrays))
     return report, probs
+
+
+def _mask_digest(mask: np.ndarray) -> str:
+    mask = np.ascontiguousarray(mask)
+    return hashlib.sha256(repr((mask.shape, mask.dtype.str)).encode() + mask.tobytes()).hexdigest()[:16]
 
 
 def _train_fold(
