@@ -8,7 +8,7 @@ from PIL import Image
 
 from biounet.cli import main
 from biounet.engine import train
-from biounet.predict import _write_tiff, read_pixel_size
+from biounet.predict import PixelSize, _write_tiff, read_pixel_size
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +113,27 @@ def test_predict_labels_by_a_named_method_with_its_parameters(run_dir, isbi_dir,
     assert main([*args, "--out", str(tmp_path / "bad"), "--label-param", "beta=0.4"]) == 2
     assert "add --labels METHOD" in capsys.readouterr().err
     assert main([*args, "--out", str(tmp_path / "bad"), "--labels", "multicut", "--label-param", "bta=1"]) == 2
+
+
+def _imagej_tiff(path, unit):
+    """A stack whose ImageJ description holds ``unit`` raw (UTF-8), as some writers other than Fiji leave it."""
+    desc = f"ImageJ=1.54f\nimages=2\nslices=2\nunit={unit}\nspacing=0.05\nloop=false\n"
+    tifffile.imwrite(path, np.zeros((2, 8, 8), np.uint8), description=desc.encode(), resolution=(250, 250))
+
+
+@pytest.mark.parametrize("unit", ["µm", "um", "\\u00B5m", "μm"])
+def test_a_raw_micro_sign_unit_is_written_as_micron(tmp_path, unit):
+    _imagej_tiff(tmp_path / "in.tif", unit)
+    size = read_pixel_size(tmp_path / "in.tif")
+    assert size == (0.004, 0.004, 0.05, "micron")
+    _write_tiff(tmp_path / "out.tif", np.zeros((2, 8, 8), np.float32), "ZYX", size)  # raised UnicodeEncodeError
+    assert read_pixel_size(tmp_path / "out.tif") == size
+
+
+def test_a_non_ascii_unit_is_dropped_not_a_crash(tmp_path):
+    _imagej_tiff(tmp_path / "in.tif", "Å")
+    assert read_pixel_size(tmp_path / "in.tif") is None
+    # a calibration built elsewhere with such a unit: the image is written, uncalibrated
+    _write_tiff(tmp_path / "out.tif", np.zeros((2, 8, 8), np.uint8), "ZYX", PixelSize(0.1, 0.1, None, "Å"))
+    assert read_pixel_size(tmp_path / "out.tif") is None
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out.tif"), np.zeros((2, 8, 8), np.uint8))

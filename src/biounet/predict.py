@@ -91,6 +91,16 @@ class PixelSize(NamedTuple):
 
 # ImageJ's unit names -> the OME schema's unit symbols (ImageJ writes the micro sign escaped)
 _OME_UNITS = {"nm": "nm", "micron": "µm", "um": "µm", "µm": "µm", "\\u00B5m": "µm", "mm": "mm", "cm": "cm", "m": "m"}
+# the spellings of micrometre in ImageJ descriptions (Fiji escapes the micro sign; other writers do not)
+_MICRON = {"um", "µm", "μm", "\\u00B5m", "\\u00b5m"}
+
+
+def _imagej_unit(unit: str) -> str | None:
+    """A unit as ImageJ's header holds it (ASCII only): micrometre spellings -> ``micron``; None for
+    any other non-ASCII unit (dropped: the ImageJ writer cannot encode it)."""
+    if unit in _MICRON:
+        return "micron"
+    return unit if unit.isascii() else None
 
 
 def _positive(value: object) -> TypeGuard[float]:
@@ -112,6 +122,8 @@ def read_pixel_size(path: Path) -> PixelSize | None:
     unit, spacing = meta.get("unit"), meta.get("spacing")  # tifffile parsed numbers already
     if not isinstance(unit, str) or unit in ("", "pixel", "pixels") or not (_positive(x) and _positive(y)):
         return None
+    if (unit := _imagej_unit(unit)) is None:  # a non-ASCII unit other than µm: no calibration carried over
+        return None
     return PixelSize(1 / x, 1 / y, float(spacing) if _positive(spacing) else None, unit)
 
 
@@ -125,8 +137,8 @@ def _write_tiff(path: Path, array: np.ndarray, axes: str, pixel_size: PixelSize 
     if array.dtype in (np.uint8, np.uint16, np.float32):
         meta: dict[str, Any] = {"axes": axes}
         resolution = None
-        if pixel_size:
-            meta["unit"], resolution = pixel_size.unit, (1 / pixel_size.x, 1 / pixel_size.y)
+        if pixel_size and (unit := _imagej_unit(pixel_size.unit)):
+            meta["unit"], resolution = unit, (1 / pixel_size.x, 1 / pixel_size.y)
             if pixel_size.z:
                 meta["spacing"] = pixel_size.z
         tifffile.imwrite(path, array, imagej=True, resolution=resolution, metadata=meta, photometric="minisblack")
