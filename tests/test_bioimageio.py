@@ -228,3 +228,46 @@ def test_predict_with_the_onnx_weights_where_torch_is_absent(full_package, run_d
     assert done.returncode == 0, done.stderr[-2000:]
     from_checkpoint = _predict(tmp_path, "--checkpoint", run_dir, image)
     assert np.abs(tifffile.imread(out / "one_membrane.tif") - from_checkpoint).max() <= 1e-4
+
+
+def _pixels_of(tmp_path, name, pixels, in_channels, side=64):
+    from biounet.bioimageio import _test_pixels
+    from biounet.config import TrainConfig
+
+    path = tmp_path / name
+    if name.endswith(".png"):
+        Image.fromarray(pixels).save(path)
+    else:
+        tifffile.imwrite(path, pixels)
+    return _test_pixels(TrainConfig(in_channels=in_channels), side, path)
+
+
+def test_sample_images_grey_colour_and_stacks(tmp_path):
+    rng = np.random.default_rng(0)
+    grey, rgb = rng.integers(0, 256, (2, 80, 96), np.uint8), rng.integers(0, 256, (2, 80, 96, 3), np.uint8)
+    centre = np.s_[8:72, 16:80]
+    assert np.array_equal(_pixels_of(tmp_path, "g.png", grey[0], 1), grey[0][centre][None])
+    assert np.array_equal(_pixels_of(tmp_path, "gs.tif", grey, 1), grey[0][centre][None])  # a stack: its first slice
+    assert np.array_equal(_pixels_of(tmp_path, "c.png", rgb[0], 3), np.moveaxis(rgb[0][centre], -1, 0))
+    rgba = np.concatenate([rgb[0], np.full((80, 96, 1), 255, np.uint8)], axis=-1)
+    assert np.array_equal(_pixels_of(tmp_path, "a.png", rgba, 3), np.moveaxis(rgb[0][centre], -1, 0))
+    # an RGB stack (Z, H, W, 3) for a 3-channel model: its first slice (was a ValueError traceback)
+    stack = _pixels_of(tmp_path, "cs.tif", rgb, 3)
+    assert np.array_equal(stack, np.moveaxis(rgb[0][centre], -1, 0))
+
+
+@pytest.mark.parametrize(
+    ("name", "grey", "in_channels", "message"),
+    [
+        ("c.png", False, 1, "is an RGB image; the model takes 1 channel.*give a greyscale 8-bit image"),
+        ("cs.tif", False, 1, "is an RGB image; the model takes 1 channel.*give a greyscale 8-bit image"),
+        ("g.png", True, 3, "is a greyscale image; the model takes 3 channel.*give an RGB image"),
+        ("gs.tif", True, 3, "is a greyscale image; the model takes 3 channel.*give an RGB image"),
+    ],
+)
+def test_a_sample_image_of_the_wrong_channels_is_refused_in_one_line(tmp_path, name, grey, in_channels, message):
+    shape = (80, 96) if grey else (80, 96, 3)
+    pixels = np.zeros((2, *shape) if name.endswith(".tif") else shape, np.uint8)
+    with pytest.raises(DataError, match=message) as err:
+        _pixels_of(tmp_path, name, pixels, in_channels)
+    assert "\n" not in str(err.value)

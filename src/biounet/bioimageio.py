@@ -107,23 +107,50 @@ def architecture_source() -> str:
     return "\n\n".join([_ARCH_HEADER.format(version=__version__, conv_loss=geometry.CONV_LOSS)] + parts)
 
 
+def _sample_channels(pixels: np.ndarray, in_channels: int, sample: str | Path) -> np.ndarray:
+    """(C, H, W) of a sample image: grey (H, W); a grey stack (Z, H, W) or a colour stack (Z, H, W, C):
+    its first slice; colour (H, W, C), an alpha channel dropped. A colour image for a grey model (or
+    the reverse) is refused: its channels are not the model's."""
+    from .data.readers import is_channels_last
+
+    if (pixels.ndim == 3 and not is_channels_last(pixels)) or (pixels.ndim == 4 and is_channels_last(pixels[0])):
+        pixels = pixels[0]  # the first slice of a stack
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    elif not is_channels_last(pixels):
+        raise DataError(
+            f"--sample-image {sample}: pixels of shape {pixels.shape}; give one 8-bit image: grey (H, W), "
+            f"RGB (H, W, 3) or a stack of either"
+        )
+    if pixels.shape[-1] in (2, 4) and pixels.shape[-1] != in_channels:
+        pixels = pixels[..., :-1]  # grey + alpha, RGBA: the colours
+    channels = pixels.shape[-1]
+    if channels != in_channels:
+        have = "a greyscale" if channels == 1 else "an RGB" if channels == 3 else f"a {channels}-channel"
+        fix = (
+            "give a greyscale 8-bit image (Fiji: Image > Type > 8-bit)"
+            if in_channels == 1
+            else "give an RGB image (Fiji: Image > Type > RGB Color)"
+            if in_channels == 3
+            else f"give an image of {in_channels} channels"
+        )
+        raise DataError(f"--sample-image {sample} is {have} image; the model takes {in_channels} channel(s): {fix}")
+    return np.moveaxis(pixels, -1, 0)
+
+
 def _test_pixels(cfg: TrainConfig, side: int, sample: str | Path | None) -> np.ndarray:
     """(C, side, side) uint8: the centre of ``sample``'s first slice, or a synthetic EM-like image."""
-    from .data.readers import is_channels_last, read_image_file
+    from .data.readers import read_image_file
 
     if sample is None:
         from .data.synthetic import synthetic_em_image
 
         grey, _ = synthetic_em_image(np.random.default_rng(0), size=side)
         return np.repeat(grey[None], cfg.in_channels, axis=0)
-    pixels = read_image_file(sample)
-    if pixels.ndim == 3 and not (is_channels_last(pixels) and pixels.shape[-1] == cfg.in_channels):
-        pixels = pixels[0]  # the first slice of a stack
-    pixels = pixels[None] if pixels.ndim == 2 else np.moveaxis(pixels, -1, 0)
-    if pixels.dtype != np.uint8 or pixels.shape[0] != cfg.in_channels:
+    pixels = _sample_channels(read_image_file(sample), cfg.in_channels, sample)
+    if pixels.dtype != np.uint8:
         raise DataError(
-            f"--sample-image {sample}: {pixels.dtype} pixels with {pixels.shape[0]} channel(s); the package "
-            f"declares uint8 input with {cfg.in_channels}: give an 8-bit image of that many channels"
+            f"--sample-image {sample}: {pixels.dtype} pixels; the package declares uint8 input: give an 8-bit image"
         )
     h, w = pixels.shape[1:]
     if min(h, w) < side:
