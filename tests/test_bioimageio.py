@@ -120,7 +120,10 @@ def test_package_holds_float32_weights_sizes_and_checksums(package, run_dir):
     assert probs["postprocessing"] == [{"id": "softmax", "kwargs": {"axis": "channel"}}]
     meta = rdf["config"]["biounet"]
     assert meta["step"] == ckpt["step"] == 2 and meta["train_digests"] == ckpt["train_digests"]
-    assert "## Validation" in _read(package, "README.md").decode()
+    readme = _read(package, "README.md").decode()
+    assert "## Validation" in readme
+    size = rdf["inputs"][0]["axes"][2]["size"]  # the README quotes rdf.yaml's sides
+    assert f"y and x of {size['min']} + {size['step']}·k pixels" in readme
     assert "TrakEM2" in rdf["weights"]["pytorch_state_dict"]["comment"]  # trained on ISBI: its data terms
 
 
@@ -175,6 +178,7 @@ def test_the_builtin_model_is_packaged_in_float32_with_its_data_terms(tmp_path):
     y_in, y_out = rdf["inputs"][0]["axes"][2], rdf["outputs"][0]["axes"][2]
     assert y_out["size"]["offset"] == 0 and y_out["halo"] == 48  # same padding: the input's size, a halo to crop
     assert y_in["size"] == {"min": 112, "step": 16}  # the smallest multiple of 16 above the two halos
+    assert "y and x of 112 + 16·k pixels (k = 0, 1, ...: 112, 128, 144, ...)" in _read(path, "README.md").decode()
 
 
 def test_a_wrong_name_or_sample_image_is_refused(run_dir, tmp_path, capsys):

@@ -51,6 +51,7 @@ from .bioimageio_rdf import (
     STATE,
     TEST_INPUT,
     TEST_OUTPUT,
+    input_sides,
     rdf_content,
     same_padding_halo,
     trained_on_isbi,
@@ -214,6 +215,10 @@ def _readme(about: dict[str, Any], cfg: TrainConfig, meta: dict[str, Any]) -> st
             f"the input's size, with a halo of {same_padding_halo(cfg.depth)} pixels (same padding: software "
             "that stitches tiles drops that border of each tile)"
         )
+    smallest, step = input_sides(cfg)  # rdf.yaml's: for same padding, larger than the two halos
+    sides = (
+        f"{smallest} + {step}·k pixels (k = 0, 1, ...: {', '.join(str(smallest + step * j) for j in range(3))}, ...)"
+    )
     classes = "class 0 membrane (background), class 1 cell (foreground)" if cfg.classes == 2 else "one per class"
     onnx = f", and `{ONNX}`, the same network as `biounet export --format onnx` writes it" if about["onnx"] else ""
     terms = ISBI_TERMS if about["isbi"] else "The weights are under the MIT license, as the code."
@@ -226,7 +231,7 @@ Written by biounet {__version__} (`biounet export --format bioimageio`) from `{m
 ## Inputs and outputs
 
 - `{INPUT_ID}`: (batch, channel, y, x) uint8, scaled to [-1, 1] by the preprocessing (x / 127.5 - 1) as
-  biounet scales 8-bit images; sides {meta["contract"]["sizes"]}.
+  biounet scales 8-bit images; y and x of {sides}.
 - `{OUTPUT_ID}`: (batch, channel, y, x) float32, {cfg.classes} channels ({classes}): the softmax of
   the network's scores (the postprocessing); {size}.
 - Weights: `{STATE}`, the float32 state dict of `UNet` in `{ARCH}` (biounet's model source made

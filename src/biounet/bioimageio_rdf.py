@@ -97,16 +97,24 @@ def same_padding_halo(depth: int) -> int:
     return 3 * 2**depth
 
 
-def _tensor_descriptions(cfg: TrainConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(inputs, outputs) of rdf.yaml without their test tensors."""
+def input_sides(cfg: TrainConfig) -> tuple[int, int]:
+    """(min, step) of the input's y and x as rdf.yaml declares them: sides min + step * k. Same
+    padding: the smallest multiple of the step above the output's two halos (the spec's rule)."""
     from .export import size_rule
-    from .geometry import valid_margin
 
     step, _, smallest = size_rule(cfg.depth, cfg.padding)
+    if cfg.padding == "same":
+        smallest = (2 * same_padding_halo(cfg.depth) // step + 1) * step
+    return smallest, step
+
+
+def _tensor_descriptions(cfg: TrainConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(inputs, outputs) of rdf.yaml without their test tensors."""
+    from .geometry import valid_margin
+
+    smallest, step = input_sides(cfg)
     margin = valid_margin(cfg.depth) if cfg.padding == "valid" else 0
     halo = same_padding_halo(cfg.depth) if cfg.padding == "same" else 0
-    if halo:  # the spec wants the smallest output larger than its two halos
-        smallest = (2 * halo // step + 1) * step
     grey_or_rgb = ["grey"] if cfg.in_channels == 1 else ["red", "green", "blue"]
     image = {
         "id": INPUT_ID,
