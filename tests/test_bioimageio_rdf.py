@@ -135,3 +135,53 @@ def test_a_file_that_is_no_zip_or_no_file_is_refused(tmp_path):
         read_package(tmp_path / "other.zip")
     with pytest.raises(PackageError, match="no such file"):
         read_package(tmp_path / "missing.zip")
+
+
+@pytest.mark.parametrize(
+    "edit, drop, replace",
+    [
+        (None, ("rdf.yaml",), None),
+        (None, (), {"rdf.yaml": b"type: [unclosed"}),
+        (_drop_biounet, (), None),
+        (_three_d, (), None),
+        (_newer, (), None),
+        (_dataset, (), None),
+    ],
+)
+def test_a_refused_package_leaves_no_open_file(package, tmp_path, monkeypatch, edit, drop, replace):
+    damaged = rewrite(package, tmp_path / "damaged.zip", edit, drop, replace)
+    opened = []
+
+    class Recorded(zipfile.ZipFile):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            opened.append(self)
+
+    monkeypatch.setattr(zipfile, "ZipFile", Recorded)
+    for attempt in (read_package, open_package):  # the napari widget retries in one long-lived process
+        with pytest.raises(PackageError):
+            attempt(damaged)
+    assert len(opened) == 2 and all(zf.fp is None for zf in opened)  # closed: no descriptor leaks
+    try:
+        import psutil
+    except ImportError:
+        return
+    assert str(damaged) not in [f.path for f in psutil.Process().open_files()]
+
+
+def test_an_onnx_load_error_names_the_package_not_a_temporary_file(package, tmp_path):
+    junk = b"not an onnx model"
+
+    def onnx_only(rdf):
+        state = rdf["weights"].pop("pytorch_state_dict")
+        rdf["weights"] = {"onnx": {"source": "weights.onnx", "sha256": hashlib.sha256(junk).hexdigest()}}
+        assert state  # the state dict is gone: the ONNX weights run
+
+    damaged = rewrite(package, tmp_path / "onnx-only.zip", onnx_only)
+    with zipfile.ZipFile(damaged, "a") as zf:
+        zf.writestr("weights.onnx", junk)
+    with pytest.raises(PackageError) as err:
+        open_package(damaged, "cpu")
+    message = str(err.value)
+    assert message.startswith(f"{damaged}: its weights.onnx: onnxruntime cannot load it"), message
+    assert "biounet-package-" not in message and "\n" not in message

@@ -238,6 +238,15 @@ def read_package(path: str | Path) -> tuple[zipfile.ZipFile, dict[str, Any]]:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         raise PackageError(f"{path} is not a readable zip file ({exc}; truncated or damaged?); {REWRITE}") from None
+    try:
+        return zf, _checked_rdf(zf, path)
+    except BaseException:  # the zip is the caller's only on success: no open file left per failed attempt
+        zf.close()
+        raise
+
+
+def _checked_rdf(zf: zipfile.ZipFile, path: Path) -> dict[str, Any]:
+    """rdf.yaml of an open package, checked to be a 2D model of a format biounet wrote."""
     name = next((n for n in (RDF_NAME, "bioimageio.yaml") if n in zf.namelist()), None)
     if name is None:
         raise PackageError(
@@ -264,7 +273,7 @@ def read_package(path: str | Path) -> tuple[zipfile.ZipFile, dict[str, Any]]:
     if not isinstance(meta.get("format"), int) or meta["format"] > PACKAGE_FORMAT:
         raise PackageError(f"{path} is a biounet package of format {meta.get('format')}, newer than this biounet reads")
     _check_axes(rdf, path)
-    return zf, rdf
+    return rdf
 
 
 def _check_axes(rdf: dict[str, Any], path: Path) -> None:
@@ -351,7 +360,7 @@ def _torch_predictor(zf, weights, cfg: TrainConfig, path, device: str, precision
 
 
 def _onnx_predictor(zf, weights, path, device: str, precision: str, threads: int) -> Any:
-    from .export import OnnxPredictor
+    from .export import ExportError, OnnxPredictor
 
     entry = weights.get("onnx")
     if entry is None:
@@ -361,4 +370,7 @@ def _onnx_predictor(zf, weights, path, device: str, precision: str, threads: int
     with tempfile.TemporaryDirectory(prefix="biounet-package-") as tmp:
         onnx_path = Path(tmp) / ONNX
         onnx_path.write_bytes(package_file(zf, entry, path))
-        return OnnxPredictor(onnx_path, device, threads)
+        try:
+            return OnnxPredictor(onnx_path, device, threads)
+        except ExportError as exc:  # it names the temporary copy, gone when this returns: name the package
+            raise PackageError(str(exc).replace(str(onnx_path), f"{path}: its {ONNX}")) from None
