@@ -279,9 +279,10 @@ def load_exported(path: str | Path, device: str = "auto", threads: int = 0) -> t
     ``threads`` CPU threads (0: the runtime's default)."""
     path = Path(path)
     predictor: OnnxPredictor | ProgramPredictor
-    if path.suffix == ".onnx":
+    suffix = path.suffix.lower()  # as biounet.models.model_kind: net.ONNX is an ONNX file
+    if suffix == ".onnx":
         predictor = OnnxPredictor(path, device, threads)
-    elif path.suffix == ".pt2":
+    elif suffix == ".pt2":
         predictor = ProgramPredictor(path, device, threads)
     else:
         raise ExportError(

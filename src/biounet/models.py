@@ -25,13 +25,24 @@ def model_kind(ref: str | Path) -> str:
     if is_builtin(text):
         return "builtin"
     path = Path(text)
-    if path.suffix in EXPORTED_SUFFIXES:
+    suffix = path.suffix.lower()  # net.ONNX is an ONNX file: every caller reads the suffix alike
+    if suffix in EXPORTED_SUFFIXES:
         return "exported"
-    if path.suffix.lower() == PACKAGE_SUFFIX:
+    if suffix == PACKAGE_SUFFIX:
         return "bioimageio"
     if not path.suffix and not path.exists():
         builtin_path(text)  # raises: neither a file nor a built-in name
     return "checkpoint"
+
+
+def requested_kind(model: str | Path | None) -> str:
+    """The kind the command line opens ``--model`` as (``--checkpoint``'s when None): :func:`model_kind`,
+    where a file of no other kind goes to the exporter, whose message says what fits. The client and
+    its Dask workers both take this."""
+    if model is None:
+        return "checkpoint"
+    kind = model_kind(model)
+    return "exported" if kind == "checkpoint" else kind
 
 
 def open_model(

@@ -111,14 +111,11 @@ def _inference_options(p: argparse.ArgumentParser) -> None:
 
 def _prepare_inference(args: argparse.Namespace) -> tuple[Any, TrainConfig, dict[str, Any]]:
     check_inference_options(args)
-    from ..models import model_kind, open_model
+    from ..models import open_model, requested_kind
 
-    if args.model is not None:
-        kind = model_kind(args.model)
-        if kind == "checkpoint":  # --model '' or a file of another kind: the exporter's message says what fits
-            kind = "exported"
-        return open_model(args.model, args.device, args.precision, args.threads, kind=kind)
-    return open_model(args.checkpoint, args.device, args.precision, args.threads, kind="checkpoint")
+    kind = requested_kind(args.model)  # --model '' or a file of another kind: the exporter's message says what fits
+    ref = args.checkpoint if args.model is None else args.model
+    return open_model(ref, args.device, args.precision, args.threads, kind=kind)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:

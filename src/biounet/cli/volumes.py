@@ -168,16 +168,16 @@ def predict_volumes_dask(
 
     from ..blockwise import ProgressLine
     from ..cluster import ModelRef, dask_client, predict_volume_dask
-    from ..models import model_kind
-    from ..pretrained import is_builtin
+    from ..models import requested_kind
 
     device = str(getattr(predictor, "device", "cpu"))
     # one process per core beats threads for this network: local workers share the cores, a cluster's
     # workers (start one per core) take one thread each unless --threads says otherwise
     threads = max(1, (os.cpu_count() or 1) // args.dask_workers) if args.dask_workers else (args.threads or 1)
+    kind = requested_kind(args.model)  # as the client opened it (cli/inference.py)
     model = ModelRef(
         path=str(ckpt["path"]),
-        kind="checkpoint" if args.model is None or is_builtin(args.model) else model_kind(args.model),
+        kind="checkpoint" if kind == "builtin" else kind,  # a built-in model's path is its checkpoint
         device="cuda" if device.startswith("cuda") else "cpu",
         precision=str(getattr(predictor, "precision", "fp32")),
         threads=threads,
