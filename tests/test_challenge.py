@@ -79,7 +79,8 @@ def test_split_and_merge_parts_name_the_kind_of_error():
     merged = split_merge(truth, thinned_segmentation(np.ones_like(mask, bool)))
     # a merge: nothing is split (both split parts 1), the merge parts carry the error
     assert merged["v_rand_split"] == pytest.approx(1.0) and merged["v_rand_merge"] == pytest.approx(0.5)
-    assert merged["v_info_split"] == 0.0 and merged["v_info_merge"] == 1.0  # the Java's H(B) = 0 case
+    # a proposal of one segment splits nothing: its V_info (0 by the challenge's special case) is all merge
+    assert merged["v_info_split"] == 1.0 and merged["v_info_merge"] == pytest.approx(0.0)
     prob = mask.astype(np.float32)
     prob[5, :10] = 0.0
     seg = thinned_segmentation(prob > 0.5)

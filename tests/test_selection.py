@@ -37,11 +37,11 @@ def _folds(levels):
 def test_each_fold_gets_the_parameters_and_threshold_of_the_other_folds(monkeypatch):
     _fake_scores(monkeypatch)
     monkeypatch.setitem(selection.GRIDS, "multicut", {"beta": [0.3, 0.5, 0.7]})
-    reports = select_and_score(_folds((0.3, 0.7, 0.3)), "multicut", log=lambda s: None)
-    # fold 1 alone would choose 0.7; the other folds (0.3, 0.3) choose 0.3
+    reports = select_and_score(_folds((0.3, 0.7, 0.3, 0.5)), "multicut", log=lambda s: None)
+    # fold 1 alone would choose 0.7; the other folds (0.3, 0.3, 0.5) choose 0.3 (mean V_rand 0.93)
     assert reports["1"]["params"] == {"beta": 0.3} and reports["1"]["threshold_chosen"]["threshold"] == 0.3
-    # fold 0: the others (0.7, 0.3) tie between 0.3 and 0.7; the first best is kept
-    assert reports["0"]["params"] == {"beta": 0.3}
+    # fold 0 alone would choose 0.3; the others (0.7, 0.3, 0.5) choose 0.5 (0.87 against 0.8 and 0.8)
+    assert reports["0"]["params"] == {"beta": 0.5}
     assert reports["1"]["threshold_best_on_fold"]["v_rand"] > reports["1"]["threshold_chosen"]["v_rand"]
     assert reports["1"]["per_image"][0]["index"] == 1
     table = selection_table(reports)

@@ -205,15 +205,23 @@ def v_info_score(true_seg: np.ndarray, test_seg: np.ndarray) -> float:
     gives NaN, as does a slice without true foreground. ``challenge_scores`` skips a threshold
     whose mean is NaN, as the Java's maximum does.
     """
-    terms = _info_terms(true_seg, test_seg)
-    if terms is None or terms[0] + terms[1] == 0:
+    entropies = _entropies(true_seg, test_seg)
+    if entropies is None:
         return float("nan")
-    precision, recall = terms
+    h_a, h_b, mutual = entropies
+    precision = mutual / h_a if h_a != 0 else 0.0
+    recall = mutual / h_b if h_b != 0 else 0.0
+    if h_a == 0:
+        precision, recall = 0.0, 1.0
+    if h_b == 0:
+        precision, recall = 1.0, 0.0
+    if precision + recall == 0:
+        return float("nan")
     return float(2.0 * precision * recall / (precision + recall))
 
 
-def _info_terms(true_seg: np.ndarray, test_seg: np.ndarray) -> tuple[float, float] | None:
-    """(precision, recall) of ``v_info_score``, the Java's special cases applied; None without true foreground."""
+def _entropies(true_seg: np.ndarray, test_seg: np.ndarray) -> tuple[float, float, float] | None:
+    """(H(A), H(B), I(A; B)) of ``v_info_score``'s definition; None without true foreground."""
     n, pairs, a, b, singles = _table(true_seg, test_seg)
     if n == 0:
         return None
@@ -228,14 +236,7 @@ def _info_terms(true_seg: np.ndarray, test_seg: np.ndarray) -> tuple[float, floa
     sum_b = plogp(b) - share * np.log(nf)
     sum_ab = plogp(pairs) - share * np.log(nf)
     h_a, h_b = -sum_a, -sum_b
-    h_a_given_b, h_b_given_a = sum_b - sum_ab, sum_a - sum_ab
-    precision = (h_a - h_a_given_b) / h_a if h_a != 0 else 0.0
-    recall = (h_b - h_b_given_a) / h_b if h_b != 0 else 0.0
-    if h_a == 0:
-        precision, recall = 0.0, 1.0
-    if h_b == 0:
-        precision, recall = 1.0, 0.0
-    return float(precision), float(recall)
+    return h_a, h_b, h_a - (sum_b - sum_ab)  # I = H(A) - H(A|B)
 
 
 def split_merge(true_seg: np.ndarray, test_seg: np.ndarray) -> dict[str, float]:
@@ -243,16 +244,19 @@ def split_merge(true_seg: np.ndarray, test_seg: np.ndarray) -> dict[str, float]:
     arguments as ``v_rand_score``. A part is 1 when the proposal makes no error of its kind: the
     split part is the scores' recall (a true cell cut in pieces lowers it), the merge part their
     precision (two true cells in one segment lower it); V_rand and V_info are the harmonic means of
-    their two parts. NaN without true foreground."""
-    rand, info = _rand_counts(true_seg, test_seg), _info_terms(true_seg, test_seg)
+    their two parts (where the challenge's special cases do not apply: V_info of one true cell, or
+    of a proposal of one segment, is 0 by the challenge's code, while here the part that cannot err
+    is 1: a proposal of one segment splits nothing). NaN without true foreground."""
+    rand, info = _rand_counts(true_seg, test_seg), _entropies(true_seg, test_seg)
     if rand is None or info is None:
         return dict.fromkeys(SPLIT_MERGE, float("nan"))
     tp, fp, fn = rand
+    h_a, h_b, mutual = info
     return {
         "v_rand_split": tp / (tp + fn) if tp + fn else 1.0,
         "v_rand_merge": tp / (tp + fp) if tp + fp else 1.0,
-        "v_info_split": info[1],
-        "v_info_merge": info[0],
+        "v_info_split": mutual / h_b if h_b > 0 else 1.0,
+        "v_info_merge": mutual / h_a if h_a > 0 else 1.0,
     }
 
 
