@@ -69,6 +69,22 @@ def test_the_pixel_size_a_tiff_declares_places_the_layer(tmp_path):
     assert "scale" not in kwargs["b_mask.tif"]
 
 
+@pytest.mark.parametrize(
+    ("declared", "scale"),
+    [
+        ({"PhysicalSizeX": 4.0}, (1.0, 1.0, 4.0)),
+        ({"PhysicalSizeY": 5.0}, (1.0, 5.0, 1.0)),
+        ({"PhysicalSizeZ": 30.0}, (30.0, 1.0, 1.0)),
+    ],
+)
+def test_an_ome_tiff_declaring_some_axes_only_opens_with_1_for_the_others(tmp_path, declared, scale):
+    path = tmp_path / "a_labels.tif"
+    meta = {"axes": "ZYX", **declared, "PhysicalSizeXUnit": "nm"}
+    tifffile.imwrite(path, np.zeros((2, 8, 8), np.uint32), ome=True, metadata=meta)
+    ((data, kwargs, kind),) = read_outputs(str(path))  # was a KeyError
+    assert kind == "labels" and data.shape == (2, 8, 8) and kwargs["scale"] == scale
+
+
 def test_other_files_are_left_to_other_readers_and_a_broken_output_says_so(tmp_path):
     other = tmp_path / "image.tif"
     tifffile.imwrite(other, np.zeros((8, 8), np.uint8))

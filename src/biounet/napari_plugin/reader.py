@@ -111,7 +111,7 @@ def _placement(path: Path, ndim: int) -> dict[str, Any]:
     sizes, unit = tiff_pixel_size(path)
     if not sizes:
         return {}
-    scale = (sizes.get("z", 1.0), sizes["y"], sizes["x"])[-ndim:]
+    scale = tuple(sizes.get(a, 1.0) for a in "zyx")[-ndim:]  # an OME-TIFF may declare some axes only
     name = known_unit((unit or "").replace("\\u00B5", "µ"))
     return {"scale": scale, **({"units": (name,) * ndim} if name else {})}
 
