@@ -2,6 +2,8 @@
 starts), with the built-in model on small synthetic images: result layers, Cancel, and bad input
 answered in napari's notification area."""
 
+import threading
+
 import dask.array as da
 import numpy as np
 import pytest
@@ -77,17 +79,32 @@ def test_a_lazy_multiscale_stack_is_segmented_slice_by_slice_at_full_resolution(
 
 
 @pytest.mark.timeout(120)
-def test_cancel_stops_between_slices_and_adds_nothing(qtbot, widget, notifications):
+def test_cancel_stops_between_slices_and_adds_nothing(qtbot, widget, notifications, monkeypatch):
+    from biounet.napari_plugin import stack as stack_module
+
+    # the worker segments slice 2 only once Cancel was clicked: deterministic on any CPU or GPU
+    real_segment, calls = stack_module.segment, []
+    second_started, cancel_clicked = threading.Event(), threading.Event()
+
+    def gated_segment(*args, **kwargs):
+        calls.append(len(calls))
+        if len(calls) == 2:
+            second_started.set()
+            cancel_clicked.wait(WAIT_MS / 1000)
+        return real_segment(*args, **kwargs)
+
+    monkeypatch.setattr(stack_module, "segment", gated_segment)
     stack = synthetic_stack(slices=8, size=96)[0][0]
     layer = widget.viewer.add_image(stack, name="stack")
     widget._image.value = layer
-    with qtbot.waitSignal(widget._progress.changed, timeout=WAIT_MS):  # the first slice is done
-        widget._run.native.click()
-        assert widget._cancel.enabled and not widget._run.enabled
+    widget._run.native.click()
+    assert widget._cancel.enabled and not widget._run.enabled
+    qtbot.waitUntil(second_started.is_set, timeout=WAIT_MS)  # slice 1 done, slice 2 held
     widget._cancel.native.click()
+    cancel_clicked.set()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
     assert [layer.name for layer in widget.viewer.layers] == ["stack"]
-    assert widget._progress.value < 8
+    assert len(calls) == 2 and widget._progress.value <= 2  # stopped after the slice in progress
     assert "cancelled" in widget._status.value and errors(notifications) == []
     assert widget._run.enabled and not widget._cancel.enabled
 
