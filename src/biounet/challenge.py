@@ -178,16 +178,25 @@ def v_rand_score(true_seg: np.ndarray, test_seg: np.ndarray) -> float:
     return 0.0 if counts is None else _f_score(*counts)
 
 
-def _rand_counts(true_seg: np.ndarray, test_seg: np.ndarray) -> tuple[float, float, float] | None:
-    """(tp, fp, fn) of ``v_rand_score``'s pairs; None without true foreground."""
+def _shares(true_seg: np.ndarray, test_seg: np.ndarray):
+    """(n, p_ij, a_i, b_j, singletons' share) of ``_table`` as shares of the n true foreground
+    pixels; None without true foreground."""
     n, pairs, a, b, singles = _table(true_seg, test_seg)
     if n == 0:
         return None
     nf = float(n)
-    share = singles / nf
-    sum_a2 = float(((a / nf) ** 2).sum())
-    sum_b2 = float(((b / nf) ** 2).sum()) + share / nf
-    sum_ab2 = float(((pairs / nf) ** 2).sum()) + share / nf
+    return nf, pairs / nf, a / nf, b / nf, singles / nf
+
+
+def _rand_counts(true_seg: np.ndarray, test_seg: np.ndarray) -> tuple[float, float, float] | None:
+    """(tp, fp, fn) of ``v_rand_score``'s pairs; None without true foreground."""
+    shares = _shares(true_seg, test_seg)
+    if shares is None:
+        return None
+    nf, p, a, b, share = shares
+    sum_a2 = float((a**2).sum())
+    sum_b2 = float((b**2).sum()) + share / nf
+    sum_ab2 = float((p**2).sum()) + share / nf
     n2 = nf * nf
     tp = n2 * sum_ab2
     return tp, n2 * sum_b2 - tp, n2 * sum_a2 - tp
@@ -222,19 +231,17 @@ def v_info_score(true_seg: np.ndarray, test_seg: np.ndarray) -> float:
 
 def _entropies(true_seg: np.ndarray, test_seg: np.ndarray) -> tuple[float, float, float] | None:
     """(H(A), H(B), I(A; B)) of ``v_info_score``'s definition; None without true foreground."""
-    n, pairs, a, b, singles = _table(true_seg, test_seg)
-    if n == 0:
+    shares = _shares(true_seg, test_seg)
+    if shares is None:
         return None
-    nf = float(n)
-    share = singles / nf
+    nf, p, a, b, share = shares
 
-    def plogp(counts):
-        p = counts / nf
-        return float((p * np.log(p)).sum())
+    def plogp(q):
+        return float((q * np.log(q)).sum())
 
     sum_a = plogp(a)
     sum_b = plogp(b) - share * np.log(nf)
-    sum_ab = plogp(pairs) - share * np.log(nf)
+    sum_ab = plogp(p) - share * np.log(nf)
     h_a, h_b = -sum_a, -sum_b
     return h_a, h_b, h_a - (sum_b - sum_ab)  # I = H(A) - H(A|B)
 
