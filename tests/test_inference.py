@@ -74,6 +74,15 @@ def test_any_box_equals_the_same_box_of_the_whole_image(tta, padding):
         assert 0 <= y0 < y1 <= 150 and 0 <= x0 < x1 <= 123  # only in-bounds boxes are read
         return image[:, y0:y1, x0:x1]
 
+    reads = []
+
+    def counted(*box):
+        reads.append(box)
+        return read(*box)
+
     for box in [(0, 40, 0, 123), (37, 101, 5, 64), (148, 150, 100, 123), (0, 150, 0, 123)]:
-        part = segment_box(read, (150, 123), box, predictor, depth=2, padding=padding, tile=tile, tta=tta)
+        reads.clear()
+        part = segment_box(counted, (150, 123), box, predictor, depth=2, padding=padding, tile=tile, tta=tta)
         np.testing.assert_allclose(part, whole[:, box[0] : box[1], box[2] : box[3]], rtol=0, atol=1e-5)
+        # TTA reads the image at most 3 times, not once per symmetry (8)
+        assert 1 <= len(reads) <= (3 if tta else 1), reads

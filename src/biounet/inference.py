@@ -43,6 +43,26 @@ def _transformed_reader(read: Reader, tshape: tuple[int, int], k: int, flip: boo
     return read_transformed
 
 
+def _region_cache(read: Reader) -> Reader:
+    """A reader that keeps the bounding box of everything read so far: the 8 symmetries of TTA ask
+    for nearly the same region of the image (each through its own tile grid), so after the first
+    one or two reads of a box the others are slices of memory, not reads of the volume."""
+    held: list = [None, None]  # (y0, y1, x0, x1) and its pixels
+
+    def read_cached(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        box = held[0]
+        if box is None or not (box[0] <= y0 and y1 <= box[1] and box[2] <= x0 and x1 <= box[3]):
+            if box is not None:  # grow to the union, so later requests fall inside
+                y0_, y1_, x0_, x1_ = min(box[0], y0), max(box[1], y1), min(box[2], x0), max(box[3], x1)
+            else:
+                y0_, y1_, x0_, x1_ = y0, y1, x0, x1
+            held[0], held[1] = (y0_, y1_, x0_, x1_), read(y0_, y1_, x0_, x1_)
+            box = held[0]
+        return held[1][:, y0 - box[0] : y1 - box[0], x0 - box[2] : x1 - box[2]]
+
+    return read_cached
+
+
 def segment_box(
     read: Reader,
     shape: tuple[int, int],
@@ -64,6 +84,8 @@ def segment_box(
     inverted before averaging), as the paper did for its submission.
     """
     variants = DIHEDRAL if tta else [(0, False)]
+    if tta:
+        read = _region_cache(read)
     total = None
     for k, flip in variants:
         tbox, tshape = transform_box(box, shape, k, flip)
