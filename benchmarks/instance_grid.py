@@ -16,10 +16,9 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 from biounet import selection
 from biounet.config import load_yaml
+from biounet.crossval import read_heldout
 from biounet.data import kfold_split, open_dataset
 from biounet.selection import HeldOut, select_and_score, summary_table
 
@@ -33,13 +32,19 @@ def main() -> None:
     args = p.parse_args()
     folds_dirs = sorted(args.run.glob("fold-*"))
     cfg = load_yaml(folds_dirs[0] / "config.yaml")
-    data = open_dataset(args.data or cfg["data"], 2, 1, None, None, cfg.get("masks"))
+    data = open_dataset(
+        args.data or cfg["data"],
+        cfg["classes"],
+        cfg["in_channels"],
+        cfg.get("ignore_value"),
+        cfg.get("mask_threshold"),
+        cfg.get("masks"),
+    )
     folds = {}
     for d in folds_dirs:
         fold = d.name.split("-", 1)[1]
         _, val = kfold_split(len(data), fold, int(cfg.get("folds", 5)))
-        with np.load(d / "heldout.npz") as stored:
-            probs = list(stored["probs"])
+        probs = read_heldout(d / "heldout.npz")
         folds[fold] = HeldOut(probs, [data.masks[i] for i in val], list(val), [data.images[i] for i in val])
     selection.GRIDS[args.method] = json.loads(args.grid)
     start = time.perf_counter()

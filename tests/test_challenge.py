@@ -92,6 +92,9 @@ def test_split_and_merge_parts_name_the_kind_of_error():
         s_, m_ = split[f"{name}_split"], split[f"{name}_merge"]
         assert score == pytest.approx(2 * s_ * m_ / (s_ + m_), rel=1e-12)
     assert set(split) == set(SPLIT_MERGE)
+    # challenge_scores gives the same parts per slice, at V_rand's threshold
+    stack = challenge_scores([prob], [mask], thresholds=(0.5,), parts=True)
+    assert all(stack[f"{k}_per_image"] == [pytest.approx(v)] for k, v in split.items())
     assert all(np.isnan(v) for v in split_merge(np.zeros((3, 3), int), np.ones((3, 3), int)).values())
 
 
@@ -168,7 +171,7 @@ def test_scores_per_threshold_of_a_small_stack():
 
 
 def test_the_maximum_keeps_the_first_best_threshold_and_skips_nan():
-    from biounet.challenge import _best
+    from biounet.challenge import first_best
 
-    assert _best([0.5, float("nan"), 0.7, 0.7], THRESHOLDS[:4]) == (0.7, 2)
-    assert _best([float("nan")] * 3, THRESHOLDS[:3]) == (0.0, 0)
+    assert first_best([0.5, float("nan"), 0.7, 0.7]) == (0.7, 2)
+    assert first_best([float("nan")] * 3) == (0.0, 0)

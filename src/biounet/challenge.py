@@ -280,9 +280,10 @@ def pixel_fscore(cell_prob: np.ndarray, mask: np.ndarray, threshold: float) -> f
     return _f_score(*_pixel_counts(cell_prob, mask, threshold))
 
 
-def _best(means: list[float], thresholds: tuple[float, ...]) -> tuple[float, int]:
-    """The Java's maximum: start at 0 and the first threshold, take strictly larger values
-    (ties keep the earlier threshold, NaN is never larger)."""
+def first_best(means) -> tuple[float, int]:
+    """(best, index) as the Java takes a maximum: start at 0 and the first index, take strictly
+    larger values (ties keep the earlier one, NaN is never larger). How the challenge picks its
+    threshold, and how ``cv --labels`` picks a threshold or parameters on the other folds."""
     best, index = 0.0, 0
     for k, value in enumerate(means):
         if value > best:
@@ -291,7 +292,10 @@ def _best(means: list[float], thresholds: tuple[float, ...]) -> tuple[float, int
 
 
 def challenge_scores(
-    cell_probs: list[np.ndarray], masks: list[np.ndarray], thresholds: tuple[float, ...] = THRESHOLDS
+    cell_probs: list[np.ndarray],
+    masks: list[np.ndarray],
+    thresholds: tuple[float, ...] = THRESHOLDS,
+    parts: bool = False,
 ) -> dict:
     """The challenge's measures of a stack, as its Fiji code computes them.
 
@@ -305,12 +309,13 @@ def challenge_scores(
     slice and averaged over the slices (macro average); the pixel F-score sums true/false
     positives and false negatives over the stack first (micro average, as
     ``PixelError.getPrecisionRecallStats``). Each measure then takes the best threshold for the
-    whole stack (``_best``).
+    whole stack (``first_best``).
 
     Returns ``pixel_error`` (1 - maximal pixel F-score), ``v_rand``, ``v_info``, each with
     ``*_threshold`` (the threshold rounded to 12 decimals: 1.0 stands for 0.9999999999999999),
     ``*_per_image`` (per-slice values at that threshold) and ``*_per_threshold`` (the stack's
-    value at every threshold), and ``thresholds``.
+    value at every threshold), and ``thresholds``. With ``parts``, also ``v_rand_split_per_image``
+    and the other ``split_merge`` parts per slice, at V_rand's threshold.
     """
     if len(cell_probs) != len(masks) or not masks:
         raise ConfigError(f"need equally many probability maps and masks, got {len(cell_probs)} and {len(masks)}")
@@ -323,8 +328,11 @@ def challenge_scores(
     true_segs = [truth_segmentation(m == 1) for m in masks]
     rows: dict[str, list[list[float]]] = {"pixel": [], "v_rand": [], "v_info": []}
     pixel_micro = []
+    kept = []  # the proposals at every threshold, only for ``parts``
     for th in thresholds:
         segs = [thinned_segmentation(p > th) for p in probs]
+        if parts:
+            kept.append(segs)
         counts = [_pixel_counts(p, m, th) for p, m in zip(probs, masks)]
         rows["pixel"].append([_f_score(*c) for c in counts])
         pixel_micro.append(_f_score(*np.sum(counts, axis=0).tolist()))
@@ -333,7 +341,7 @@ def challenge_scores(
     out: dict = {"thresholds": [round(t, 12) for t in thresholds]}
     for key, name in zip(("pixel", "v_rand", "v_info"), CHALLENGE_METRICS):
         means = pixel_micro if key == "pixel" else [float(sum(row) / len(row)) for row in rows[key]]
-        best, k = _best(means, thresholds)
+        best, k = first_best(means)
         if key == "pixel":
             out[name] = 1.0 - best
             out[f"{name}_per_image"] = [1.0 - v for v in rows[key][k]]
@@ -343,4 +351,9 @@ def challenge_scores(
             out[f"{name}_per_image"] = rows[key][k]
             out[f"{name}_per_threshold"] = means
         out[f"{name}_threshold"] = round(thresholds[k], 12)
+    if parts:
+        at = kept[first_best(out["v_rand_per_threshold"])[1]]
+        rows_parts = [split_merge(t, seg) for t, seg in zip(true_segs, at)]
+        for part in SPLIT_MERGE:
+            out[f"{part}_per_image"] = [r[part] for r in rows_parts]
     return out

@@ -153,8 +153,9 @@ def _evaluate_fold(
     if cache.is_file() and report_path.is_file():
         try:
             with np.load(cache) as stored:
-                if str(stored["key"]) == key:
-                    return json.loads(report_path.read_text()), [stored[f"p{k:05d}"] for k in range(len(val))]
+                same = str(stored["key"]) == key
+            if same:
+                return json.loads(report_path.read_text()), read_heldout(cache)
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             pass  # a damaged or older cache: segment again and replace it
     probs: list[np.ndarray] = []
@@ -167,6 +168,13 @@ def _evaluate_fold(
         arrays: dict[str, Any] = {f"p{k:05d}": np.asarray(a, np.float32) for k, a in enumerate(probs)}
         atomic_write(cache, lambda p: np.savez(p, key=np.array(key), **arrays))
     return report, probs
+
+
+def read_heldout(path: str | Path) -> list[np.ndarray]:
+    """The held-out cell probabilities a finished fold kept (``fold-K/heldout.npz``), one per slice."""
+    with np.load(path) as stored:
+        names = sorted(n for n in stored.files if n.startswith("p"))
+        return [stored[n] for n in names]
 
 
 def _mask_digest(mask: np.ndarray) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .challenge import SPLIT_MERGE, challenge_scores, split_merge, thinned_segmentation, truth_segmentation
+from .challenge import SPLIT_MERGE, challenge_scores, truth_segmentation
 from .config import TrainConfig
 from .data.readers import SegmentationData, image_digest, read_image_file
 from .data.split import kfold_split
@@ -101,17 +101,14 @@ def score_instances(
     V_info per image (``v_rand_split_per_image``, ...). ``objects`` adds object-level scores (matched
     F1 at IoU 0.5, mean IoU of the matched objects, foreground IoU), means over the images."""
     maps = [instance_labels(p, method, **params) for p in cell_probs]
-    scores = challenge_scores([1.0 - boundary_map(m).astype(np.float32) for m in maps], masks, thresholds=(0.5,))
+    cells = [1.0 - boundary_map(m).astype(np.float32) for m in maps]
+    scores = challenge_scores(cells, masks, thresholds=(0.5,), parts=True)
     out: dict[str, Any] = {"method": method, "params": method_params(method, **params)}
     for name in CHALLENGE_METRICS:
         out[name] = scores[name]
         out[f"{name}_per_image"] = scores[f"{name}_per_image"]
-    parts = [
-        split_merge(truth_segmentation(mask == 1), thinned_segmentation(boundary_map(m) == 0))
-        for m, mask in zip(maps, masks)
-    ]
     for name in SPLIT_MERGE:
-        out[f"{name}_per_image"] = [p[name] for p in parts]
+        out[f"{name}_per_image"] = scores[f"{name}_per_image"]
     if method == "objects":
         rows = [object_scores(m, truth_segmentation(mask == 1)) for m, mask in zip(maps, masks)]
         for key in ("f1", "matched_iou", "foreground_iou"):

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .challenge import SPLIT_MERGE, THRESHOLDS, challenge_scores
+from .challenge import SPLIT_MERGE, THRESHOLDS, challenge_scores, first_best
 from .errors import ConfigError
 from .evaluate import score_instances
 from .metrics import CHALLENGE_METRICS
@@ -58,11 +58,6 @@ def candidates(method: str) -> list[dict[str, Any]]:
     return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
 
 
-def _first_best(means: Any) -> int:
-    """The first index of the largest mean (NaN never wins), as the challenge keeps the first best."""
-    return int(np.argmax(np.nan_to_num(np.asarray(means, np.float64), nan=-np.inf)))
-
-
 def _flatten(folds: FoldData) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
     probs = [p for h in folds.values() for p in h.probs]
     masks = [m for h in folds.values() for m in h.masks]
@@ -91,8 +86,8 @@ def select_and_score(folds: FoldData, method: str, log: Callable[[str], object] 
     reports: dict[str, dict[str, Any]] = {}
     for fold, held in folds.items():
         others = owner != fold
-        best = grid[_first_best([np.mean(np.asarray(v)[others]) for v in per_slice])] if per_slice else grid[0]
-        threshold = THRESHOLDS[_first_best(sweeps[others].mean(axis=0))]
+        best = grid[first_best([np.mean(np.asarray(v)[others]) for v in per_slice])[1]] if per_slice else grid[0]
+        threshold = THRESHOLDS[first_best(sweeps[others].mean(axis=0))[1]]
         chosen = score_instances(held.probs, held.masks, method, best)
         on_fold = challenge_scores(held.probs, held.masks)
         honest = challenge_scores(held.probs, held.masks, thresholds=(threshold,))
