@@ -15,7 +15,7 @@ import os
 import statistics
 import time
 
-from biounet.bench import in_fresh_process
+from biounet.bench.runner import in_fresh_process
 
 
 def _time_steps(spec: dict) -> dict:
@@ -24,12 +24,12 @@ def _time_steps(spec: dict) -> dict:
         os.environ["TORCHINDUCTOR_FORCE_DISABLE_CACHES"] = "1"
     import torch
 
-    from biounet.bench_probes import synthetic_batches
-    from biounet.config import from_dict, load_yaml
-    from biounet.device import compiled, grad_scaler, resolve_device, resolve_precision
-    from biounet.engine import train_step
-    from biounet.model import build_model
-    from biounet.optim import make_optimizer
+    from biounet.bench.probes import synthetic_batches
+    from biounet.core.config import from_dict, load_yaml
+    from biounet.core.device import compiled, grad_scaler, resolve_device, resolve_precision
+    from biounet.model.unet import build_model
+    from biounet.train.engine import train_step
+    from biounet.train.optim import make_optimizer
 
     cfg = from_dict({**load_yaml(config), "compile": compile_}).validate()
     device = resolve_device(cfg.device)

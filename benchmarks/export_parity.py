@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from biounet.checkpoint import load_predictor
 from biounet.data import kfold_split, read_dataset
-from biounet.evaluate import evaluate_images
-from biounet.export import export_model, load_exported
-from biounet.inference import segment
+from biounet.deploy.export import export_model, load_exported
+from biounet.evaluation.evaluate import evaluate_images
+from biounet.models import load_predictor
+from biounet.segment.inference import segment
 
 METRICS = ("dice_coeff", "dice_coeff_388", "pixel_error", "pixel_mismatch", "v_rand", "v_info")
 

@@ -16,12 +16,12 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from biounet.bench_probes import synthetic_batches
-from biounet.config import TrainConfig
-from biounet.device import grad_scaler, memory_format, resolve_device, resolve_precision
-from biounet.engine import train_step
-from biounet.model import build_model, tile_geometry
-from biounet.optim import make_optimizer
+from biounet.bench.probes import synthetic_batches
+from biounet.core.config import TrainConfig
+from biounet.core.device import grad_scaler, memory_format, resolve_device, resolve_precision
+from biounet.model.unet import build_model, tile_geometry
+from biounet.train.engine import train_step
+from biounet.train.optim import make_optimizer
 
 
 def main() -> None:

@@ -2,7 +2,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import TINY_NET
+from support import TINY_NET
 
 from biounet.cli import main
 
@@ -108,7 +108,7 @@ def test_demo_runs_to_completion(tmp_path):
 
 
 def test_a_damaged_tiff_gives_one_line_without_tifffile_log_lines(tmp_path, capsys):
-    # found by benchmarks/fuzz.py: tifffile logs each broken page ("<tifffile.TiffPages @8> invalid page
+    # found by tests/support/fuzzing.py: tifffile logs each broken page ("<tifffile.TiffPages @8> invalid page
     # offset ...") on stderr before raising, above biounet's one-line error
     import struct
 
@@ -127,14 +127,14 @@ def test_a_damaged_tiff_gives_one_line_without_tifffile_log_lines(tmp_path, caps
 
 @pytest.mark.parametrize("timeout", ["inf", "1e300", "nan", "0"])
 def test_fetch_refuses_a_timeout_a_socket_cannot_take(tmp_path, capsys, timeout):
-    # found by benchmarks/fuzz.py: --timeout inf reached socket.settimeout, an OverflowError traceback
+    # found by tests/support/fuzzing.py: --timeout inf reached socket.settimeout, an OverflowError traceback
     code = main(["fetch", "isbi2012", str(tmp_path / "d"), "--url", "http://127.0.0.1:9/", "--timeout", timeout])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "--timeout must be a positive number" in err, err
 
 
 def test_an_empty_model_path_is_a_clean_error(tmp_path, capsys):
-    # found by benchmarks/fuzz.py: --model '' counted as no --model, so the missing --checkpoint (None) crashed
+    # found by tests/support/fuzzing.py: --model '' counted as no --model, so the missing --checkpoint (None) crashed
     code = main(["evaluate", "--model", "", "--data", str(tmp_path), "--device", "cpu"])
     err = capsys.readouterr().err.strip()
     assert code in (1, 2) and len(err.splitlines()) == 1 and err.startswith("biounet evaluate: error:"), err

@@ -1,12 +1,12 @@
-"""benchmarks/crash.py: SIGKILLed training resumes exactly, prediction leaves no partial output."""
+"""tests/support/crash.py: SIGKILLed training resumes exactly, prediction leaves no partial output."""
 
 import pytest
-from conftest import load_benchmark
+from support import crash as crash_harness
 
 
 @pytest.fixture(scope="module")
 def crash():
-    return load_benchmark("crash")
+    return crash_harness
 
 
 @pytest.fixture(scope="module")

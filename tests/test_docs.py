@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import TINY_NET, load_script
+from support import TINY_NET, load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""benchmarks/fuzz.py with a small, derandomized budget: damaged images through the readers, broken
+"""tests/support/fuzzing.py with a small, derandomized budget: damaged images through the readers, broken
 configs through load_yaml/from_dict/validate, nonsense command lines through ``main(argv)``, damaged
 volume stores through open_volume, --roi texts through parse_roi and predict's volume options.
 Every input ends in a valid result or a clean one-line error; the long run is the benchmark's.
@@ -9,11 +9,11 @@ are left out with ``assume``; any other failure fails the test."""
 import shutil
 
 import pytest
-from conftest import load_benchmark
+from support import load_experiment
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-fuzz = load_benchmark("fuzz")
+from support import fuzzing as fuzz
 
 FAST = settings(
     deadline=None,

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from biounet.errors import ConfigError
-from biounet.export import ExportError, load_exported
+from biounet.core.errors import ConfigError
+from biounet.deploy.export import ExportError, load_exported
 from biounet.models import model_kind, open_model, requested_kind
 
 
@@ -33,8 +33,8 @@ def test_suffixes_are_read_case_insensitively(tmp_path):
 
 
 def test_the_client_and_its_dask_workers_open_the_same_kind(tmp_path, monkeypatch):
-    from biounet import cluster
     from biounet.cli.volumes import predict_volumes_dask
+    from biounet.segment import cluster
 
     sent = []
 

@@ -18,9 +18,9 @@ import os
 import sys
 from collections.abc import Callable
 
-from .. import __version__
-from ..errors import FAILURE, BiounetError, describe_os_error
-from . import bench, export, fetch, inference, models, score, training
+from biounet import __version__
+from biounet.cli import bench, export, fetch, inference, models, score, training
+from biounet.core.errors import FAILURE, BiounetError, describe_os_error
 
 # One module per command group, each with ``add_arguments(sub)`` and ``run(args)``, in the order
 # of ``biounet --help``.
@@ -56,7 +56,7 @@ class _StderrHandler(logging.Handler):
 
 
 def _setup_notices() -> None:
-    from ..data.readers import LOG, forget_notices
+    from biounet.data.readers import LOG, forget_notices
 
     forget_notices()  # each command says its notices once
     # tifffile logs each damaged tag or page of a broken file on stderr before raising; the reader's

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..config import check_device
-from ..fileio import check_output_file, write_json
-from .checks import parse_micro_sweep
+from biounet.cli.checks import parse_micro_sweep
+from biounet.core.config import check_device
+from biounet.io.fileio import check_output_file, write_json
 
 COMMANDS = ("bench",)
 
@@ -58,7 +58,7 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench import BenchConfig, format_table, run_bench
+    from biounet.bench.runner import BenchConfig, format_table, run_bench
 
     check_device(args.device)
     if args.json:

@@ -1,6 +1,6 @@
 """Every user-facing value of the command line checked in one place, before any work.
 
-The training options (train, demo, cv) are one :class:`biounet.config.TrainConfig`, checked by its
+The training options (train, demo, cv) are one :class:`biounet.core.config.TrainConfig`, checked by its
 ``validate``; the other commands' values are checked here.
 """
 
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import check_device
-from ..errors import ConfigError
-from ..tiling import MAX_TILE_SIDE
+from biounet.core.config import check_device
+from biounet.core.errors import ConfigError
+from biounet.segment.tiling import MAX_TILE_SIDE
 
 
 def check_inference_options(args: argparse.Namespace) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..fileio import check_output_file
-from .checks import check_opset
+from biounet.cli.checks import check_opset
+from biounet.io.fileio import check_output_file
 
 COMMANDS = ("export",)
 
@@ -50,16 +50,16 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..pretrained import builtin_path, is_builtin
+    from biounet.model.pretrained import builtin_path, is_builtin
 
     check_output_file(args.out, "--out")
     check_opset(args.opset, "onnx" if args.format == "bioimageio" else args.format)
     if args.format == "bioimageio":
-        from ..bioimageio import write_package
+        from biounet.deploy.bioimageio import write_package
 
         path = write_package(args.checkpoint, args.out, args.opset, args.sample_image, args.author)
     else:
-        from ..export import export_model
+        from biounet.deploy.export import export_model
 
         checkpoint = builtin_path(args.checkpoint) if is_builtin(args.checkpoint) else args.checkpoint
         path = export_model(checkpoint, args.format, args.out, args.opset)

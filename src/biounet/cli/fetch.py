@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..fileio import check_output_dir
-from .checks import check_timeout
+from biounet.cli.checks import check_timeout
+from biounet.io.fileio import check_output_dir
 
 COMMANDS = ("fetch",)
 
@@ -29,7 +29,7 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..fetch import fetch_isbi2012
+    from biounet.data.fetch import fetch_isbi2012
 
     check_output_dir(args.dir, "DIR")
     fetch_isbi2012(args.dir, urls=args.url, timeout=check_timeout(args.timeout))

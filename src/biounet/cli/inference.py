@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..config import TrainConfig
-from ..errors import ConfigError
-from ..fileio import check_output_dir, check_output_file, write_json
-from ..instances import METHODS as INSTANCE_METHODS
-from ..metrics import CHALLENGE_METRICS, REPORTED_METRICS
-from .checks import check_inference_options, checked_fold
-from .volumes import add_volume_options, is_volume_input, predict_volumes, progress_bar, volume_settings
+from biounet.cli.checks import check_inference_options, checked_fold
+from biounet.cli.volumes import add_volume_options, is_volume_input, predict_volumes, progress_bar, volume_settings
+from biounet.core.config import TrainConfig
+from biounet.core.errors import ConfigError
+from biounet.evaluation.metrics import CHALLENGE_METRICS, REPORTED_METRICS
+from biounet.instances.methods import METHODS as INSTANCE_METHODS
+from biounet.io.fileio import check_output_dir, check_output_file, write_json
 
 COMMANDS = ("evaluate", "predict")
 
@@ -111,7 +111,7 @@ def _inference_options(p: argparse.ArgumentParser) -> None:
 
 def _prepare_inference(args: argparse.Namespace) -> tuple[Any, TrainConfig, dict[str, Any]]:
     check_inference_options(args)
-    from ..models import open_model, requested_kind
+    from biounet.models import open_model, requested_kind
 
     kind = requested_kind(args.model)  # --model '' or a file of another kind: the exporter's message says what fits
     ref = args.checkpoint if args.model is None else args.model
@@ -119,9 +119,9 @@ def _prepare_inference(args: argparse.Namespace) -> tuple[Any, TrainConfig, dict
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from ..data import kfold_split, open_dataset
-    from ..evaluate import check_not_training_slices, evaluate_images, untrained_indices
-    from ..inference import describe_predictor
+    from biounet.data import kfold_split, open_dataset
+    from biounet.evaluation.evaluate import check_not_training_slices, evaluate_images, untrained_indices
+    from biounet.segment.inference import describe_predictor
 
     if args.json:
         check_output_file(args.json, "--json")
@@ -176,7 +176,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from ..predict import list_inputs, predict_files
+    from biounet.segment.predict import list_inputs, predict_files
 
     check_output_dir(args.out, "--out")
     volumes = [item for item in args.inputs if is_volume_input(item, args.format)]
@@ -212,7 +212,7 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 
 def _label_params(args: argparse.Namespace) -> dict[str, Any]:
-    from ..instances import parse_params
+    from biounet.instances.methods import parse_params
 
     if args.label_param and not args.labels:
         raise ConfigError("--label-param sets a parameter of the --labels method; add --labels METHOD")

@@ -17,7 +17,7 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..pretrained import builtin_models
+    from biounet.model.pretrained import builtin_models
 
     for name, meta in builtin_models().items():
         scores = meta.get("recipe_scores", {})

@@ -8,7 +8,7 @@ import argparse
 from dataclasses import fields
 from typing import Any
 
-from ..config import FIELD_TYPES, TrainConfig, base_type, coerce, flag, from_dict, load_yaml, migrate
+from biounet.core.config import FIELD_TYPES, TrainConfig, base_type, coerce, flag, from_dict, load_yaml, migrate
 
 
 def _parse_value(name: str):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..fileio import check_output_file, write_json
-from ..metrics import CHALLENGE_METRICS
-from .checks import parse_indices
+from biounet.cli.checks import parse_indices
+from biounet.evaluation.metrics import CHALLENGE_METRICS
+from biounet.io.fileio import check_output_file, write_json
 
 COMMANDS = ("score",)
 
@@ -33,7 +33,7 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluate import score_files
+    from biounet.evaluation.evaluate import score_files
 
     indices = parse_indices(args.indices)
     if args.json:

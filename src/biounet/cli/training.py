@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import TrainConfig
-from ..errors import ConfigError
-from ..fileio import check_output_dir
-from .options import add_config_arguments, resolve
+from biounet.cli.options import add_config_arguments, resolve
+from biounet.core.config import TrainConfig
+from biounet.core.errors import ConfigError
+from biounet.io.fileio import check_output_dir
 
 COMMANDS = ("train", "demo", "cv")
 # The embedded demo: a small U-Net (same architecture, width 16) on synthetic EM-like images,
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from ..engine import train
+    from biounet.train.engine import train
 
     cfg, explicit = resolve(args, TrainConfig())
     train(cfg, explicit)
@@ -93,9 +93,9 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from ..data import write_synthetic_dataset
-    from ..engine import train
-    from ..runsetup import check_new_run_dir
+    from biounet.data import write_synthetic_dataset
+    from biounet.train.engine import train
+    from biounet.train.runsetup import check_new_run_dir
 
     cfg, explicit = resolve(args, DEMO_PRESET)
     if not cfg.resume:
@@ -111,7 +111,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_cv(args: argparse.Namespace) -> int:
-    from ..crossval import parse_folds, parse_methods, run_cv
+    from biounet.train.crossval import parse_folds, parse_methods, run_cv
 
     fold_list, labels = args.fold_list, args.labels
     del args.fold_list, args.labels

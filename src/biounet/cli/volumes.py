@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..config import TrainConfig
-from ..errors import ConfigError
+from biounet.core.config import TrainConfig
+from biounet.core.errors import ConfigError
 
 
 def add_volume_options(p: argparse.ArgumentParser) -> None:
@@ -65,8 +65,8 @@ def progress_bar(total: int, unit: str) -> Any:
 def is_volume_input(item: str, fmt: str) -> bool:
     """A volume (block-wise path): a Zarr/OME-Zarr/HDF5 input, anything with --format ome-zarr, or a
     TIFF whose pixels and their probabilities would take more than half the memory available now."""
-    from ..data.volumes import is_volume_spec
-    from ..system import available_ram_bytes
+    from biounet.core.system import available_ram_bytes
+    from biounet.io.volumes import is_volume_spec
 
     if fmt == "ome-zarr" or is_volume_spec(item):
         return True
@@ -88,7 +88,7 @@ def is_volume_input(item: str, fmt: str) -> bool:
 
 
 def volume_settings(args: argparse.Namespace, label_params: dict[str, Any]) -> Any:
-    from ..blockwise import VolumeSettings
+    from biounet.segment.blockwise import VolumeSettings
 
     chunks = None
     if args.chunks is not None:
@@ -120,8 +120,8 @@ def volume_settings(args: argparse.Namespace, label_params: dict[str, Any]) -> A
 def predict_volumes(
     volumes: list[str], predictor: Any, cfg: TrainConfig, ckpt: dict[str, Any], args: argparse.Namespace, settings: Any
 ) -> None:
-    from ..blockwise import ProgressLine, file_digest, predict_volume
-    from ..data.volumes import open_volume
+    from biounet.io.volumes import open_volume
+    from biounet.segment.blockwise import ProgressLine, file_digest, predict_volume
 
     opened = [open_volume(spec, args.level, args.axes) for spec in volumes]  # every input checked before any work
     names = [v.name for v in opened]
@@ -166,9 +166,9 @@ def predict_volumes_dask(
 ) -> None:
     import os
 
-    from ..blockwise import ProgressLine
-    from ..cluster import ModelRef, dask_client, predict_volume_dask
-    from ..models import requested_kind
+    from biounet.models import ModelRef, requested_kind
+    from biounet.segment.blockwise import ProgressLine
+    from biounet.segment.cluster import dask_client, predict_volume_dask
 
     device = str(getattr(predictor, "device", "cpu"))
     # one process per core beats threads for this network: local workers share the cores, a cluster's

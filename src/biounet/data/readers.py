@@ -19,8 +19,8 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from ..errors import DataError
-from ..system import available_ram_bytes
+from biounet.core.errors import DataError
+from biounet.core.system import available_ram_bytes
 
 LOG = logging.getLogger("biounet")
 _SAID: set[str] = set()  # notices already given in this process (see say_once)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConfigError
+from biounet.core.errors import ConfigError
 
 
 def kfold_split(n: int, fold: int | str, folds: int = 5) -> tuple[list[int], list[int]]:

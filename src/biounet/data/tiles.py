@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..errors import DataError
-from .augment import AugmentConfig, elastic_displacement, flip_rotate, intensity, warp
-from .readers import SegmentationData
-from .volume_data import SliceCache, item_shape
+from biounet.core.errors import DataError
+from biounet.data.augment import AugmentConfig, elastic_displacement, flip_rotate, intensity, warp
+from biounet.data.readers import SegmentationData
+from biounet.data.volume_data import SliceCache, item_shape
 
 
 class TileSampler:

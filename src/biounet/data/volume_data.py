@@ -20,10 +20,10 @@ from typing import Any, overload
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
-from .readers import LOG, SegmentationData, check_fits_in_memory, mask_to_classes, read_dataset, scale_image
-from .volumes import Volume, is_volume_spec, open_volume
-from .weights import class_weights, weight_map, weight_maps
+from biounet.core.errors import ConfigError, DataError
+from biounet.data.readers import LOG, SegmentationData, check_fits_in_memory, mask_to_classes, read_dataset, scale_image
+from biounet.data.weights import class_weights, weight_map, weight_maps
+from biounet.io.volumes import Volume, is_volume_spec, open_volume
 
 CACHE_SLICES = 32  # the most slices (converted, padded or weight maps) one cache holds ...
 CACHE_BYTES = 2**30  # ... and the most bytes (the newest one is kept whatever its size)

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import numpy as np
 from scipy import ndimage
 
-from .readers import IGNORE
+from biounet.data.readers import IGNORE
 
 
 def class_weights(masks: Iterable[np.ndarray], classes: int) -> np.ndarray:

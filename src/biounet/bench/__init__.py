@@ -1,0 +1,3 @@
+"""``biounet bench``: the probes, each run in a fresh process (``probes``), and the table they make
+(``runner``).
+"""

@@ -1,0 +1,1 @@
+"""biounet inside other programs: the napari plugin (``napari``)."""

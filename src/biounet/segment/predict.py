@@ -1,0 +1,208 @@
+"""Write predictions: segment image files and stacks into membrane probabilities, masks, cell
+instances and overlays, each written atomically. No PyTorch: the predictor may be an exported model.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any, NamedTuple, TypeGuard
+
+import numpy as np
+
+from biounet.core.config import TrainConfig
+from biounet.core.errors import ConfigError, DataError
+from biounet.data.readers import IMAGE_SUFFIXES, is_channels_last, read_image_file, scale_image
+from biounet.instances.methods import instance_labels
+from biounet.io.fileio import atomic_write
+from biounet.segment.inference import Predictor, segment
+
+
+def list_inputs(inputs: list[str]) -> list[Path]:
+    """Files to segment: each input is an image file, a multi-page TIFF, or a folder of them.
+
+    Outputs are named after the input's stem, so two inputs of one stem (``a/x.png b/x.png``,
+    ``x.png x.tif``) are refused rather than one overwriting the other's outputs; a file given
+    twice is segmented once.
+    """
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise DataError(f"folder {p} holds no PNG or TIFF images")
+            files.extend(found)
+        elif p.is_file():
+            if p.suffix.lower() not in IMAGE_SUFFIXES:
+                raise DataError(f"{p} is not a PNG or TIFF image")
+            files.append(p)
+        else:
+            raise DataError(f"input {p} does not exist")
+    unique: dict[Path, Path] = {}
+    stems: dict[str, Path] = {}
+    for f in files:
+        key = f.resolve()
+        if key in unique:
+            continue
+        if f.stem in stems:
+            raise ConfigError(
+                f"inputs {stems[f.stem]} and {f} would both write {f.stem}_*.tif into the output "
+                f"folder; segment them into separate --out folders, or rename one"
+            )
+        unique[key], stems[f.stem] = f, f
+    return list(unique.values())
+
+
+def read_stack(path: Path, in_channels: int) -> np.ndarray:
+    """(Z, C, H, W) float32 in [-1, 1] from an image file or a multi-page TIFF."""
+    pixels = read_image_file(path)
+    if pixels.ndim not in (2, 3, 4):
+        raise DataError(
+            f"{path} holds an array of shape {pixels.shape}; expected an image (H, W) or (H, W, C), "
+            f"or a stack of them (Z, H, W)"
+        )
+    is_tiff = path.suffix.lower() in (".tif", ".tiff")
+    colour = is_channels_last(pixels) and pixels.shape[0] > 4  # a (Z, H, W) stack of up to 4 slices is not colour
+    single = not is_tiff or pixels.ndim == 2 or colour  # a PNG is one image; a TIFF may be a stack
+    slices = [pixels] if single else list(pixels)
+    return np.stack([scale_image(s, in_channels, f"{path.name} slice {z}") for z, s in enumerate(slices)])
+
+
+def overlay(image: np.ndarray, membrane: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8: the grey image with predicted membrane (probability > 0.5) in colour."""
+    grey = ((image[0] + 1) * 127.5).clip(0, 255).astype(np.uint8)
+    rgb = np.stack([grey] * 3, -1).astype(np.float32)
+    on = membrane > 0.5
+    rgb[on] = 0.45 * rgb[on] + 0.55 * np.array([255, 40, 160], np.float32)
+    return rgb.astype(np.uint8)
+
+
+class PixelSize(NamedTuple):
+    """An image's calibration: pixel width and height, slice spacing (None when not declared), unit."""
+
+    x: float
+    y: float
+    z: float | None
+    unit: str
+
+
+# ImageJ's unit names -> the OME schema's unit symbols (ImageJ writes the micro sign escaped)
+_OME_UNITS = {"nm": "nm", "micron": "µm", "um": "µm", "µm": "µm", "\\u00B5m": "µm", "mm": "mm", "cm": "cm", "m": "m"}
+# the spellings of micrometre in ImageJ descriptions (Fiji escapes the micro sign; other writers do not)
+_MICRON = {"um", "µm", "μm", "\\u00B5m", "\\u00b5m"}
+
+
+def _imagej_unit(unit: str) -> str | None:
+    """A unit as ImageJ's header holds it (ASCII only): micrometre spellings -> ``micron``; None for
+    any other non-ASCII unit (dropped: the ImageJ writer cannot encode it)."""
+    if unit in _MICRON:
+        return "micron"
+    return unit if unit.isascii() else None
+
+
+def _positive(value: object) -> TypeGuard[float]:
+    return isinstance(value, (int, float)) and 0 < value < np.inf
+
+
+def read_pixel_size(path: Path) -> PixelSize | None:
+    """The calibration a TIFF's ImageJ metadata declares (what Fiji writes), or None: a PNG, a TIFF
+    without ImageJ metadata or without a unit. Read from the header only."""
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    import tifffile
+
+    with warnings.catch_warnings():  # tifffile warns about metadata it cannot parse: then there is none
+        warnings.simplefilter("ignore")
+        with tifffile.TiffFile(path) as tif:
+            meta = (tif.imagej_metadata if tif.is_imagej else None) or {}
+            x, y = tif.pages.first.resolution  # pixels per unit
+    unit, spacing = meta.get("unit"), meta.get("spacing")  # tifffile parsed numbers already
+    if not isinstance(unit, str) or unit in ("", "pixel", "pixels") or not (_positive(x) and _positive(y)):
+        return None
+    if (unit := _imagej_unit(unit)) is None:  # a non-ASCII unit other than µm: no calibration carried over
+        return None
+    return PixelSize(1 / x, 1 / y, float(spacing) if _positive(spacing) else None, unit)
+
+
+def _write_tiff(path: Path, array: np.ndarray, axes: str, pixel_size: PixelSize | None = None) -> None:
+    """One output TIFF whose axes Fiji and napari read: an ImageJ hyperstack for the types ImageJ holds
+    (uint8, uint16, float32), an OME-TIFF for others (uint32 labels). ``axes`` names ``array``'s
+    dimensions in ImageJ's order (e.g. ZYX, ZCYX); readers drop an axis of length 1, so one slice
+    reads as (Y, X). ``pixel_size`` (the input's calibration) is carried over when given."""
+    import tifffile
+
+    if array.dtype in (np.uint8, np.uint16, np.float32):
+        meta: dict[str, Any] = {"axes": axes}
+        resolution = None
+        if pixel_size and (unit := _imagej_unit(pixel_size.unit)):
+            meta["unit"], resolution = unit, (1 / pixel_size.x, 1 / pixel_size.y)
+            if pixel_size.z:
+                meta["spacing"] = pixel_size.z
+        tifffile.imwrite(path, array, imagej=True, resolution=resolution, metadata=meta, photometric="minisblack")
+        return
+    meta = {"axes": axes}
+    if pixel_size and (unit := _OME_UNITS.get(pixel_size.unit)):
+        sizes = {"X": pixel_size.x, "Y": pixel_size.y} | ({"Z": pixel_size.z} if pixel_size.z else {})
+        for axis, size in sizes.items():
+            meta[f"PhysicalSize{axis}"], meta[f"PhysicalSize{axis}Unit"] = size, unit
+    tifffile.imwrite(path, array, ome=True, metadata=meta, photometric="minisblack")
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    from PIL import Image
+
+    Image.fromarray(rgb).save(path, format="PNG")
+
+
+def predict_files(
+    files: list[Path],
+    predictor: Predictor,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    tile: int | None = None,
+    batch_size: int = 4,
+    tta: bool = False,
+    labels: str | None = None,
+    overlays: bool = False,
+    log: Callable[[str], object] = print,
+    progress: Callable[[int], None] | None = None,
+    label_params: dict[str, Any] | None = None,
+) -> list[Path]:
+    """Segment every file and write the outputs (atomically); returns the paths written. ``labels``
+    names an instance method (:mod:`biounet.instances.methods`), run with ``label_params``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for f in files:
+        stack = read_stack(f, cfg.in_channels)
+        slices = []
+        for img in stack:
+            slices.append(segment(img, predictor, cfg.depth, cfg.padding, tile, batch_size, tta))
+            if progress:
+                progress(1)
+        probs = np.stack(slices)
+        tiff = partial(_write_tiff, pixel_size=read_pixel_size(f))
+        outputs: dict[Path, Callable[[Path], object]] = {}
+        if probs.shape[1] == 2:
+            membrane = probs[:, 0].astype(np.float32)
+            outputs[out_dir / f"{f.stem}_membrane.tif"] = partial(tiff, array=membrane, axes="ZYX")
+        else:
+            outputs[out_dir / f"{f.stem}_probs.tif"] = partial(tiff, array=probs.astype(np.float32), axes="ZCYX")
+        # two classes: the labels' convention (255 = cell, 0 = membrane), cut where membrane > 0.5
+        hard = np.where(probs[:, 0] > 0.5, 0, 255) if probs.shape[1] == 2 else probs.argmax(1)
+        outputs[out_dir / f"{f.stem}_mask.tif"] = partial(tiff, array=hard.astype(np.uint8), axes="ZYX")
+        if labels and probs.shape[1] == 2:
+            inst = np.stack([instance_labels(p[1], labels, **(label_params or {})) for p in probs])
+            outputs[out_dir / f"{f.stem}_labels.tif"] = partial(tiff, array=inst, axes="ZYX")
+        if overlays and probs.shape[1] == 2:
+            for z, (img, pr) in enumerate(zip(stack, probs)):
+                name = f"{f.stem}_overlay.png" if len(stack) == 1 else f"{f.stem}_overlay_{z:03d}.png"
+                outputs[out_dir / name] = partial(_write_png, rgb=overlay(img, pr[0]))
+        for path, write in outputs.items():
+            atomic_write(path, write)
+            written.append(path)
+        log(f"{f}: {len(stack)} slice(s) -> {', '.join(p.name for p in outputs if 'overlay' not in p.name)}")
+    return written

@@ -1,0 +1,387 @@
+"""The training engine: plain functions, no callback framework, read top to bottom.
+
+``train(cfg)`` builds everything from one resolved :class:`TrainConfig`, runs ``train_step``
+per optimizer step and writes the run folder: ``config.yaml``, ``metrics.jsonl`` (runlog.py),
+checkpoints (``last.pt`` with the full state, rotated ``step_*.pt`` weights; checkpoint.py) and
+``loss.png``. The pieces live beside: the run's setup (runsetup.py), validation and ``best.pt``
+(validation.py), the network (model.py), the losses (losses.py), the
+micro-batch plan (memory.py), the optimizer and schedule (optim.py), stopping on Ctrl-C or SIGTERM
+(stopping.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import resource
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from biounet.core.config import TrainConfig, to_yaml
+from biounet.core.device import (
+    autocast,
+    compile_failed,
+    grad_scaler,
+    is_compile_error,
+    memory_format,
+    resolve_compile,
+    resolve_precision,
+    tune_for_fixed_shapes,
+)
+from biounet.core.errors import ConfigError, TrainingDiverged
+from biounet.data import IGNORE, TileDataset, TileSampler
+from biounet.data.readers import SegmentationData, image_digest
+from biounet.io.fileio import write_json
+from biounet.model.checkpoint import RunState, resume_config, save_run
+from biounet.model.unet import build_model, tile_geometry
+from biounet.train import distributed
+from biounet.train.distributed import DistInfo
+from biounet.train.losses import pixel_loss_sum, soft_dice_loss_sum
+from biounet.train.memory import choose_micro_batch
+from biounet.train.optim import lr_at, make_optimizer
+from biounet.train.runlog import Logger, hms, plot_loss
+from biounet.train.runsetup import (
+    check_new_run_dir,
+    run_dir_for,
+    start_state,
+    train_threads,
+    training_data,
+    training_net,
+)
+from biounet.train.stopping import deferred_interrupt, sigterm_as_interrupt
+from biounet.train.validation import validate
+
+if TYPE_CHECKING:
+    from torch.nn.parallel import DistributedDataParallel
+
+# Fault injection for tests of a dying rank: rank R kills itself right after the checkpoint of step K.
+FAULT_RANK, FAULT_STEP = "BIOUNET_FAULT_KILL_RANK", "BIOUNET_FAULT_KILL_AFTER_STEP"
+
+
+class StepBatches:
+    """Micro-batches of global sample indices, step after step: what the DataLoader fetches.
+
+    Step s draws samples s * batch .. s * batch + batch - 1; ``rank`` of ``world`` processes
+    takes a contiguous share, cut into micro-batches.
+    """
+
+    def __init__(self, first_step: int, last_step: int, batch: int, micro: int, rank: int = 0, world: int = 1):
+        self.first_step, self.last_step = first_step, last_step
+        self.batch, self.micro, self.rank, self.world = batch, micro, rank, world
+
+    def __iter__(self) -> Iterator[list[int]]:
+        share = self.batch // self.world
+        for step in range(self.first_step, self.last_step):
+            start = step * self.batch + self.rank * share
+            for k in range(0, share, self.micro):
+                yield list(range(start + k, start + k + self.micro))
+
+    def __len__(self) -> int:
+        return (self.last_step - self.first_step) * (self.batch // self.world // self.micro)
+
+
+def train_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    micro_batches: list[tuple[torch.Tensor, ...]],
+    device: torch.device,
+    precision: str,
+    step: int,
+    dist_info: DistInfo = DistInfo(),
+    dice_weight: float = 0.0,
+) -> float:
+    """One optimizer step over a global batch given as micro-batches; returns its loss (the mean
+    pixel cross-entropy, plus the weighted dice term when ``dice_weight`` is set).
+
+    Each micro-batch's loss sum is divided by the pixel count of the whole global batch (summed
+    over all processes), so the accumulated gradient is the same whatever the micro-batch split
+    or the number of processes. DistributedDataParallel averages gradients over the processes,
+    so each process's loss is scaled by the world size to turn that average into the sum.
+    ``dice_weight`` adds that weight times the mean over the batch's images of 1 - soft dice.
+    """
+    local_pixels = sum(int((m != IGNORE).sum()) for _, m, _ in micro_batches)
+    n_pixels = distributed.all_sum(local_pixels, dist_info, device)
+    n_images = sum(len(m) for _, m, _ in micro_batches) * dist_info.world
+    if n_pixels == 0:
+        raise TrainingDiverged(f"step {step}: every pixel of the batch is ignored; check --ignore-value")
+    optimizer.zero_grad(set_to_none=True)
+    total = torch.zeros((), device=device)
+    for k, (images, masks, weights) in enumerate(micro_batches):
+        images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format(device, precision))
+        masks, weights = masks.to(device, non_blocking=True), weights.to(device, non_blocking=True)
+        # gradients are exchanged once per step, at the last micro-batch (nanoGPT's habit)
+        sync = not dist_info.enabled or k == len(micro_batches) - 1
+        # only a DistributedDataParallel model has no_sync, and only one is asked (sync is False under DDP)
+        with contextlib.nullcontext() if sync else cast("DistributedDataParallel", model).no_sync():
+            with autocast(device, precision):
+                logits = model(images)
+            loss = pixel_loss_sum(logits, masks, weights) / n_pixels
+            if dice_weight:
+                loss = loss + dice_weight * soft_dice_loss_sum(logits, masks) / n_images
+            scaler.scale(loss * dist_info.world).backward()
+        total += loss.detach()
+    value = distributed.all_sum(float(total), dist_info, device)
+    if not math.isfinite(value):
+        raise TrainingDiverged(
+            f"the loss is {value} at step {step}: training diverged. Checkpoints already "
+            f"written are intact; lower --lr, or try --precision fp32"
+        )
+    scaler.step(optimizer)
+    scaler.update()
+    return value
+
+
+def train(
+    cfg: TrainConfig,
+    explicit: dict[str, Any] | None = None,
+    data: SegmentationData | None = None,
+    quiet: bool = False,
+    validate_at_end: bool = True,
+) -> dict[str, Any]:
+    """Train a U-Net as ``cfg`` says; returns a summary (also written to summary.json).
+
+    ``explicit`` names the options the user set (for --resume); ``data`` may pass a dataset
+    already in memory instead of reading ``cfg.data``. ``validate_at_end=False`` skips the
+    validation of the final step (``biounet cv`` scores the final weights itself).
+    """
+    ckpt = None
+    if cfg.resume:
+        cfg, ckpt = resume_config(cfg, explicit or {})
+    cfg.validate()
+    info, device = distributed.setup(cfg.device, cfg.dist_timeout)
+    try:
+        summary = _train(cfg, ckpt, info, device, data, quiet, validate_at_end)
+    except BaseException:
+        distributed.teardown(info)
+        raise
+    distributed.teardown(info, finished=True)
+    return summary
+
+
+def _train(
+    cfg: TrainConfig,
+    ckpt: dict[str, Any] | None,
+    info: DistInfo,
+    device: torch.device,
+    data: SegmentationData | None,
+    quiet: bool,
+    validate_at_end: bool,
+) -> dict[str, Any]:
+    run_dir = run_dir_for(cfg)
+    if ckpt is None:
+        check_new_run_dir(run_dir)  # before any work: a folder that cannot take the run fails at once
+    precision = resolve_precision(cfg.precision, device)
+    tune_for_fixed_shapes(device)
+    threads = train_threads(cfg, info, device)
+    if cfg.batch_size % info.world:
+        raise ConfigError(
+            f"--batch-size {cfg.batch_size} does not divide over {info.world} processes; use a multiple of {info.world}"
+        )
+    share = cfg.batch_size // info.world
+    in_tile, out_tile = tile_geometry(cfg)
+    data, train_idx, val_idx, sampler = training_data(cfg, data, in_tile, out_tile)
+    if cfg.micro_batch_size and share % cfg.micro_batch_size:
+        # e.g. resumed with another world size: the recorded micro-batch no longer divides the share
+        cfg = cfg.replace(micro_batch_size=0)
+    micro = distributed.broadcast(choose_micro_batch(cfg, share, device, precision), info)
+    cfg = cfg.replace(micro_batch_size=micro)
+    distributed.barrier(info)  # every rank has looked before rank 0 writes anything
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+    model = build_model(cfg).to(device).to(memory_format=memory_format(device, precision))  # type: ignore[call-overload]  # Module.to takes memory_format; torch's overloads omit it
+    state = RunState(
+        model,
+        make_optimizer(model, cfg, device),
+        grad_scaler(device, precision),
+        train_digests=tuple(image_digest(data.images[i]) for i in train_idx),
+    )
+    log = Logger(run_dir, cfg, ckpt["step"] if ckpt else 0, quiet or not info.is_main, write=info.is_main)
+    start_state(cfg, ckpt, state, run_dir, log)
+    if info.is_main:
+        atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+    # every rank starts from the same weights: built from the same seed, or loaded from the same file
+    use_compile = resolve_compile(cfg.compile, device)
+    net = training_net(state, cfg, info, device, use_compile)
+    sizes = (len(train_idx), len(val_idx), in_tile, out_tile)
+    _describe(log, run_dir, cfg, state, info, device, precision, threads, use_compile, sizes)
+    if state.step >= cfg.steps:
+        log.info(f"nothing to do: the run is at step {state.step} of {cfg.steps}; raise --steps to train longer")
+
+    loader = _loader(sampler, state.step, cfg, micro, info, device)
+    first_step = state.step
+    started = time.perf_counter()
+
+    def validation() -> None:
+        validate(state, cfg, data, val_idx, device, precision, run_dir, log)
+
+    check = validation if cfg.validation and val_idx else None
+    _loop(state, net, loader, cfg, device, precision, info, run_dir, log, use_compile, check, validate_at_end)
+    if not info.is_main:
+        return {"run_dir": str(run_dir), "step": state.step, "rank": info.rank}
+    return _finish(state, log, run_dir, first_step, time.perf_counter() - started, device, precision, threads, micro)
+
+
+def _describe(
+    log: Logger,
+    run_dir: Path,
+    cfg: TrainConfig,
+    state: RunState,
+    info: DistInfo,
+    device: torch.device,
+    precision: str,
+    threads: int,
+    use_compile: bool,
+    sizes: tuple[int, int, int, int],
+) -> None:
+    """The run's first two log lines: data (``sizes``: training and held-out images, tile in and out) and
+    network, then device, precision and batch."""
+    n_train, n_val, in_tile, out_tile = sizes
+    share, micro = cfg.batch_size // info.world, cfg.micro_batch_size
+    n_params = sum(p.numel() for p in state.model.parameters())
+    log.info(
+        f"run {run_dir}: {n_train} training / {n_val} held-out images (fold {cfg.fold}), "
+        f"tiles {in_tile}->{out_tile}, U-Net width {cfg.base_width} depth {cfg.depth} "
+        f"({n_params / 1e6:.1f} M parameters)"
+    )
+    split = f" over {info.world} processes, {share} each," if info.enabled else ""
+    log.info(
+        f"device {device}, precision {precision}, {threads} threads{' per process' if info.enabled else ''}, "
+        f"batch {cfg.batch_size}{split} as {share // micro} micro-batch(es) of {micro}"
+        + (", compiled (the first step compiles)" if use_compile else "")
+    )
+
+
+def _loader(
+    sampler: TileSampler, first_step: int, cfg: TrainConfig, micro: int, info: DistInfo, device: torch.device
+) -> DataLoader[Any]:
+    """This process's micro-batches of tiles from ``first_step`` to ``cfg.steps``."""
+    batches = StepBatches(first_step, cfg.steps, cfg.batch_size, micro, info.rank, info.world)
+    # TileDataset is a map-style dataset (__getitem__, __len__) without subclassing torch's Dataset, which
+    # DataLoader accepts; its annotation asks for a Dataset subclass
+    return DataLoader(
+        TileDataset(sampler),  # type: ignore[arg-type]
+        batch_sampler=batches,
+        num_workers=cfg.workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
+
+
+def _finish(
+    state: RunState,
+    log: Logger,
+    run_dir: Path,
+    first_step: int,
+    wall: float,
+    device: torch.device,
+    precision: str,
+    threads: int,
+    micro: int,
+) -> dict[str, Any]:
+    """Plot the loss, write summary.json and say where everything is; returns the summary."""
+    plot_loss(run_dir)
+    steps_done = state.step - first_step
+    summary = {
+        "run_dir": str(run_dir),
+        "step": state.step,
+        "steps_this_session": steps_done,
+        "final_loss": log.losses[-1] if log.losses else None,
+        "first_loss": log.losses[0] if log.losses else None,  # of this session
+        "images_per_s_median": float(np.median(log.rates)) if log.rates else None,
+        "wall_s": wall,
+        "device": str(device),
+        "precision": precision,
+        "threads": threads,
+        "micro_batch_size": micro,
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
+    write_json(summary, run_dir / "summary.json")
+    if steps_done:
+        log.info(
+            f"done: step {state.step}, loss {summary['final_loss']:.4f}, "
+            f"median {summary['images_per_s_median']:.2f} images/s, {hms(wall)} wall, "
+            f"peak memory {summary['peak_rss_gib']:.2f} GiB; checkpoints, metrics.jsonl and loss.png in {run_dir}"
+        )
+    return summary
+
+
+def _loop(
+    state: RunState,
+    net: torch.nn.Module,
+    loader: DataLoader,
+    cfg: TrainConfig,
+    device: torch.device,
+    precision: str,
+    info: DistInfo,
+    run_dir: Path,
+    log: Logger,
+    use_compile: bool,
+    validation: Callable[[], None] | None,
+    validate_at_end: bool,
+) -> None:
+    """Step until ``cfg.steps``: validate and checkpoint when due; on Ctrl-C or SIGTERM save last.pt."""
+    per_step = cfg.batch_size // info.world // cfg.micro_batch_size  # micro-batches per step
+    fault_rank, fault_step = int(os.environ.get(FAULT_RANK, -1)), int(os.environ.get(FAULT_STEP, -1))
+    first_step = state.step
+    state.model.train()
+    restore_sigterm = sigterm_as_interrupt()
+    try:
+        it = iter(loader)
+        while state.step < cfg.steps:
+            t0 = time.perf_counter()
+            micro_batches = [next(it) for _ in range(per_step)]
+            lr = lr_at(cfg, state.step + 1)
+            for group in state.optimizer.param_groups:
+                group["lr"] = lr
+            with deferred_interrupt():  # the step, its count and its log line: all or nothing
+                try:
+                    loss = train_step(
+                        net,
+                        state.optimizer,
+                        state.scaler,
+                        micro_batches,
+                        device,
+                        precision,
+                        state.step + 1,
+                        info,
+                        cfg.dice_loss_weight,
+                    )
+                except Exception as exc:
+                    if use_compile and is_compile_error(exc):  # checkpoints already written stay intact
+                        raise compile_failed(exc) from exc
+                    raise
+                state.step += 1
+                log.step(state.step, loss, cfg.batch_size, time.perf_counter() - t0, lr)
+            last = state.step == cfg.steps
+            due = (cfg.val_every and state.step % cfg.val_every == 0) or last
+            if validation is not None and due and (validate_at_end or not last):
+                if info.is_main:  # one process scores the held-out images; the others wait
+                    validation()
+                distributed.barrier(info)
+            if state.step % cfg.checkpoint_every == 0 or last:
+                if info.is_main:
+                    save_run(run_dir, cfg, state, full=True, rotated=True)
+                distributed.barrier(info)
+            if info.rank == fault_rank and state.step == fault_step:
+                os.kill(os.getpid(), signal.SIGKILL)
+    except KeyboardInterrupt:
+        log.close()
+        if state.step > first_step and info.is_main:
+            save_run(run_dir, cfg, state, full=True, rotated=False)
+            plot_loss(run_dir)
+        print(f"interrupted at step {state.step}; continue with: biounet train --resume {run_dir}", file=sys.stderr)
+        raise
+    finally:
+        log.close()
+        restore_sigterm()

@@ -1,0 +1,90 @@
+"""cv --labels: parameters and thresholds chosen on the other folds, never on the reported one."""
+
+import numpy as np
+import pytest
+
+import biounet.evaluation.selection as selection
+from biounet.core.errors import ConfigError
+from biounet.evaluation.challenge import THRESHOLDS
+from biounet.evaluation.selection import (
+    HeldOut,
+    candidates,
+    select_and_score,
+    selection_table,
+    summary_table,
+    worst_slice,
+)
+
+
+def _fake_scores(monkeypatch):
+    """Slices of constant value L: a method whose per-slice V_rand is best where beta equals L, and a
+    threshold sweep whose best threshold is L too. What is chosen shows which slices were read."""
+
+    def score_instances(probs, masks, method, params):
+        per = [1 - abs(params["beta"] - float(p.mean())) for p in probs]
+        out = {"params": dict(params), "v_rand": float(np.mean(per)), "v_info": 0.5, "pixel_error": 0.1}
+        return out | {f"{k}_per_image": per for k in selection.PER_IMAGE}
+
+    def challenge_scores(probs, masks, thresholds=THRESHOLDS):
+        level = float(np.mean([p.mean() for p in probs]))
+        sweep = [1 - abs(t - level) / 2 for t in thresholds]
+        k = int(np.argmax(sweep))
+        out = {"v_rand": sweep[k], "v_info": 0.5, "pixel_error": 0.1, "v_rand_per_threshold": sweep}
+        return out | {f"{m}_threshold": round(thresholds[k], 12) for m in ("v_rand", "v_info", "pixel_error")}
+
+    monkeypatch.setattr(selection, "score_instances", score_instances)
+    monkeypatch.setattr(selection, "challenge_scores", challenge_scores)
+
+
+def _folds(levels):
+    image = np.zeros((4, 4))
+    return {str(k): HeldOut([image + v], [image], [k], [image]) for k, v in enumerate(levels)}
+
+
+def test_each_fold_gets_the_parameters_and_threshold_of_the_other_folds(monkeypatch):
+    _fake_scores(monkeypatch)
+    monkeypatch.setitem(selection.GRIDS, "multicut", {"beta": [0.3, 0.5, 0.7]})
+    reports = select_and_score(_folds((0.3, 0.7, 0.3, 0.5)), "multicut", log=lambda s: None)
+    # fold 1 alone would choose 0.7; the other folds (0.3, 0.3, 0.5) choose 0.3 (mean V_rand 0.93)
+    assert reports["1"]["params"] == {"beta": 0.3} and reports["1"]["threshold_chosen"]["threshold"] == 0.3
+    # fold 0 alone would choose 0.3; the others (0.7, 0.3, 0.5) choose 0.5 (0.87 against 0.8 and 0.8)
+    assert reports["0"]["params"] == {"beta": 0.5}
+    assert reports["1"]["threshold_best_on_fold"]["v_rand"] > reports["1"]["threshold_chosen"]["v_rand"]
+    assert reports["1"]["per_image"][0]["index"] == 1
+    table = selection_table(reports)
+    assert "| mean |" in table and "v_rand_split" in table
+    summary = summary_table({"multicut": reports})
+    assert summary.count("\n") == 5 and "lowest fold" in summary
+
+
+def test_the_reported_fold_is_never_read_for_the_choice(monkeypatch):
+    """Changing only fold 1's slices changes nothing chosen for fold 1."""
+    _fake_scores(monkeypatch)
+    monkeypatch.setitem(selection.GRIDS, "multicut", {"beta": [0.3, 0.5, 0.7]})
+    a = select_and_score(_folds((0.3, 0.3, 0.5)), "multicut", log=lambda s: None)
+    b = select_and_score(_folds((0.3, 0.7, 0.5)), "multicut", log=lambda s: None)
+    assert a["1"]["params"] == b["1"]["params"]
+    assert a["1"]["threshold_chosen"]["threshold"] == b["1"]["threshold_chosen"]["threshold"]
+
+
+def test_grids_cover_every_method_and_one_fold_is_refused():
+    assert candidates("watershed") == [{}]
+    assert len(candidates("multicut")) == 5 and all("beta" in c for c in candidates("gasp"))
+    with pytest.raises(ConfigError, match="at least 2 folds"):
+        select_and_score(_folds((0.5,)), "watershed")
+    with pytest.raises(ConfigError, match="no parameter grid"):
+        candidates("magic")
+
+
+def test_worst_slice_is_drawn_beside_the_truth():
+    mask = np.ones((32, 32), np.int64)
+    mask[:, 16] = 0  # two cells
+    good, merged = mask.astype(np.float32), np.ones((32, 32), np.float32)
+    folds = {
+        "0": HeldOut([good], [mask], [3], [mask.astype(np.float32)]),
+        "1": HeldOut([merged], [mask], [7], [mask.astype(np.float32)]),
+    }
+    reports = select_and_score(folds, "watershed", log=lambda s: None)
+    fold, index, picture = worst_slice(folds, reports)
+    assert (fold, index) == ("1", 7) and picture.shape == (32, 2 * 32 + 8, 3)
+    assert reports["1"]["per_image"][0]["v_rand_merge"] < reports["1"]["per_image"][0]["v_rand_split"]

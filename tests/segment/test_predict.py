@@ -1,0 +1,139 @@
+"""predict: segmenting files and writing the outputs."""
+
+import numpy as np
+import pytest
+import tifffile
+from support import tiny_config
+from PIL import Image
+
+from biounet.cli import main
+from biounet.segment.predict import PixelSize, _write_tiff, read_pixel_size
+from biounet.train.engine import train
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, isbi_dir):
+    """A tiny model trained briefly on ISBI fold 1."""
+    run = tmp_path_factory.mktemp("predict") / "run"
+    train(tiny_config(data=str(isbi_dir), out=str(run), steps=3), quiet=True)
+    return run
+
+
+def _axes(path):
+    """What Fiji and napari see in an output: its axes, and whether it is an ImageJ or an OME-TIFF."""
+    with tifffile.TiffFile(path) as tif:
+        return tif.series[0].axes, tif.is_imagej, tif.is_ome
+
+
+def test_predict_a_tiff_stack(run_dir, isbi_dir, tmp_path):
+    stack = tifffile.imread(isbi_dir / "test-volume.tif")[:2]
+    # calibrated as Fiji writes it: 4 nm pixels, 50 nm sections
+    calibration = {"resolution": (250, 250), "metadata": {"axes": "ZYX", "unit": "micron", "spacing": 0.05}}
+    tifffile.imwrite(tmp_path / "two.tif", stack, imagej=True, **calibration)
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "two.tif"),
+                "--checkpoint",
+                str(run_dir),
+                "--out",
+                str(out),
+                "--labels",
+                "--overlay",
+            ]
+        )
+        == 0
+    )
+    membrane = tifffile.imread(out / "two_membrane.tif")
+    assert membrane.shape == (2, 512, 512) and membrane.dtype == np.float32
+    assert membrane.min() >= 0 and membrane.max() <= 1
+    mask = tifffile.imread(out / "two_mask.tif")
+    assert set(np.unique(mask)) <= {0, 255}
+    np.testing.assert_array_equal(mask == 0, membrane > 0.5)
+    assert tifffile.imread(out / "two_labels.tif").dtype == np.uint32
+    assert Image.open(out / "two_overlay_000.png").size == (512, 512)
+    assert not [p for p in out.iterdir() if "tmp" in p.name]
+    # ImageJ hyperstacks for float32 and uint8, an OME-TIFF for the uint32 labels; the calibration carried over
+    assert _axes(out / "two_membrane.tif") == _axes(out / "two_mask.tif") == ("ZYX", True, False)
+    assert _axes(out / "two_labels.tif") == ("ZYX", False, True)
+    assert (
+        read_pixel_size(out / "two_membrane.tif")
+        == read_pixel_size(out / "two_mask.tif")
+        == (0.004, 0.004, 0.05, "micron")
+    )
+    with tifffile.TiffFile(out / "two_labels.tif") as tif:
+        pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]["Pixels"]
+    assert (pixels["PhysicalSizeX"], pixels["PhysicalSizeZ"], pixels["PhysicalSizeXUnit"]) == (0.004, 0.05, "µm")
+
+
+def test_output_tiffs_name_their_axes_and_keep_large_label_ids(tmp_path):
+    probs = np.random.default_rng(0).random((3, 4, 6, 7), dtype=np.float32)
+    _write_tiff(tmp_path / "probs.tif", probs, "ZCYX")
+    assert _axes(tmp_path / "probs.tif") == ("ZCYX", True, False)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "probs.tif"), probs)
+    labels = np.arange(2 * 6 * 7, dtype=np.uint32).reshape(2, 6, 7) + 70_000  # beyond uint16 (ImageJ's limit)
+    labels[0, 0, 0] = 2**32 - 1
+    _write_tiff(tmp_path / "labels.tif", labels, "ZYX")
+    assert _axes(tmp_path / "labels.tif") == ("ZYX", False, True)
+    back = tifffile.imread(tmp_path / "labels.tif")
+    assert back.dtype == np.uint32
+    np.testing.assert_array_equal(back, labels)
+    assert read_pixel_size(tmp_path / "labels.tif") is None  # nothing to carry: no calibration invented
+
+
+def test_predict_bad_inputs(run_dir, tmp_path, capsys):
+    # files that fail while running: exit status 1, one line
+    (tmp_path / "empty").mkdir()
+    assert main(["predict", str(tmp_path / "empty"), "--checkpoint", str(run_dir), "--out", str(tmp_path)]) == 1
+    assert "holds no PNG or TIFF" in capsys.readouterr().err
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "rgb.png")
+    assert main(["predict", str(tmp_path / "rgb.png"), "--checkpoint", str(run_dir), "--out", str(tmp_path)]) == 1
+    assert "3 channel(s) but the model takes 1" in capsys.readouterr().err
+    (tmp_path / "fake.pt").write_bytes(b"junk")
+    assert (
+        main(["predict", str(tmp_path / "rgb.png"), "--checkpoint", str(tmp_path / "fake.pt"), "--out", str(tmp_path)])
+        == 1
+    )
+    assert "not a readable checkpoint" in capsys.readouterr().err
+
+
+def test_predict_labels_by_a_named_method_with_its_parameters(run_dir, isbi_dir, tmp_path, capsys):
+    stack = tifffile.imread(isbi_dir / "test-volume.tif")[:1, :128, :128]
+    tifffile.imwrite(tmp_path / "one.tif", stack, photometric="minisblack")
+    args = ["predict", str(tmp_path / "one.tif"), "--checkpoint", str(run_dir), "--precision", "fp32"]
+    assert main([*args, "--out", str(tmp_path / "mc"), "--labels", "multicut", "--label-param", "beta=0.4"]) == 0
+    labels = tifffile.imread(tmp_path / "mc" / "one_labels.tif")
+    # one slice: the stack's Z of length 1 is not kept by ImageJ or OME readers (the methods: test_instances.py)
+    assert labels.shape == (128, 128) and labels.dtype == np.uint32
+    assert _axes(tmp_path / "mc" / "one_labels.tif") == ("YX", False, True)
+    assert _axes(tmp_path / "mc" / "one_membrane.tif") == ("YX", True, False)
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "bad"), "--label-param", "beta=0.4"]) == 2
+    assert "add --labels METHOD" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "bad"), "--labels", "multicut", "--label-param", "bta=1"]) == 2
+
+
+def _imagej_tiff(path, unit):
+    """A stack whose ImageJ description holds ``unit`` raw (UTF-8), as some writers other than Fiji leave it."""
+    desc = f"ImageJ=1.54f\nimages=2\nslices=2\nunit={unit}\nspacing=0.05\nloop=false\n"
+    tifffile.imwrite(path, np.zeros((2, 8, 8), np.uint8), description=desc.encode(), resolution=(250, 250))
+
+
+@pytest.mark.parametrize("unit", ["µm", "um", "\\u00B5m", "μm"])
+def test_a_raw_micro_sign_unit_is_written_as_micron(tmp_path, unit):
+    _imagej_tiff(tmp_path / "in.tif", unit)
+    size = read_pixel_size(tmp_path / "in.tif")
+    assert size == (0.004, 0.004, 0.05, "micron")
+    _write_tiff(tmp_path / "out.tif", np.zeros((2, 8, 8), np.float32), "ZYX", size)  # raised UnicodeEncodeError
+    assert read_pixel_size(tmp_path / "out.tif") == size
+
+
+def test_a_non_ascii_unit_is_dropped_not_a_crash(tmp_path):
+    _imagej_tiff(tmp_path / "in.tif", "Å")
+    assert read_pixel_size(tmp_path / "in.tif") is None
+    # a calibration built elsewhere with such a unit: the image is written, uncalibrated
+    _write_tiff(tmp_path / "out.tif", np.zeros((2, 8, 8), np.uint8), "ZYX", PixelSize(0.1, 0.1, None, "Å"))
+    assert read_pixel_size(tmp_path / "out.tif") is None
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out.tif"), np.zeros((2, 8, 8), np.uint8))

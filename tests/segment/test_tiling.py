@@ -1,0 +1,108 @@
+import numpy as np
+import pytest
+
+from biounet.core.errors import ConfigError
+from biounet.segment.tiling import (
+    DIHEDRAL,
+    plan_tiles,
+    predict_box,
+    read_mirrored,
+    reflect_indices,
+    tile_starts,
+    transform,
+    transform_box,
+    untransform,
+    untransform_box,
+)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7])
+def test_mirroring_is_numpys_reflect_even_past_several_image_lengths(n):
+    a = np.arange(n)
+    pad = 3 * n + 2
+    expected = np.pad(a, pad, mode="symmetric" if n == 1 else "reflect")
+    np.testing.assert_array_equal(a[reflect_indices(-pad, n + pad, n)], expected)
+
+
+def test_a_mirrored_box_reads_only_the_in_bounds_pixels_it_needs():
+    image = np.random.default_rng(0).standard_normal((1, 9, 11)).astype(np.float32)
+    asked = []
+
+    def read(y0, y1, x0, x1):
+        asked.append((y0, y1, x0, x1))
+        return image[:, y0:y1, x0:x1]
+
+    box = (-4, 6, 7, 15)
+    expected = np.pad(image, ((0, 0), (4, 0), (0, 4)), mode="reflect")[:, 0:10, 7:15]
+    np.testing.assert_array_equal(read_mirrored(read, (9, 11), box), expected)
+    assert asked == [(0, 6, 6, 11)]  # x 7..14 mirrors to 7..10, 9, 8, 7, 6
+
+
+def test_valid_tiles_start_on_the_pooling_step_and_cover_the_image():
+    for depth, tile in [(2, 60), (4, 700), (4, 572)]:
+        plan = plan_tiles(1000, 1000, depth=depth, tile=tile)
+        starts = tile_starts(1000, plan, 0)
+        assert all(s % 2**depth == 0 for s in starts)
+        assert starts[0] == 0 and starts[-1] + plan.out_tile[0] >= 1000 > starts[-1]
+        assert plan.out_tile[0] - plan.stride[0] < 2**depth  # neighbours overlap by less than a step
+
+
+def test_default_geometry_covers_a_512_slice_with_one_700_tile():
+    plan = plan_tiles(512, 512)
+    assert plan.in_tile == (700, 700) and plan.out_tile == (516, 516) and plan.stride == (512, 512)
+    assert plan_tiles(512, 512, tile=572).out_tile == (388, 388)
+    with pytest.raises(ConfigError, match="nearest valid input sizes"):
+        plan_tiles(512, 512, tile=570)
+
+
+def test_the_eight_symmetries_are_distinct_and_inverted():
+    a = np.arange(12, dtype=np.float32).reshape(1, 3, 4)
+    seen = set()
+    for k, flip in DIHEDRAL:
+        t = transform(a, k, flip)
+        seen.add(t.tobytes() + bytes(t.shape))
+        np.testing.assert_array_equal(untransform(t, k, flip), a)
+    assert len(seen) == 8
+
+
+@pytest.mark.parametrize("k, flip", DIHEDRAL)
+def test_boxes_follow_the_symmetries(k, flip):
+    shape, box = (5, 8), (1, 3, 2, 7)
+    marked = np.zeros(shape, bool)
+    marked[box[0] : box[1], box[2] : box[3]] = True
+    moved = transform(marked, k, flip)
+    tbox, tshape = transform_box(box, shape, k, flip)
+    assert tshape == moved.shape
+    ys, xs = np.nonzero(moved)
+    assert tbox == (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1)
+    assert untransform_box(tbox, tshape, k, flip) == (box, shape)
+
+
+def test_a_box_is_computed_by_the_whole_images_tiles_only():
+    """A box runs only the tiles of the whole image's grid that overlap it, at the grid's places."""
+    plan = plan_tiles(100, 100, depth=2, tile=60)  # 20-pixel context, 20 out, stride 20
+    seen = []
+
+    def predictor(batch):
+        seen.append(batch.shape[0])
+        return np.zeros((batch.shape[0], 2, 20, 20), np.float32)
+
+    image = np.zeros((1, 100, 100), np.float32)
+    out = predict_box(lambda a, b, c, d: image[:, a:b, c:d], (100, 100), (13, 30, 50, 61), predictor, plan, 64)
+    assert out.shape == (2, 17, 11)
+    assert sum(seen) == 2 * 2  # rows from 0 and 20, columns from 40 and 60
+
+
+def test_a_box_on_the_stride_runs_only_its_own_valid_tiles_and_tiny_tiles_are_refused():
+    plan = plan_tiles(2048, 2048, depth=4, tile=700)  # 516 out, stride 512: neighbours overlap by 4
+    seen = []
+
+    def predictor(batch):
+        seen.append(batch.shape[0])
+        return np.zeros((batch.shape[0], 2, 516, 516), np.float32)
+
+    image = np.zeros((1, 2048, 2048), np.float32)
+    predict_box(lambda a, b, c, d: image[:, a:b, c:d], (2048, 2048), (512, 1024, 512, 1024), predictor, plan, 64)
+    assert sum(seen) == 1  # the tile from 0 reaches 4 pixels in, but the tile from 512 overwrites them
+    with pytest.raises(ConfigError, match="use --tile 204"):
+        plan_tiles(64, 64, depth=4, tile=188)
