@@ -19,7 +19,8 @@ import tifffile
 
 from biounet.data.readers import scale_image
 from biounet.instances.methods import instance_labels, parse_params
-from biounet.instances.overlays import instance_overlay, side_by_side, write_png
+from biounet.instances.overlays import instance_overlay, side_by_side
+from biounet.io.fileio import write_png
 from biounet.models import open_model
 from biounet.segment.inference import segment
 from biounet.segment.predict import overlay

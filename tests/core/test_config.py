@@ -7,6 +7,7 @@ import pytest
 from biounet.cli.options import add_config_arguments, resolve
 from biounet.core.config import TrainConfig, from_dict, load_yaml, to_yaml
 from biounet.core.errors import ConfigError
+from support import ROOT
 
 
 def _parse(argv, defaults=TrainConfig()):
@@ -85,7 +86,7 @@ def test_every_option_has_help_with_its_default(defaults):
         assert shown == [str(value)], f"{flag}: help {text!r} does not end with (default: {value})"
 
 
-SHIPPED = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+SHIPPED = sorted((ROOT / "configs").glob("*.yaml"))
 
 
 def test_the_repository_ships_its_recipes():

@@ -1,4 +1,4 @@
-"""What the machine can hold: free memory, capped by a cgroup limit."""
+"""This machine: free memory, capped by a cgroup limit, and whether a process is alive."""
 
 import io
 
@@ -35,3 +35,29 @@ def test_an_unlimited_cgroup_changes_nothing(monkeypatch):
 
     monkeypatch.setattr(system, "open", fake_open, raising=False)
     assert abs(system.available_ram_bytes() - free) < 256 * 2**20  # the same, give or take other processes
+
+
+def test_a_process_is_alive_until_it_has_ended_and_been_reaped():
+    import os
+    import subprocess
+    import sys
+
+    assert system.process_alive(os.getpid()) and system.process_alive(os.getppid())
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    assert not system.process_alive(ended.pid)
+
+
+def test_another_users_process_is_alive_and_outside_posix_every_one_is(monkeypatch):
+    def not_permitted(pid, signal):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(system.os, "kill", not_permitted)
+    assert system.process_alive(1)
+
+    def must_not_be_called(pid, signal):  # on Windows os.kill ends the process instead of asking
+        raise AssertionError("os.kill called outside POSIX")
+
+    monkeypatch.setattr(system.os, "kill", must_not_be_called)
+    monkeypatch.setattr(system.os, "name", "nt")
+    assert system.process_alive(12345)

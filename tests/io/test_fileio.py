@@ -1,6 +1,9 @@
+import numpy as np
 import pytest
+from PIL import Image
 
-from biounet.io.fileio import atomic_write, atomic_write_text
+from biounet.core.errors import DataError
+from biounet.io.fileio import atomic_write, atomic_write_text, write_png
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
@@ -42,3 +45,18 @@ def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["last.pt", live.name, other.name])
     assert remove_stale_temporaries(tmp_path / "step_0000003.pt") == [other]
     assert remove_stale_temporaries(tmp_path / "step_0000003.pt") == []
+
+
+@pytest.mark.parametrize("shape", [(8, 18), (8, 18, 3), (8, 18, 4)])
+def test_a_png_reads_back_pixel_for_pixel_and_leaves_no_temporary(tmp_path, shape):
+    picture = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    assert write_png(tmp_path / "o.png", picture) == tmp_path / "o.png"
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "o.png")), picture)
+    assert [p.name for p in tmp_path.iterdir()] == ["o.png"]
+
+
+@pytest.mark.parametrize(("dtype", "shape"), [(np.float32, (8, 8, 3)), (np.uint8, (8, 8, 2)), (np.uint8, (2, 8, 8, 3))])
+def test_a_png_of_another_type_or_shape_is_refused_before_writing(tmp_path, dtype, shape):
+    with pytest.raises(DataError, match=r"uint8.*convert it"):
+        write_png(tmp_path / "o.png", np.zeros(shape, dtype))
+    assert not list(tmp_path.iterdir())

@@ -323,10 +323,3 @@ def test_writes_of_the_wrong_shape_or_name_are_refused(tmp_path):
     edge = (slice(2, 3), slice(64, 96), slice(64, 96))  # the volume's end: 6 x 26 of the chunk lie inside
     store.write("image", edge, np.full((1, 6, 26), 0.25, np.float32))
     assert store.read("image", edge).tolist() == np.full((1, 6, 26), 64 / 255, np.float32).tolist()
-
-
-def test_known_units_get_their_ngff_names_and_unknown_ones_none():
-    from biounet.io.omezarr import known_unit
-
-    assert known_unit("nm") == "nanometer" and known_unit("micrometer") == "micrometer"
-    assert known_unit("pixel") is None and known_unit(None) is None

@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 import tifffile
-from support import tiny_config
 from PIL import Image
+from support import tiny_config
 
 from biounet.cli import main
-from biounet.segment.predict import PixelSize, _write_tiff, read_pixel_size
+from biounet.io.metadata import PixelSize, read_pixel_size
+from biounet.segment.predict import _write_tiff
 from biounet.train.engine import train
 
 
@@ -115,25 +116,18 @@ def test_predict_labels_by_a_named_method_with_its_parameters(run_dir, isbi_dir,
     assert main([*args, "--out", str(tmp_path / "bad"), "--labels", "multicut", "--label-param", "bta=1"]) == 2
 
 
-def _imagej_tiff(path, unit):
-    """A stack whose ImageJ description holds ``unit`` raw (UTF-8), as some writers other than Fiji leave it."""
-    desc = f"ImageJ=1.54f\nimages=2\nslices=2\nunit={unit}\nspacing=0.05\nloop=false\n"
-    tifffile.imwrite(path, np.zeros((2, 8, 8), np.uint8), description=desc.encode(), resolution=(250, 250))
+@pytest.mark.parametrize("unit", ["µm", "um", "\\u00B5m", "μm", "micron"])
+@pytest.mark.parametrize("dtype", [np.float32, np.uint32])  # an ImageJ hyperstack; an OME-TIFF
+def test_a_calibration_in_micrometres_is_carried_over_however_spelled(tmp_path, unit, dtype):
+    size = PixelSize(0.004, 0.004, 0.05, unit)
+    _write_tiff(tmp_path / "out.tif", np.zeros((2, 8, 8), dtype), "ZYX", size)  # raised UnicodeEncodeError
+    assert read_pixel_size(tmp_path / "out.tif") == (0.004, 0.004, 0.05, "micron")
 
 
-@pytest.mark.parametrize("unit", ["µm", "um", "\\u00B5m", "μm"])
-def test_a_raw_micro_sign_unit_is_written_as_micron(tmp_path, unit):
-    _imagej_tiff(tmp_path / "in.tif", unit)
-    size = read_pixel_size(tmp_path / "in.tif")
-    assert size == (0.004, 0.004, 0.05, "micron")
-    _write_tiff(tmp_path / "out.tif", np.zeros((2, 8, 8), np.float32), "ZYX", size)  # raised UnicodeEncodeError
-    assert read_pixel_size(tmp_path / "out.tif") == size
-
-
-def test_a_non_ascii_unit_is_dropped_not_a_crash(tmp_path):
-    _imagej_tiff(tmp_path / "in.tif", "Å")
-    assert read_pixel_size(tmp_path / "in.tif") is None
-    # a calibration built elsewhere with such a unit: the image is written, uncalibrated
+def test_a_unit_imagej_cannot_hold_is_dropped_not_a_crash(tmp_path):
+    # a calibration with a non-ASCII unit (an OME-TIFF input's): the ImageJ output is written, uncalibrated
     _write_tiff(tmp_path / "out.tif", np.zeros((2, 8, 8), np.uint8), "ZYX", PixelSize(0.1, 0.1, None, "Å"))
     assert read_pixel_size(tmp_path / "out.tif") is None
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "out.tif"), np.zeros((2, 8, 8), np.uint8))
+    _write_tiff(tmp_path / "labels.tif", np.zeros((2, 8, 8), np.uint32), "ZYX", PixelSize(0.1, 0.1, None, "Å"))
+    assert read_pixel_size(tmp_path / "labels.tif") == pytest.approx((0.1, 0.1, None, "Å"))  # OME holds it

@@ -6,36 +6,12 @@ from biounet.segment.tiling import (
     DIHEDRAL,
     plan_tiles,
     predict_box,
-    read_mirrored,
-    reflect_indices,
     tile_starts,
     transform,
     transform_box,
     untransform,
     untransform_box,
 )
-
-
-@pytest.mark.parametrize("n", [1, 2, 3, 7])
-def test_mirroring_is_numpys_reflect_even_past_several_image_lengths(n):
-    a = np.arange(n)
-    pad = 3 * n + 2
-    expected = np.pad(a, pad, mode="symmetric" if n == 1 else "reflect")
-    np.testing.assert_array_equal(a[reflect_indices(-pad, n + pad, n)], expected)
-
-
-def test_a_mirrored_box_reads_only_the_in_bounds_pixels_it_needs():
-    image = np.random.default_rng(0).standard_normal((1, 9, 11)).astype(np.float32)
-    asked = []
-
-    def read(y0, y1, x0, x1):
-        asked.append((y0, y1, x0, x1))
-        return image[:, y0:y1, x0:x1]
-
-    box = (-4, 6, 7, 15)
-    expected = np.pad(image, ((0, 0), (4, 0), (0, 4)), mode="reflect")[:, 0:10, 7:15]
-    np.testing.assert_array_equal(read_mirrored(read, (9, 11), box), expected)
-    assert asked == [(0, 6, 6, 11)]  # x 7..14 mirrors to 7..10, 9, 8, 7, 6
 
 
 def test_valid_tiles_start_on_the_pooling_step_and_cover_the_image():

@@ -1,4 +1,4 @@
-"""What this machine can hold: free memory, without importing PyTorch."""
+"""This machine, asked without importing PyTorch: the memory still free, and whether a process runs."""
 
 from __future__ import annotations
 
@@ -26,3 +26,18 @@ def available_ram_bytes() -> int:
         if text.isdigit() and int(text) < avail:
             avail = int(text)
     return avail
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (under any user). Callers delete what a dead process
+    left, so an unsure answer is True: outside POSIX, where ``os.kill`` would end the process instead of
+    asking, every process counts as alive."""
+    if os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0 only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, under another user
+        return True
+    return True

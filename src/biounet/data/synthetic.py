@@ -11,9 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from scipy import ndimage
 from scipy.spatial import cKDTree
+
+from biounet.io.fileio import write_png
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
@@ -61,6 +62,6 @@ def write_synthetic_dataset(folder: str | Path, count: int = 12, size: int = 256
     (folder / "masks").mkdir(parents=True, exist_ok=True)
     for k in range(count):
         image, label = synthetic_em_image(np.random.default_rng([seed, k]), size)
-        Image.fromarray(image).save(folder / "images" / f"synthetic-{k:02d}.png")
-        Image.fromarray(label).save(folder / "masks" / f"synthetic-{k:02d}.png")
+        write_png(folder / "images" / f"synthetic-{k:02d}.png", image)
+        write_png(folder / "masks" / f"synthetic-{k:02d}.png", label)
     return folder

@@ -14,6 +14,7 @@ import numpy as np
 
 from biounet.core.errors import DataError
 from biounet.data.augment import AugmentConfig, elastic_displacement, flip_rotate, intensity, warp
+from biounet.data.mirror import mirror_pad
 from biounet.data.readers import SegmentationData
 from biounet.data.volume_data import SliceCache, item_shape
 
@@ -59,7 +60,7 @@ class TileSampler:
 
     def _padded_image(self, i: int) -> np.ndarray:
         m = self.margin
-        return self._padded.get(i, lambda: np.pad(self.data.images[i], ((0, 0), (m, m), (m, m)), mode="reflect"))
+        return self._padded.get(i, lambda: mirror_pad(self.data.images[i], m))
 
     def rng(self, index: int) -> np.random.Generator:
         """The generator of sample ``index``: a function of (seed, index) only."""

@@ -58,7 +58,7 @@ from biounet.deploy.bioimageio_rdf import (
     same_padding_halo,
     trained_on_isbi,
 )
-from biounet.io.fileio import atomic_write
+from biounet.io.fileio import atomic_write, write_png
 
 TEST_OUTPUT_SIDE = 256  # the test output's side (at least): large enough for a readable cover
 
@@ -183,8 +183,6 @@ def sample_tensors(model: Any, cfg: TrainConfig, sample: str | Path | None = Non
 
 def cover_png(test_input: np.ndarray, test_output: np.ndarray, path: Path) -> None:
     """A 2:1 PNG: the test input (cropped to the output) beside it with the predicted class 0 in colour."""
-    from PIL import Image
-
     from biounet.segment.predict import overlay
 
     pixels = test_input[0].astype(np.float32)
@@ -192,7 +190,7 @@ def cover_png(test_input: np.ndarray, test_output: np.ndarray, path: Path) -> No
     pixels = pixels[:, m : pixels.shape[1] - m, m : pixels.shape[2] - m]
     scaled = pixels / 127.5 - 1.0  # overlay takes the network's input scaling
     grey = np.repeat(pixels[:1].astype(np.uint8)[..., None], 3, axis=-1)[0]
-    Image.fromarray(np.concatenate([grey, overlay(scaled, test_output[0, 0])], axis=1)).save(path)
+    write_png(path, np.concatenate([grey, overlay(scaled, test_output[0, 0])], axis=1))
 
 
 def _readme(about: dict[str, Any], cfg: TrainConfig, meta: dict[str, Any]) -> str:

@@ -1,5 +1,6 @@
 """Pictures of instance segmentations for people: each cell in its own colour over the grey image,
-and the proposal beside the ground truth for the slices that a report points at."""
+and the proposal beside the ground truth for the slices that a report points at (written by
+:func:`biounet.io.fileio.write_png`)."""
 
 from __future__ import annotations
 
@@ -49,12 +50,3 @@ def side_by_side(*panels: np.ndarray, gap: int = 8) -> np.ndarray:
     for p in panels:
         parts += [p, spacer]
     return np.concatenate(parts[:-1], axis=1)
-
-
-def write_png(path, rgb: np.ndarray) -> None:
-    """Write an (H, W, 3) uint8 picture as PNG (atomically)."""
-    from PIL import Image
-
-    from biounet.io.fileio import atomic_write
-
-    atomic_write(path, lambda p: Image.fromarray(rgb).save(p, format="PNG"))

@@ -1,4 +1,5 @@
-"""Atomic file writes: a crash leaves either the old file or the new one, whole, never a mix."""
+"""Atomic file writes (JSON, text, PNG pictures): a crash leaves either the old file or the new one, whole,
+never a mix; and output checks made before any work."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from biounet.core.errors import ConfigError
+import numpy as np
+
+from biounet.core.errors import ConfigError, DataError
+from biounet.core.system import process_alive
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object], durable: bool = False) -> Path:
@@ -50,16 +54,6 @@ def _temporary_pattern(path: Path) -> re.Pattern[str]:
     return re.compile(rf"\.{re.escape(path.stem)}\.tmp-(\d+){re.escape(path.suffix)}")
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except OSError:  # PermissionError: it exists, under another user
-        return True
-    return True
-
-
 def remove_stale_temporaries(path: str | Path) -> list[Path]:
     """Delete the temporary files of ``path`` left by writers that were killed mid-write.
 
@@ -81,7 +75,7 @@ def remove_stale_temporaries(path: str | Path) -> list[Path]:
         if match is None:
             continue
         pid = int(match.group(1))
-        if pid == os.getpid() or _process_alive(pid):
+        if pid == os.getpid() or process_alive(pid):
             continue
         try:
             (path.parent / name).unlink()
@@ -100,6 +94,19 @@ def write_json(obj: Any, path: str | Path) -> Path:
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda p: p.write_text(text))
+
+
+def write_png(path: str | Path, pixels: np.ndarray) -> Path:
+    """The one PNG writer: an (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA uint8 picture, written atomically."""
+    pixels = np.asarray(pixels)
+    if pixels.dtype != np.uint8 or not (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] in (3, 4))):
+        raise DataError(
+            f"a PNG picture is (H, W), (H, W, 3) or (H, W, 4) uint8, not {pixels.dtype} of shape {pixels.shape}: "
+            "convert it to uint8 (0..255) with the colours, if any, on the last axis"
+        )
+    from PIL import Image
+
+    return atomic_write(path, lambda p: Image.fromarray(pixels).save(p, format="PNG"))
 
 
 def _nearest_existing(path: Path) -> Path:

@@ -39,26 +39,21 @@ from typing import Any
 
 import numpy as np
 import zarr
-from ome_zarr.axes import KNOWN_SPATIAL_UNITS
 from ome_zarr.format import Format, FormatV04, FormatV05
 from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
 
 from biounet.core.errors import ConfigError
+from biounet.core.system import process_alive
+from biounet.io.metadata import known_unit, read_zarr_attrs
 
 FORMAT_VERSION = 1  # of biounet's bookkeeping in attrs["biounet"]
 IMAGE_DTYPES = ("uint8", "float16", "float32")
 LABEL_NAMES = ("mask", "cells")
 COMPRESSIONS = ("zstd", "lz4", "none")
-UNIT_ALIASES = {"nm": "nanometer", "um": "micrometer", "µm": "micrometer", "micron": "micrometer", "mm": "millimeter"}
 DONE_DIR = ".biounet/done"
 _HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"  # in temporary folder names
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 Region = tuple[slice, slice, slice]
-
-
-def known_unit(unit: str | None) -> str | None:
-    """The OME-NGFF name of a spatial unit ("nm" -> "nanometer"); None for an unknown one (e.g. "pixel")."""
-    return name if (name := UNIT_ALIASES.get(unit or "", unit)) in KNOWN_SPATIAL_UNITS else None
 
 
 def output_path(out_dir: Path, stem: str) -> Path:
@@ -107,9 +102,9 @@ class OutputSpec:
         if any(n not in LABEL_NAMES for n in self.labels) or len(set(self.labels)) < len(self.labels):
             raise ConfigError(f"labels {self.labels} must be distinct, among {', '.join(LABEL_NAMES)}; drop the others")
         if self.unit is not None:
-            put(self, "unit", UNIT_ALIASES.get(self.unit, self.unit))
-            if self.unit not in KNOWN_SPATIAL_UNITS:
+            if (ngff_unit := known_unit(self.unit)) is None:
                 raise ConfigError(f"unit {self.unit!r} is not an OME-NGFF spatial unit; give e.g. 'nanometer'")
+            put(self, "unit", ngff_unit)
         try:
             json.dumps(self.fingerprint, allow_nan=False)
         except (TypeError, ValueError) as exc:
@@ -129,20 +124,6 @@ def pyramid_shapes(spec: OutputSpec) -> list[tuple[int, int, int]]:
         z, y, x = shapes[-1]
         shapes.append((z, (y + 1) // 2, (x + 1) // 2))
     return shapes
-
-
-def _read_attrs(path: Path) -> dict[str, Any] | None:
-    """The root group's attributes, read as plain JSON (no zarr call that could write); None if not a group."""
-    try:
-        if (path / "zarr.json").is_file():
-            meta = json.loads((path / "zarr.json").read_text())
-            return dict(meta.get("attributes", {})) if meta.get("node_type") == "group" else None
-        if (path / ".zgroup").is_file():
-            zattrs = path / ".zattrs"
-            return dict(json.loads(zattrs.read_text())) if zattrs.is_file() else {}
-    except (OSError, ValueError, AttributeError):
-        return None
-    return None
 
 
 def _render(value: Any) -> str:
@@ -168,7 +149,7 @@ def _first_difference(stored: dict[str, Any], spec: OutputSpec) -> str | None:
 
 def _check_existing(path: Path, spec: OutputSpec) -> None:
     """Refuse, without touching it, anything at ``path`` that is not this spec's biounet store."""
-    attrs = _read_attrs(path) if path.is_dir() else None
+    attrs = read_zarr_attrs(path) if path.is_dir() else None
     if attrs is None or not isinstance(attrs.get("biounet"), dict):
         raise ConfigError(f"{path} exists and is not a biounet output: choose another --out or remove it")
     stored = attrs["biounet"]
@@ -179,22 +160,12 @@ def _check_existing(path: Path, spec: OutputSpec) -> None:
         raise ConfigError(f"{path} was written {difference}: choose another --out or delete it")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0 only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, under another user
-        pass
-    return True
-
-
 def _remove_stale_builds(path: Path) -> None:
     """Delete the temporary folders of creations on this machine whose process is gone (a kill mid-creation)."""
     pattern = re.compile(rf"\.{re.escape(path.name)}\.tmp-{_HOST}-(\d+)")
     for entry in path.parent.iterdir():
         match = pattern.fullmatch(entry.name)
-        if match and int(match.group(1)) != os.getpid() and not _pid_alive(int(match.group(1))):
+        if match and int(match.group(1)) != os.getpid() and not process_alive(int(match.group(1))):
             shutil.rmtree(entry, ignore_errors=True)
 
 
@@ -358,7 +329,7 @@ class OutputStore:
         return set(os.listdir(self.path / DONE_DIR))
 
     def _bookkeeping(self) -> dict[str, Any]:
-        return dict((_read_attrs(self.path) or {}).get("biounet", {}))
+        return dict((read_zarr_attrs(self.path) or {}).get("biounet", {}))
 
     def _update_bookkeeping(self, **changes: Any) -> None:
         root = zarr.open_group(self.path, mode="a")

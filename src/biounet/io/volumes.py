@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from biounet.core.errors import BiounetError, ConfigError, DataError
+from biounet.io.metadata import known_unit, tiff_pixel_size
 
 AXIS_LETTERS = "tczyx"
 # tifffile's series axes -> ours: Q (unknown) and I (image sequence) are taken as the z of a page stack
@@ -28,7 +29,6 @@ _ZARR = re.compile(r"^(?P<file>.+?\.zarr)(?:/(?P<inner>.*))?$", re.IGNORECASE)
 _HDF5 = re.compile(r"^(?P<file>.+?\.(?:h5|hdf5|hdf))(?::(?P<inner>.*))?$", re.IGNORECASE)
 _TIFF = re.compile(r"\.tiff?$", re.IGNORECASE)
 _ROI_PART = re.compile(r"^\s*(?P<start>-?\d+)?\s*(?P<colon>:\s*(?P<stop>-?\d+)?\s*)?$")
-_UNITS = {"nm": "nanometer", "um": "micrometer", "µm": "micrometer", "\\u00B5m": "micrometer", "micron": "micrometer"}
 
 
 class _Found(NamedTuple):
@@ -160,12 +160,12 @@ def _open_hdf5(file: Path, inner: str, level: int, shown: str) -> _Found:
 
 
 def _tiff_voxel(tif: Any) -> tuple[dict[str, float] | None, str | None]:
-    """ImageJ's calibration (pixel width, height, slice spacing), when its metadata names a unit."""
-    meta = (tif.imagej_metadata if tif.is_imagej else None) or {}
-    x, y = tif.pages.first.resolution  # pixels per unit
-    if not meta.get("unit") or not x or not y:
+    """The TIFF's calibration (metadata.tiff_pixel_size: OME or ImageJ) as voxel sizes and an OME-NGFF unit
+    name (a unit without one as it is); z is 1 when no slice spacing is declared."""
+    size = tiff_pixel_size(tif)
+    if size is None:
         return None, None
-    return {"z": float(meta.get("spacing", 1.0)), "y": 1 / y, "x": 1 / x}, _UNITS.get(meta["unit"], meta["unit"])
+    return {"z": size.z or 1.0, "y": size.y, "x": size.x}, known_unit(size.unit) or size.unit
 
 
 def _open_tiff(file: Path, inner: str, level: int, shown: str) -> _Found:

@@ -39,7 +39,8 @@ from biounet.core.config import TrainConfig
 from biounet.core.errors import BiounetError, ConfigError, DataError
 from biounet.data.readers import scale_image
 from biounet.instances.methods import instance_labels
-from biounet.io.omezarr import OutputSpec, OutputStore, known_unit, output_path
+from biounet.io.metadata import known_unit
+from biounet.io.omezarr import OutputSpec, OutputStore, output_path
 from biounet.io.volumes import Volume, parse_roi
 from biounet.segment.inference import Predictor, segment_box
 from biounet.segment.tiling import Reader, plan_tiles

@@ -36,6 +36,8 @@ class ModelLoader(Protocol):
     """What a worker is sent to open the model: hashable, picklable, ``load()`` gives the predictor
     (:class:`biounet.models.ModelRef`)."""
 
+    precision: str  # resolved by the client, so that every worker computes alike
+
     def __hash__(self) -> int: ...
 
     def load(self) -> Predictor: ...

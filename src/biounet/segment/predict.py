@@ -4,11 +4,10 @@ instances and overlays, each written atomically. No PyTorch: the predictor may b
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, NamedTuple, TypeGuard
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +15,8 @@ from biounet.core.config import TrainConfig
 from biounet.core.errors import ConfigError, DataError
 from biounet.data.readers import IMAGE_SUFFIXES, is_channels_last, read_image_file, scale_image
 from biounet.instances.methods import instance_labels
-from biounet.io.fileio import atomic_write
+from biounet.io.fileio import atomic_write, write_png
+from biounet.io.metadata import PixelSize, imagej_unit, ome_unit, read_pixel_size
 from biounet.segment.inference import Predictor, segment
 
 
@@ -80,81 +80,27 @@ def overlay(image: np.ndarray, membrane: np.ndarray) -> np.ndarray:
     return rgb.astype(np.uint8)
 
 
-class PixelSize(NamedTuple):
-    """An image's calibration: pixel width and height, slice spacing (None when not declared), unit."""
-
-    x: float
-    y: float
-    z: float | None
-    unit: str
-
-
-# ImageJ's unit names -> the OME schema's unit symbols (ImageJ writes the micro sign escaped)
-_OME_UNITS = {"nm": "nm", "micron": "µm", "um": "µm", "µm": "µm", "\\u00B5m": "µm", "mm": "mm", "cm": "cm", "m": "m"}
-# the spellings of micrometre in ImageJ descriptions (Fiji escapes the micro sign; other writers do not)
-_MICRON = {"um", "µm", "μm", "\\u00B5m", "\\u00b5m"}
-
-
-def _imagej_unit(unit: str) -> str | None:
-    """A unit as ImageJ's header holds it (ASCII only): micrometre spellings -> ``micron``; None for
-    any other non-ASCII unit (dropped: the ImageJ writer cannot encode it)."""
-    if unit in _MICRON:
-        return "micron"
-    return unit if unit.isascii() else None
-
-
-def _positive(value: object) -> TypeGuard[float]:
-    return isinstance(value, (int, float)) and 0 < value < np.inf
-
-
-def read_pixel_size(path: Path) -> PixelSize | None:
-    """The calibration a TIFF's ImageJ metadata declares (what Fiji writes), or None: a PNG, a TIFF
-    without ImageJ metadata or without a unit. Read from the header only."""
-    if path.suffix.lower() not in (".tif", ".tiff"):
-        return None
-    import tifffile
-
-    with warnings.catch_warnings():  # tifffile warns about metadata it cannot parse: then there is none
-        warnings.simplefilter("ignore")
-        with tifffile.TiffFile(path) as tif:
-            meta = (tif.imagej_metadata if tif.is_imagej else None) or {}
-            x, y = tif.pages.first.resolution  # pixels per unit
-    unit, spacing = meta.get("unit"), meta.get("spacing")  # tifffile parsed numbers already
-    if not isinstance(unit, str) or unit in ("", "pixel", "pixels") or not (_positive(x) and _positive(y)):
-        return None
-    if (unit := _imagej_unit(unit)) is None:  # a non-ASCII unit other than µm: no calibration carried over
-        return None
-    return PixelSize(1 / x, 1 / y, float(spacing) if _positive(spacing) else None, unit)
-
-
 def _write_tiff(path: Path, array: np.ndarray, axes: str, pixel_size: PixelSize | None = None) -> None:
-    """One output TIFF whose axes Fiji and napari read: an ImageJ hyperstack for the types ImageJ holds
-    (uint8, uint16, float32), an OME-TIFF for others (uint32 labels). ``axes`` names ``array``'s
-    dimensions in ImageJ's order (e.g. ZYX, ZCYX); readers drop an axis of length 1, so one slice
-    reads as (Y, X). ``pixel_size`` (the input's calibration) is carried over when given."""
+    """One output TIFF, written atomically, whose axes Fiji and napari read: an ImageJ hyperstack for the
+    types ImageJ holds (uint8, uint16, float32), an OME-TIFF for others (uint32 labels). ``axes`` names
+    ``array``'s dimensions in ImageJ's order (e.g. ZYX, ZCYX); readers drop an axis of length 1, so one
+    slice reads as (Y, X). ``pixel_size`` (the input's calibration) is carried over when given."""
     import tifffile
 
+    meta: dict[str, Any] = {"axes": axes}
+    options: dict[str, Any] = {"ome": True}
     if array.dtype in (np.uint8, np.uint16, np.float32):
-        meta: dict[str, Any] = {"axes": axes}
-        resolution = None
-        if pixel_size and (unit := _imagej_unit(pixel_size.unit)):
-            meta["unit"], resolution = unit, (1 / pixel_size.x, 1 / pixel_size.y)
+        options = {"imagej": True, "resolution": None}
+        if pixel_size and (unit := imagej_unit(pixel_size.unit)):
+            meta["unit"], options["resolution"] = unit, (1 / pixel_size.x, 1 / pixel_size.y)
             if pixel_size.z:
                 meta["spacing"] = pixel_size.z
-        tifffile.imwrite(path, array, imagej=True, resolution=resolution, metadata=meta, photometric="minisblack")
-        return
-    meta = {"axes": axes}
-    if pixel_size and (unit := _OME_UNITS.get(pixel_size.unit)):
+    elif pixel_size and (unit := ome_unit(pixel_size.unit)):
         sizes = {"X": pixel_size.x, "Y": pixel_size.y} | ({"Z": pixel_size.z} if pixel_size.z else {})
         for axis, size in sizes.items():
             meta[f"PhysicalSize{axis}"], meta[f"PhysicalSize{axis}Unit"] = size, unit
-    tifffile.imwrite(path, array, ome=True, metadata=meta, photometric="minisblack")
-
-
-def _write_png(path: Path, rgb: np.ndarray) -> None:
-    from PIL import Image
-
-    Image.fromarray(rgb).save(path, format="PNG")
+    write = partial(tifffile.imwrite, data=array, metadata=meta, photometric="minisblack", **options)
+    atomic_write(path, write)
 
 
 def predict_files(
@@ -185,7 +131,7 @@ def predict_files(
                 progress(1)
         probs = np.stack(slices)
         tiff = partial(_write_tiff, pixel_size=read_pixel_size(f))
-        outputs: dict[Path, Callable[[Path], object]] = {}
+        outputs: dict[Path, Callable[[Path], object]] = {}  # each writes its file atomically
         if probs.shape[1] == 2:
             membrane = probs[:, 0].astype(np.float32)
             outputs[out_dir / f"{f.stem}_membrane.tif"] = partial(tiff, array=membrane, axes="ZYX")
@@ -200,9 +146,9 @@ def predict_files(
         if overlays and probs.shape[1] == 2:
             for z, (img, pr) in enumerate(zip(stack, probs)):
                 name = f"{f.stem}_overlay.png" if len(stack) == 1 else f"{f.stem}_overlay_{z:03d}.png"
-                outputs[out_dir / name] = partial(_write_png, rgb=overlay(img, pr[0]))
+                outputs[out_dir / name] = partial(write_png, pixels=overlay(img, pr[0]))
         for path, write in outputs.items():
-            atomic_write(path, write)
+            write(path)
             written.append(path)
         log(f"{f}: {len(stack)} slice(s) -> {', '.join(p.name for p in outputs if 'overlay' not in p.name)}")
     return written

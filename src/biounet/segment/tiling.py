@@ -11,8 +11,7 @@ its stride is the output side rounded down to a multiple of 2**depth (the networ
 so every tile starts on the same pooling phase and neighbouring outputs overlap by the few pixels
 the rounding removes (the later tile's values are kept: they are the same values up to rounding).
 For the same-padding U-Net tiles overlap by half and are blended with a smooth window. Pixels
-outside the image are its mirror image (reflection without repeating the edge pixel, as
-``numpy.pad(mode="reflect")``; a 1-pixel axis repeats its pixel).
+outside the image are its mirror image (:mod:`biounet.data.mirror`, as training tiles see them).
 """
 
 from __future__ import annotations
@@ -24,12 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from biounet.core.errors import ConfigError
+from biounet.data.mirror import Box, Reader, read_mirrored
 from biounet.model.geometry import is_valid_output, output_or_none, output_size, valid_margin
 
 Predictor = Callable[[np.ndarray], np.ndarray]
-# reads the in-bounds box [y0, y1) x [x0, x1) of an image -> (C, y1 - y0, x1 - x0) float32
-Reader = Callable[[int, int, int, int], np.ndarray]
-Box = tuple[int, int, int, int]  # y0, y1, x0, x1, half-open
 MAX_TILE = 1024  # largest input tile side chosen automatically (memory grows with its area)
 MAX_TILE_SIDE = 8192  # largest input tile side accepted at all
 
@@ -119,27 +116,6 @@ def tile_starts(length: int, plan: TilePlan, axis: int) -> list[int]:
     out, stride = plan.out_tile[axis], plan.stride[axis]
     lead = plan.margin if plan.same else 0  # same padding: the grid starts in the mirrored band
     return [k * stride - lead for k in range(_starts_count(length, out, stride, lead))]
-
-
-def reflect_indices(start: int, stop: int, n: int) -> np.ndarray:
-    """Pixel indices in [0, n) for positions start..stop-1 of the mirrored extension of an axis."""
-    i = np.arange(start, stop)
-    if n == 1:
-        return np.zeros_like(i)
-    period = 2 * (n - 1)
-    i = np.mod(i, period)
-    return np.where(i < n, i, period - i)
-
-
-def read_mirrored(read: Reader, shape: tuple[int, int], box: Box) -> np.ndarray:
-    """The box of the image's mirrored extension, reading only the in-bounds box that it mirrors."""
-    iy = reflect_indices(box[0], box[1], shape[0])
-    ix = reflect_indices(box[2], box[3], shape[1])
-    y0, x0 = int(iy.min()), int(ix.min())
-    data = read(y0, int(iy.max()) + 1, x0, int(ix.max()) + 1)
-    if 0 <= box[0] and box[1] <= shape[0] and 0 <= box[2] and box[3] <= shape[1]:
-        return data
-    return data[:, iy - y0][:, :, ix - x0]
 
 
 def blend_window(h: int, w: int) -> np.ndarray:

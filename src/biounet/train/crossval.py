@@ -22,7 +22,7 @@ from biounet.core.config import TrainConfig
 from biounet.core.errors import ConfigError
 from biounet.evaluation.metrics import REPORTED_METRICS as METRICS
 from biounet.evaluation.selection import HeldOut
-from biounet.io.fileio import atomic_write, atomic_write_text, write_json
+from biounet.io.fileio import atomic_write, atomic_write_text, write_json, write_png
 from biounet.model import checkpoint as ckpt_io
 
 HELDOUT_FORMAT = 2  # heldout.npz: one array per slice (p00000, ...) beside the key
@@ -32,7 +32,7 @@ def parse_folds(text: str, folds: int) -> list[str]:
     """'0,1,2' -> ['0', '1', '2'], each checked against the number of folds."""
     out = [t.strip() for t in text.split(",") if t.strip()]
     if not out or any(not t.isdigit() or not 0 <= int(t) < folds for t in out):
-        raise ConfigError(f"--folds takes a comma-separated list of folds 0..{folds - 1}, got {text!r}")
+        raise ConfigError(f"--fold takes a comma-separated list of folds 0..{folds - 1}, got {text!r}")
     return out
 
 
@@ -107,7 +107,6 @@ def _score_instances(
 ) -> dict[str, Any]:
     """Every method's honest selection on the held-out slices, its files, and the summary table."""
     from biounet.evaluation.selection import select_and_score, selection_table, summary_table, worst_slice
-    from biounet.instances.overlays import write_png
 
     chosen = {}
     for method in methods:

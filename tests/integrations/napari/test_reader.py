@@ -8,7 +8,7 @@ import tifffile
 
 from biounet.core.config import TrainConfig
 from biounet.core.errors import DataError
-from biounet.integrations.napari.reader import get_reader, read_outputs, tiff_pixel_size
+from biounet.integrations.napari.reader import get_reader, read_outputs
 from biounet.io.omezarr import OutputSpec, OutputStore, pyramid_shapes
 from biounet.segment.predict import predict_files
 
@@ -60,12 +60,10 @@ def test_the_pixel_size_a_tiff_declares_places_the_layer(tmp_path):
     tifffile.imwrite(ome, np.zeros((8, 8), np.uint32), ome=True, metadata=meta)
     plain = tmp_path / "b_mask.tif"
     tifffile.imwrite(plain, np.zeros((8, 8), np.uint8))
-    assert tiff_pixel_size(imagej) == ({"x": 4.0, "y": 5.0, "z": 30.0}, "nm")
-    assert tiff_pixel_size(plain) == ({}, None)
     kwargs = {path.name: read_outputs(path)[0][1] for path in (imagej, ome, plain)}
     assert kwargs["a_membrane.tif"]["scale"] == (30.0, 5.0, 4.0)
     assert kwargs["a_membrane.tif"]["units"] == ("nanometer",) * 3
-    assert kwargs["a_labels.tif"]["scale"] == (4.0, 4.0)
+    assert kwargs["a_labels.tif"]["scale"] == (4.0, 4.0) and kwargs["a_labels.tif"]["units"] == ("nanometer",) * 2
     assert "scale" not in kwargs["b_mask.tif"]
 
 

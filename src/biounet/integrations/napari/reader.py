@@ -13,9 +13,7 @@ Other files and folders are left to other readers (:func:`get_reader` answers No
 
 from __future__ import annotations
 
-import json
 import re
-import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ import numpy as np
 
 from biounet.core.errors import DataError
 from biounet.data.readers import read_image_file
-from biounet.io.omezarr import known_unit
+from biounet.io.metadata import known_unit, read_pixel_size, read_zarr_attrs
 
 LayerData = tuple[Any, dict[str, Any], str]
 # the file name endings of `biounet predict`'s outputs -> the layer type they open as
@@ -33,24 +31,11 @@ _TIFF = re.compile(r"^(?P<stem>.+?)(?P<kind>_membrane|_probs|_mask|_labels)\.tif
 STORE_SUFFIX = ".ome.zarr"
 
 
-def _store_attrs(path: Path) -> dict[str, Any] | None:
-    """The root attributes of a Zarr group (v3 or v2) as plain JSON, or None if ``path`` is not one."""
-    try:
-        if (path / "zarr.json").is_file():
-            meta = json.loads((path / "zarr.json").read_text(encoding="utf-8"))
-            return dict(meta.get("attributes", {})) if meta.get("node_type") == "group" else None
-        if (path / ".zattrs").is_file():
-            return dict(json.loads((path / ".zattrs").read_text(encoding="utf-8")))
-    except (OSError, ValueError, AttributeError):
-        return None
-    return None
-
-
 def is_output(path: str | Path) -> bool:
     """Whether ``path`` is a biounet output this reader opens (by name; a store also by its metadata)."""
     path = Path(path)
     if path.name.lower().endswith(STORE_SUFFIX) and path.is_dir():
-        attrs = _store_attrs(path)
+        attrs = read_zarr_attrs(path)
         return attrs is not None and isinstance(attrs.get("biounet"), dict)
     return bool(_TIFF.match(path.name)) and path.is_file()
 
@@ -75,44 +60,13 @@ def read_outputs(path: str | Path | Sequence[str | Path]) -> list[LayerData]:
 # --- TIFF files of `biounet predict` ---------------------------------------------------------------
 
 
-def _ome_pixel_size(xml: str) -> tuple[dict[str, float], str | None]:
-    """{"x": ..., "y": ..., "z": ...} and the unit from an OME-XML header (empty when absent)."""
-    pixels = ElementTree.fromstring(xml).find(".//{*}Pixels")
-    if pixels is None:
-        return {}, None
-    sizes = {a: float(v) for a in "xyz" if (v := pixels.get(f"PhysicalSize{a.upper()}")) is not None}
-    return sizes, pixels.get("PhysicalSizeXUnit", "µm")  # the OME schema's default unit
-
-
-def tiff_pixel_size(path: Path) -> tuple[dict[str, float], str | None]:
-    """The pixel size a TIFF declares (ImageJ: resolution, spacing and unit; OME-TIFF: PhysicalSize*),
-    as {"x", "y"[, "z"]} and a unit; ({}, None) when it declares none. Read from the header only."""
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as tif:
-            if tif.is_ome and tif.ome_metadata:
-                return _ome_pixel_size(tif.ome_metadata)
-            meta = (tif.imagej_metadata if tif.is_imagej else None) or {}
-            x, y = tif.pages.first.resolution  # pixels per unit
-    except (OSError, ValueError, ElementTree.ParseError, tifffile.TiffFileError):
-        return {}, None  # the pixels' reader says what is wrong with the file
-    unit, spacing = meta.get("unit"), meta.get("spacing")
-    if not isinstance(unit, str) or unit in ("", "pixel", "pixels") or not (x > 0 and y > 0):
-        return {}, None
-    sizes = {"x": 1 / x, "y": 1 / y}
-    if isinstance(spacing, (int, float)) and spacing > 0:
-        sizes["z"] = float(spacing)
-    return sizes, unit
-
-
 def _placement(path: Path, ndim: int) -> dict[str, Any]:
     """``scale`` (and ``units``) of a layer of ``ndim`` spatial axes (z, y, x) from the TIFF's header."""
-    sizes, unit = tiff_pixel_size(path)
-    if not sizes:
+    size = read_pixel_size(path)
+    if size is None:
         return {}
-    scale = tuple(sizes.get(a, 1.0) for a in "zyx")[-ndim:]  # an OME-TIFF may declare some axes only
-    name = known_unit((unit or "").replace("\\u00B5", "µ"))
+    scale = (size.z or 1.0, size.y, size.x)[-ndim:]  # no slice spacing declared: 1
+    name = known_unit(size.unit)
     return {"scale": scale, **({"units": (name,) * ndim} if name else {})}
 
 
@@ -186,7 +140,7 @@ def read_store(path: Path) -> list[LayerData]:
     """The membrane probability and the label images of a biounet OME-Zarr store, lazily."""
     import warnings
 
-    attrs = _store_attrs(path)
+    attrs = read_zarr_attrs(path)
     if attrs is None or not isinstance(attrs.get("biounet"), dict):
         raise DataError(f"{path} is not an OME-Zarr store written by biounet predict")
     stem = path.name[: -len(STORE_SUFFIX)]
@@ -199,10 +153,10 @@ def read_store(path: Path) -> list[LayerData]:
     image = {"name": f"{stem} membrane", "colormap": "magma", "contrast_limits": (0.0, 1.0)}
     try:
         layers = [_layer(path, attrs, image, "image")]
-        label_attrs = _store_attrs(path / "labels") or {}
+        label_attrs = read_zarr_attrs(path / "labels") or {}
         for name in label_attrs.get("ome", label_attrs).get("labels", []):
             group = path / "labels" / str(name)
-            layers.append(_layer(group, _store_attrs(group) or {}, {"name": f"{stem} {name}"}, "labels"))
+            layers.append(_layer(group, read_zarr_attrs(group) or {}, {"name": f"{stem} {name}"}, "labels"))
     except DataError:
         raise
     except (OSError, ValueError, KeyError) as exc:  # zarr's and dask's errors for a damaged store
