@@ -178,10 +178,19 @@ def _memory(r: dict[str, Any], cfg: BenchConfig, probe: Callable[..., dict]) -> 
     r["micro_sweep"] = sweep
 
 
+Row = tuple[str, str]
+
+
 def format_table(r: dict[str, Any]) -> str:
     """The figures as a Markdown table (what ``biounet bench`` prints)."""
+    rows = _speed_rows(r) + _comparison_rows(r) + _cost_rows(r)
+    return _markdown_table(rows)
+
+
+def _speed_rows(r: dict[str, Any]) -> list[Row]:
+    """The machine, the network and the default path's own figures."""
     c = r["config"]
-    rows = [
+    return [
         ("device", f"{r['device_name']} ({r['device']}), torch {r['torch']}"),
         ("matrix-product peak, bf16 / fp32", f"{r['matmul_bf16_tflops']:.3g} / {r['matmul_fp32_tflops']:.3g} TFLOP/s"),
         ("network", f"width {c['base_width']}, depth {c['depth']}, {c['tile_size']}x{c['tile_size']} tiles"),
@@ -203,6 +212,11 @@ def format_table(r: dict[str, Any]) -> str:
         ),
         ("512x512 slice, overlap-tile, no TTA", f"{r['slice512_s']:.3f} s ({r['gflop_infer_slice_tile']:.0f} GFLOP)"),
     ]
+
+
+def _comparison_rows(r: dict[str, Any]) -> list[Row]:
+    """The default path against itself eager and against the fp32 baseline, where they were measured."""
+    rows: list[Row] = []
     if "compile_speedup_train" in r:
         rows += [
             (
@@ -226,17 +240,22 @@ def format_table(r: dict[str, Any]) -> str:
                 f"{r['train_speedup_vs_fp32']:.2f}x / {r['infer_speedup_vs_fp32']:.2f}x",
             ),
         ]
-    rows.append(
+    return rows
+
+
+def _cost_rows(r: dict[str, Any]) -> list[Row]:
+    """The augmentation's time, the whole step's peak memory and the micro-batch sweep."""
+    rows: list[Row] = [
         (
             "augmentation of a batch",
             f"{r['augment_batch_s']:.2f} s = {100 * r['augment_frac_of_step']:.1f} % of a training step (one process)",
         )
-    )
+    ]
     if "peak_rss_gib_batch16" in r:
         extra = f", GPU {r['cuda_peak_gib_batch16']:.2f} GiB" if "cuda_peak_gib_batch16" in r else ""
         rows.append(
             (
-                f"peak memory, one batch-{c['batch_size']} step",
+                f"peak memory, one batch-{r['config']['batch_size']} step",
                 f"{r['peak_rss_gib_batch16']:.2f} GiB resident{extra} ({r['batch16_step_images_per_s']:.3f} images/s)",
             )
         )
@@ -248,6 +267,11 @@ def format_table(r: dict[str, Any]) -> str:
                 f"{s['images_per_s']:.3f} images/s, {s['peak_rss_gib']:.2f} GiB resident{extra}",
             )
         )
+    return rows
+
+
+def _markdown_table(rows: list[Row]) -> str:
+    """Two columns, measure and value, the measures padded to one width."""
     width = max(len(k) for k, _ in rows)
     lines = [f"| {'measure':<{width}} | value |", f"|{'-' * (width + 2)}|-------|"]
     lines += [f"| {k:<{width}} | {v} |" for k, v in rows]

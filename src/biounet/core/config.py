@@ -33,6 +33,17 @@ MIGRATIONS: dict[int, typing.Callable[[dict[str, Any]], dict[str, Any]]] = {
 }
 
 
+# Options checked by range, in the order their errors are reported (TrainConfig.validate).
+_AT_LEAST_ONE = (
+    "folds base_width depth in_channels tile_size elastic_grid steps batch_size log_every checkpoint_every "
+    "keep_checkpoints"
+).split()
+_NOT_NEGATIVE = (
+    "micro_batch_size threads workers val_every brightness contrast border_weight weight_decay elastic_sigma "
+    "warmup_steps memory_gib dice_loss_weight"
+).split()
+
+
 def _opt(default: Any, help: str, choices: tuple | None = None, group: str = "run") -> Any:
     return field(default=default, metadata={"help": help, "choices": choices, "group": group})
 
@@ -85,7 +96,7 @@ class TrainConfig:
     # sampling and augmentation
     tile_size: int = _opt(
         572,
-        "input tile side in pixels (valid padding: see biounet.model.unet."
+        "input tile side in pixels (valid padding: see biounet.model.geometry."
         "valid_input_size); tiles are cut from full-resolution images with "
         "mirrored borders",
         group="augmentation",
@@ -191,50 +202,32 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Check ranges and combinations; raise ConfigError naming the option and the fix."""
-        positive = (
-            "folds",
-            "base_width",
-            "depth",
-            "in_channels",
-            "tile_size",
-            "elastic_grid",
-            "steps",
-            "batch_size",
-            "log_every",
-            "checkpoint_every",
-            "keep_checkpoints",
-        )
-        for name in positive:
+        self._check_ranges()
+        self._check_combinations()
+        self._check_choices()
+        check_device(self.device)
+        return self
+
+    def _check_ranges(self) -> None:
+        """Every number within its bounds: counts at least 1, sizes and weights not negative, all finite."""
+        for name in _AT_LEAST_ONE:
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{flag(name)} must be at least 1, got {getattr(self, name)}")
-        for name in (
-            "micro_batch_size",
-            "threads",
-            "workers",
-            "val_every",
-            "brightness",
-            "contrast",
-            "border_weight",
-            "weight_decay",
-            "elastic_sigma",
-            "warmup_steps",
-            "memory_gib",
-            "dice_loss_weight",
-        ):
+        for name in _NOT_NEGATIVE:
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{flag(name)} must not be negative, got {getattr(self, name)}")
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"--{flag(f.name)} must be a finite number, got {value}")
-        if self.lr <= 0:
-            raise ConfigError(f"--lr must be positive, got {self.lr}")
-        if self.dist_timeout <= 0:
-            raise ConfigError(f"--dist-timeout must be positive, got {self.dist_timeout}")
-        if self.border_sigma <= 0:
-            raise ConfigError(f"--border-sigma must be positive, got {self.border_sigma}")
+        for name in ("lr", "dist_timeout", "border_sigma"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{flag(name)} must be positive, got {getattr(self, name)}")
         if self.classes < 2:
             raise ConfigError(f"--classes must be at least 2, got {self.classes}")
+
+    def _check_combinations(self) -> None:
+        """Options bounded by others: the held-out fold by the number of folds, the micro-batch by the batch."""
         if self.folds < 2 and self.fold != "all":
             raise ConfigError(
                 f"--folds must be at least 2 for a held-out fold (got {self.folds}); "
@@ -248,6 +241,9 @@ class TrainConfig:
                 f"--micro-batch-size {self.micro_batch_size} does not divide --batch-size "
                 f"{self.batch_size}; pick a divisor or 0 for automatic"
             )
+
+    def _check_choices(self) -> None:
+        """Every option with a fixed set of values has one of them; the mask threshold is a grey level."""
         for name, meta_choices in _choices().items():
             if meta_choices and getattr(self, name) not in meta_choices:
                 raise ConfigError(
@@ -257,8 +253,6 @@ class TrainConfig:
             raise ConfigError(
                 f"--mask-threshold must be in [0, 255) (mask values above it are cell), got {self.mask_threshold}"
             )
-        check_device(self.device)
-        return self
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

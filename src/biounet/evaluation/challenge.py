@@ -7,6 +7,8 @@ Inputs: per slice an (H, W) cell probability (1 = cell) and an (H, W) mask of cl
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 
 from biounet.core.errors import ConfigError
@@ -85,13 +87,23 @@ def thinned_segmentation(cells: np.ndarray) -> np.ndarray:
     places the dam of an even-width membrane on either middle pixel depending on the position
     (the Java on the later one in its queue order) and resolves junctions differently.
     """
-    from collections import deque
-
-    from scipy import ndimage
-
     cells = np.asarray(cells, bool)
     if cells.ndim != 2:
         raise ConfigError(f"thinned_segmentation needs a 2D image, got shape {cells.shape}")
+    h, w = cells.shape
+    flat, queue, n_basins = _flood_start(cells)
+    _flood(flat, queue, w + 2)
+    out = np.asarray(flat, np.int64).reshape(h + 2, w + 2)[1:-1, 1:-1].copy()
+    _basins_of_unreached(out, n_basins)
+    return out
+
+
+def _flood_start(cells: np.ndarray) -> tuple[list[int], deque[int], int]:
+    """Level 0: the states of the image padded by one pixel (basins from 1, boundary _MASK, padding
+    _OUT) as a flat list (the flood reads single pixels, faster from a list), the boundary pixels
+    next to a cell queued in the Java's pixel order (marked _INQUEUE), the number of basins."""
+    from scipy import ndimage
+
     h, w = cells.shape
     row = w + 2
     basins, n_basins = ndimage.label(cells, _CROSS)
@@ -103,7 +115,12 @@ def thinned_segmentation(cells: np.ndarray) -> np.ndarray:
     flat = labels.ravel().tolist()
     for i in start:
         flat[i] = _INQUEUE
-    queue = deque(start)
+    return flat, deque(start), n_basins
+
+
+def _flood(flat: list[int], queue: deque[int], row: int) -> None:
+    """Level 255, in place on ``flat`` (rows of ``row`` pixels): each pixel taken from the FIFO gets
+    a basin's label or becomes a dam (``thinned_segmentation``); one loop, no call per pixel."""
     offsets = (-1, -row, 1, row)  # left, up, right, down (Neighborhood2DC4)
     while queue:
         p = queue.popleft()
@@ -123,12 +140,17 @@ def thinned_segmentation(cells: np.ndarray) -> np.ndarray:
                 flat[c] = _INQUEUE
                 queue.append(c)
         flat[p] = state
-    out = np.asarray(flat, np.int64).reshape(h + 2, row)[1:-1, 1:-1].copy()
-    unreached = out == _MASK
+
+
+def _basins_of_unreached(labels: np.ndarray, n_basins: int) -> None:
+    """Boundary regions the flood never reached (they touch no cell) become basins of their own,
+    numbered after the ``n_basins`` of the cells, in place: the Java's new minima at level 255."""
+    from scipy import ndimage
+
+    unreached = labels == _MASK
     if unreached.any():
         extra, _ = ndimage.label(unreached, _CROSS)
-        out[unreached] = extra[unreached] + n_basins
-    return out
+        labels[unreached] = extra[unreached] + n_basins
 
 
 def _table(true_seg: np.ndarray, test_seg: np.ndarray):
@@ -317,27 +339,10 @@ def challenge_scores(
     value at every threshold), and ``thresholds``. With ``parts``, also ``v_rand_split_per_image``
     and the other ``split_merge`` parts per slice, at V_rand's threshold.
     """
-    if len(cell_probs) != len(masks) or not masks:
-        raise ConfigError(f"need equally many probability maps and masks, got {len(cell_probs)} and {len(masks)}")
-    for p, m in zip(cell_probs, masks):
-        if np.shape(p) != np.shape(m) or np.ndim(m) != 2:
-            raise ConfigError(
-                f"probability map {np.shape(p)} and mask {np.shape(m)} do not match: expected two (H, W) arrays"
-            )
+    _check_stack(cell_probs, masks)
     probs = [np.asarray(p, np.float32).astype(np.float64) for p in cell_probs]
     true_segs = [truth_segmentation(m == 1) for m in masks]
-    rows: dict[str, list[list[float]]] = {"pixel": [], "v_rand": [], "v_info": []}
-    pixel_micro = []
-    kept = []  # the proposals at every threshold, only for ``parts``
-    for th in thresholds:
-        segs = [thinned_segmentation(p > th) for p in probs]
-        if parts:
-            kept.append(segs)
-        counts = [_pixel_counts(p, m, th) for p, m in zip(probs, masks)]
-        rows["pixel"].append([_f_score(*c) for c in counts])
-        pixel_micro.append(_f_score(*np.sum(counts, axis=0).tolist()))
-        rows["v_rand"].append([v_rand_score(t, s) for t, s in zip(true_segs, segs)])
-        rows["v_info"].append([v_info_score(t, s) for t, s in zip(true_segs, segs)])
+    rows, pixel_micro, kept = _per_threshold(probs, masks, true_segs, thresholds, parts)
     out: dict = {"thresholds": [round(t, 12) for t in thresholds]}
     for key, name in zip(("pixel", "v_rand", "v_info"), CHALLENGE_METRICS):
         means = pixel_micro if key == "pixel" else [float(sum(row) / len(row)) for row in rows[key]]
@@ -357,3 +362,38 @@ def challenge_scores(
         for part in SPLIT_MERGE:
             out[f"{part}_per_image"] = [r[part] for r in rows_parts]
     return out
+
+
+def _check_stack(cell_probs: list[np.ndarray], masks: list[np.ndarray]) -> None:
+    """A ConfigError unless every slice has one (H, W) probability map and one mask of its shape."""
+    if len(cell_probs) != len(masks) or not masks:
+        raise ConfigError(f"need equally many probability maps and masks, got {len(cell_probs)} and {len(masks)}")
+    for p, m in zip(cell_probs, masks):
+        if np.shape(p) != np.shape(m) or np.ndim(m) != 2:
+            raise ConfigError(
+                f"probability map {np.shape(p)} and mask {np.shape(m)} do not match: expected two (H, W) arrays"
+            )
+
+
+def _per_threshold(
+    probs: list[np.ndarray],
+    masks: list[np.ndarray],
+    true_segs: list[np.ndarray],
+    thresholds: tuple[float, ...],
+    keep_proposals: bool,
+) -> tuple[dict[str, list[list[float]]], list[float], list[list[np.ndarray]]]:
+    """Per threshold: each slice's pixel F-score, V_rand and V_info, the stack's pixel F-score (micro
+    average) and, with ``keep_proposals``, the thinned proposals (else the list stays empty)."""
+    rows: dict[str, list[list[float]]] = {"pixel": [], "v_rand": [], "v_info": []}
+    pixel_micro = []
+    kept = []
+    for th in thresholds:
+        segs = [thinned_segmentation(p > th) for p in probs]
+        if keep_proposals:
+            kept.append(segs)
+        counts = [_pixel_counts(p, m, th) for p, m in zip(probs, masks)]
+        rows["pixel"].append([_f_score(*c) for c in counts])
+        pixel_micro.append(_f_score(*np.sum(counts, axis=0).tolist()))
+        rows["v_rand"].append([v_rand_score(t, s) for t, s in zip(true_segs, segs)])
+        rows["v_info"].append([v_info_score(t, s) for t, s in zip(true_segs, segs)])
+    return rows, pixel_micro, kept

@@ -53,18 +53,7 @@ def evaluate_images(
     for n, i in enumerate(indices):
         probs = segment(data.images[i], predictor, depth, padding, tile, batch_size, tta)
         mask = data.masks[i]
-        hard = hard_scores(probs, mask)
-        row = {
-            "name": data.names[i],
-            "index": i,
-            "dice_coeff": dice_coeff(probs, mask),
-            "pixel_mismatch": hard["pixel_mismatch"],
-            "dice": hard["dice"],
-            "iou": hard["iou"],
-        }
-        if not (mask < 0).any():
-            row["dice_coeff_388"] = dice_coeff_388(probs, mask)
-        per_image.append(row)
+        per_image.append(_image_scores(data.names[i], i, probs, mask))
         if probs.shape[0] == 2:
             cell_probs.append(probs[1].copy())  # not a view that would keep every class's map alive
             masks.append(mask)
@@ -76,20 +65,44 @@ def evaluate_images(
         if values:
             report[key] = float(np.mean(values))
     if masks:
-        challenge = challenge_scores(cell_probs, masks)
-        thresholds = {}
-        for name in CHALLENGE_METRICS:
-            report[name] = challenge[name]
-            thresholds[name] = challenge[f"{name}_threshold"]
-            for row, value in zip(per_image, challenge[f"{name}_per_image"]):
-                row[name] = value
-        report["thresholds"] = thresholds
+        _add_challenge_scores(report, per_image, cell_probs, masks)
     if masks and labels:
         report["instances"] = score_instances(cell_probs, masks, labels, label_params or {})
     if cell_probs_out is not None:  # for a caller that scores them again (cv --labels)
         cell_probs_out.extend(cell_probs)
     report["per_image"] = per_image
     return report
+
+
+def _image_scores(name: str, index: int, probs: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
+    """One image's row of the report; ``dice_coeff_388`` only for a mask without ignored pixels."""
+    hard = hard_scores(probs, mask)
+    row = {
+        "name": name,
+        "index": index,
+        "dice_coeff": dice_coeff(probs, mask),
+        "pixel_mismatch": hard["pixel_mismatch"],
+        "dice": hard["dice"],
+        "iou": hard["iou"],
+    }
+    if not (mask < 0).any():
+        row["dice_coeff_388"] = dice_coeff_388(probs, mask)
+    return row
+
+
+def _add_challenge_scores(
+    report: dict[str, Any], per_image: list[dict[str, Any]], cell_probs: list[np.ndarray], masks: list[np.ndarray]
+) -> None:
+    """The challenge's measures of the stack into ``report`` (with their thresholds) and each image's
+    values into its row of ``per_image``."""
+    challenge = challenge_scores(cell_probs, masks)
+    thresholds = {}
+    for name in CHALLENGE_METRICS:
+        report[name] = challenge[name]
+        thresholds[name] = challenge[f"{name}_threshold"]
+        for row, value in zip(per_image, challenge[f"{name}_per_image"]):
+            row[name] = value
+    report["thresholds"] = thresholds
 
 
 def score_instances(

@@ -40,7 +40,7 @@ from biounet.core.device import (
 from biounet.core.errors import ConfigError, TrainingDiverged
 from biounet.data import IGNORE, TileDataset, TileSampler
 from biounet.data.readers import SegmentationData, image_digest
-from biounet.io.fileio import write_json
+from biounet.io.fileio import atomic_write_text, write_json
 from biounet.model.checkpoint import RunState, resume_config, save_run
 from biounet.model.unet import build_model, tile_geometry
 from biounet.train import distributed
@@ -199,13 +199,7 @@ def _train(
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
 
-    model = build_model(cfg).to(device).to(memory_format=memory_format(device, precision))  # type: ignore[call-overload]  # Module.to takes memory_format; torch's overloads omit it
-    state = RunState(
-        model,
-        make_optimizer(model, cfg, device),
-        grad_scaler(device, precision),
-        train_digests=tuple(image_digest(data.images[i]) for i in train_idx),
-    )
+    state = _fresh_state(cfg, device, precision, tuple(image_digest(data.images[i]) for i in train_idx))
     log = Logger(run_dir, cfg, ckpt["step"] if ckpt else 0, quiet or not info.is_main, write=info.is_main)
     start_state(cfg, ckpt, state, run_dir, log)
     if info.is_main:
@@ -230,6 +224,13 @@ def _train(
     if not info.is_main:
         return {"run_dir": str(run_dir), "step": state.step, "rank": info.rank}
     return _finish(state, log, run_dir, first_step, time.perf_counter() - started, device, precision, threads, micro)
+
+
+def _fresh_state(cfg: TrainConfig, device: torch.device, precision: str, digests: tuple[str, ...]) -> RunState:
+    """A new network in the device's memory layout, its optimizer and gradient scaler; ``digests``: the
+    training images' fingerprints (``start_state`` then loads a resumed run or --init-from weights)."""
+    model = build_model(cfg).to(device).to(memory_format=memory_format(device, precision))  # type: ignore[call-overload]  # Module.to takes memory_format; torch's overloads omit it
+    return RunState(model, make_optimizer(model, cfg, device), grad_scaler(device, precision), train_digests=digests)
 
 
 def _describe(
@@ -363,16 +364,7 @@ def _loop(
                     raise
                 state.step += 1
                 log.step(state.step, loss, cfg.batch_size, time.perf_counter() - t0, lr)
-            last = state.step == cfg.steps
-            due = (cfg.val_every and state.step % cfg.val_every == 0) or last
-            if validation is not None and due and (validate_at_end or not last):
-                if info.is_main:  # one process scores the held-out images; the others wait
-                    validation()
-                distributed.barrier(info)
-            if state.step % cfg.checkpoint_every == 0 or last:
-                if info.is_main:
-                    save_run(run_dir, cfg, state, full=True, rotated=True)
-                distributed.barrier(info)
+            _validate_and_save(state, cfg, info, run_dir, validation, validate_at_end)
             if info.rank == fault_rank and state.step == fault_step:
                 os.kill(os.getpid(), signal.SIGKILL)
     except KeyboardInterrupt:
@@ -385,3 +377,24 @@ def _loop(
     finally:
         log.close()
         restore_sigterm()
+
+
+def _validate_and_save(
+    state: RunState,
+    cfg: TrainConfig,
+    info: DistInfo,
+    run_dir: Path,
+    validation: Callable[[], None] | None,
+    validate_at_end: bool,
+) -> None:
+    """After a step: validate, then checkpoint, when due (the last step is), the other ranks waiting."""
+    last = state.step == cfg.steps
+    due = (cfg.val_every and state.step % cfg.val_every == 0) or last
+    if validation is not None and due and (validate_at_end or not last):
+        if info.is_main:  # one process scores the held-out images; the others wait
+            validation()
+        distributed.barrier(info)
+    if state.step % cfg.checkpoint_every == 0 or last:
+        if info.is_main:
+            save_run(run_dir, cfg, state, full=True, rotated=True)
+        distributed.barrier(info)
