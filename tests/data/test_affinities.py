@@ -22,7 +22,7 @@ from biounet.data.affinities import (
     untransform_affinities,
 )
 from biounet.data.readers import IGNORE
-from biounet.segment.tiling import DIHEDRAL, transform
+from biounet.data.symmetry import DIHEDRAL, transform
 
 
 def random_labels(rng: np.random.Generator, shape=(37, 45), ignored=0.1) -> np.ndarray:

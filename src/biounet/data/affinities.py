@@ -21,6 +21,7 @@ import numpy as np
 
 from biounet.core.errors import ConfigError, DataError
 from biounet.data.readers import IGNORE
+from biounet.data.symmetry import untransform
 
 Offset = tuple[int, int]
 Offsets = tuple[Offset, ...]
@@ -217,14 +218,6 @@ def tta_offset_map(offsets: Sequence[Sequence[int]], symmetry: Symmetry) -> tupl
     return channel, negated
 
 
-def _untransform_planes(a: np.ndarray, k: int, flip: bool) -> np.ndarray:
-    """The inverse of ``segment.tiling.transform`` on the last two axes (the same function: data sits
-    below segment, which cannot be imported here)."""
-    if flip:
-        a = a[..., ::-1]
-    return np.rot90(a, -k, axes=(-2, -1))
-
-
 def untransform_affinities(
     affinities: np.ndarray, offsets: Sequence[Sequence[int]], symmetry: Symmetry, fill: float = 0.0
 ) -> np.ndarray:
@@ -240,7 +233,7 @@ def untransform_affinities(
         raise DataError(f"affinities of shape {a.shape} do not match {len(offs)} offsets; expected (C, H, W)")
     channel, negated = tta_offset_map(offs, symmetry)
     k, flip = _check_symmetry(symmetry)
-    planes = _untransform_planes(a, k, flip)
+    planes = untransform(a, k, flip)
     shape = (int(planes.shape[1]), int(planes.shape[2]))
     out = np.full((len(offs),) + shape, fill, np.float32)
     for j, o in enumerate(offs):

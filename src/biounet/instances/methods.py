@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from biounet.core.errors import ConfigError, DataError
+from biounet.instances.labels import relabel
 
 ParamValue = float | int | str
 # elf parallelises within one image; the volume path parallelises across slices and blocks instead
@@ -83,16 +84,6 @@ def _check_prob(cell_prob: np.ndarray) -> np.ndarray:
     if a.size and (not np.isfinite(a).all() or a.min() < -1e-6 or a.max() > 1 + 1e-6):
         raise DataError("the cell probability map holds NaN, infinite or values outside [0, 1]; pass probabilities")
     return np.clip(a, 0.0, 1.0)
-
-
-def _relabel(labels: np.ndarray) -> np.ndarray:
-    """uint32 labels with 0 kept and the other ids renumbered 1..n in order."""
-    labels = np.asarray(labels)
-    ids = np.unique(labels[labels != 0])
-    out = np.zeros(labels.shape, np.uint32)
-    inside = labels != 0
-    out[inside] = np.searchsorted(ids, labels[inside]) + 1
-    return out
 
 
 def _watershed(cell_prob: np.ndarray) -> np.ndarray:
@@ -283,7 +274,7 @@ def instance_labels(cell_prob: np.ndarray, method: str = DEFAULT_METHOD, **param
     """
     settings = method_params(method, **params)
     prob = _check_prob(cell_prob)
-    return _relabel(METHODS[method].fn(prob, **settings))
+    return relabel(METHODS[method].fn(prob, **settings))
 
 
 def boundary_map(labels: np.ndarray) -> np.ndarray:
@@ -309,7 +300,7 @@ def boundary_map(labels: np.ndarray) -> np.ndarray:
 def _ious(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
     """(true index, predicted index, IoU) of every overlapping pair of objects (indices from 0),
     and the numbers of true and predicted objects."""
-    t, p = _relabel(truth).ravel().astype(np.int64), _relabel(pred).ravel().astype(np.int64)
+    t, p = relabel(truth).ravel().astype(np.int64), relabel(pred).ravel().astype(np.int64)
     n_true, n_pred = int(t.max(initial=0)), int(p.max(initial=0))
     both = (t > 0) & (p > 0)
     pairs, inter = np.unique(t[both] * (n_pred + 1) + p[both], return_counts=True)

@@ -30,6 +30,7 @@ from biounet.data.affinities import (
     check_affinities,
     check_offsets,
 )
+from biounet.instances.labels import relabel
 
 
 def _check_settings(offsets: Offsets, strides: Sequence[int], attractive_bias: float, min_size: int) -> int:
@@ -76,13 +77,6 @@ def _edge_weights(aff: np.ndarray, n_attr: int, attractive_bias: float, kept: np
     return weights
 
 
-def _relabel(labels: np.ndarray) -> np.ndarray:
-    """uint32 labels: 0 kept, the other ids renumbered 1..n in order of their first appearance in ``np.unique``."""
-    ids, inverse = np.unique(labels, return_inverse=True)
-    start = 0 if ids.size and ids[0] == 0 else 1
-    return (inverse.reshape(labels.shape) + start).astype(np.uint32)
-
-
 def merge_small_segments(
     labels: np.ndarray, height: np.ndarray, min_size: int, mask: np.ndarray | None = None
 ) -> np.ndarray:
@@ -99,11 +93,11 @@ def merge_small_segments(
     inside = np.ones(seg.shape, bool) if mask is None else mask
     ids, sizes = np.unique(seg[inside], return_counts=True)
     if min_size <= 0 or not ids.size or sizes.min() >= min_size:
-        return _relabel(np.where(inside, seg, 0))
+        return relabel(np.where(inside, seg, 0))
     exclude = [int(ids[np.argmax(sizes)])] if sizes.max() < min_size else None
     seg, _ = apply_size_filter(seg, np.ascontiguousarray(height, dtype=np.float32), min_size, exclude=exclude)
     seg[~inside] = 0
-    return _relabel(seg)
+    return relabel(seg)
 
 
 def mutex_watershed(
@@ -148,4 +142,4 @@ def mutex_watershed(
     labels = bic.segmentation.mutex_watershed(weights, [list(o) for o in offs], n_attr, mask=mask)
     if min_size > 0:
         return merge_small_segments(labels, boundary_from_affinities(aff, offs), min_size, mask)
-    return _relabel(labels)
+    return relabel(labels)

@@ -13,17 +13,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from biounet.core.errors import ConfigError
+from biounet.data.symmetry import DIHEDRAL, transform, untransform
 from biounet.segment.tiling import (
-    DIHEDRAL,
     MAX_TILE,
     Box,
     Predictor,
     Reader,
     plan_tiles,
     predict_box,
-    transform,
     transform_box,
-    untransform,
     untransform_box,
 )
 

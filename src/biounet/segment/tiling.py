@@ -191,22 +191,6 @@ def predict_box(
 
 
 # The 8 symmetries of the square: (rotations by 90 degrees, then an optional horizontal flip).
-DIHEDRAL = [(k, flip) for flip in (False, True) for k in range(4)]
-
-
-def transform(a: np.ndarray, k: int, flip: bool) -> np.ndarray:
-    """Apply one symmetry to the last two axes."""
-    a = np.rot90(a, k, axes=(-2, -1))
-    return a[..., ::-1] if flip else a
-
-
-def untransform(a: np.ndarray, k: int, flip: bool) -> np.ndarray:
-    """Invert :func:`transform`."""
-    if flip:
-        a = a[..., ::-1]
-    return np.rot90(a, -k, axes=(-2, -1))
-
-
 def _rotate_box(box: Box, shape: tuple[int, int], turns: int) -> tuple[Box, tuple[int, int]]:
     y0, y1, x0, x1 = box
     h, w = shape
