@@ -85,6 +85,13 @@ def encode_png(pixels: np.ndarray, declared: tuple[int, int] | None = None) -> b
 
 def patch_tiff_size(data: bytes, side: int = HUGE) -> bytes:
     """The TIFF with ImageWidth and ImageLength of its first page set to ``side`` (as LONG values)."""
+    return patch_tiff_tags(data, {256: side, 257: side})
+
+
+def patch_tiff_tags(data: bytes, values: dict[int, int]) -> bytes:
+    """The TIFF with the single-valued tags of its first page that ``values`` names (256 ImageWidth, 257
+    ImageLength, 278 RowsPerStrip, ...) set to its values, as LONG values; a BigTIFF or a tag the page does
+    not hold is left alone."""
     buf = bytearray(data)
     if len(buf) < 8 or buf[:2] not in (b"II", b"MM"):
         return data
@@ -101,8 +108,8 @@ def patch_tiff_size(data: bytes, side: int = HUGE) -> bytes:
         if at + 12 > len(buf):
             break
         tag, _typ, count = struct.unpack(e + "HHI", buf[at : at + 8])
-        if tag in (256, 257) and count == 1:
-            buf[at + 2 : at + 12] = struct.pack(e + "HII", 4, 1, side)
+        if tag in values and count == 1:
+            buf[at + 2 : at + 12] = struct.pack(e + "HII", 4, 1, values[tag])
     return bytes(buf)
 
 
@@ -1538,9 +1545,11 @@ class Finding:
     summary: str
 
 
-# Found by the volume targets and the long run; tests/test_fuzz.py leaves the new targets' inputs that end
-# in one of these out (hypothesis.assume); the long run counts them as failures, marked "known". Remove
-# an entry once its bug is fixed.
+# Found by the fuzzer (the long run, or tests/test_fuzz.py): each one has a deterministic reproducer in
+# tests/test_fuzz.py, marked xfail(strict=True) with the finding's id and summary, so that it shows as an
+# expected failure until its bug is fixed and then fails the suite (XPASS) until the entry and the xfail
+# are removed. The fuzz tests never leave an input out: one that ends in a known finding fails them like
+# any other; the long run counts them as failures, marked "known".
 KNOWN_FINDINGS = (  # V1-V6 (damaged volume metadata), R1 (a 4300-digit --roi bound), O1 (a damaged
     # output chunk while the pyramid is built) are fixed: each is now a one-line DataError/ConfigError
     Finding(
@@ -1548,7 +1557,10 @@ KNOWN_FINDINGS = (  # V1-V6 (damaged volume metadata), R1 (a 4300-digit --roi bo
         "read_image_file",
         "tifffile.imread",
         ("MemoryError",),
-        "a 1-bit TIFF whose ImageLength says 1862270978: tifffile builds a tuple of every strip index",
+        "a 1-bit TIFF whose header declares a tall page in far more strips than it holds offsets for (found: "
+        "ImageLength 1862270978): read_image_file's memory check counts the pixels only, then tifffile builds "
+        "a tuple of every strip index (8 bytes and an int object each) before it notices the one StripOffsets "
+        "entry; under a memory cap a MemoryError escapes instead of a DataError",
     ),
 )
 
