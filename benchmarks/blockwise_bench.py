@@ -6,10 +6,10 @@ as a TIFF stack. Every prediction runs in a fresh process whose peak resident me
 and wall time are printed, with megavoxels per second.
 
     python benchmarks/blockwise_bench.py make --shape 64,8192,8192 --out /tmp/big.zarr
-    python benchmarks/blockwise_bench.py throughput --checkpoint RUN --shape 4,4096,4096
-    python benchmarks/blockwise_bench.py memory --checkpoint RUN --small 2,2048,2048 --large 8,8192,8192
-    python benchmarks/blockwise_bench.py run --checkpoint RUN --volume /tmp/big.zarr --out /tmp/big-out
-    python benchmarks/blockwise_bench.py scaling --checkpoint RUN --shape 8,2048,2048
+    python benchmarks/blockwise_bench.py throughput --model RUN --shape 4,4096,4096
+    python benchmarks/blockwise_bench.py memory --model RUN --small 2,2048,2048 --large 8,8192,8192
+    python benchmarks/blockwise_bench.py run --model RUN --volume /tmp/big.zarr --out /tmp/big-out
+    python benchmarks/blockwise_bench.py scaling --model RUN --shape 8,2048,2048
 
 `scaling` runs, on one volume: one process (all cores), one process with one thread, and a local
 Dask cluster of two workers (one thread each); peak memory is the process's own and, for Dask, the
@@ -91,7 +91,7 @@ def throughput(ckpt: str, shape: tuple[int, int, int], extra: list[str]) -> list
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
         tif, vol = make_volume(shape, t / "vol.tif", tiff=True), make_volume(shape, t / "vol.zarr")
-        common = ["--checkpoint", ckpt, *extra]
+        common = ["--model", ckpt, *extra]
         rows = [
             _report("in memory (TIFF stack)", voxels, measure(["predict", str(tif), "--out", str(t / "a"), *common]))
         ]
@@ -109,7 +109,7 @@ def memory(ckpt: str, small: tuple[int, int, int], large: tuple[int, int, int], 
         for name, shape in (("small", small), ("large", large)):
             vol = make_volume(shape, Path(tmp) / f"{name}.zarr")
             out = Path(tmp) / f"out-{name}"
-            m = measure(["predict", str(vol), "--out", str(out), "--checkpoint", ckpt, *extra])
+            m = measure(["predict", str(vol), "--out", str(out), "--model", ckpt, *extra])
             rows.append(_report(f"block-wise {name} {'x'.join(map(str, shape))}", int(np.prod(shape)), m))
     growth = rows[1]["peak_bytes"] / rows[0]["peak_bytes"] - 1
     print(f"volume x{rows[1]['voxels'] / rows[0]['voxels']:.0f}: peak memory {100 * growth:+.1f} %")
@@ -121,7 +121,7 @@ def scaling(ckpt: str, shape: tuple[int, int, int], extra: list[str]) -> list[di
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         vol = str(make_volume(shape, Path(tmp) / "vol.zarr"))
-        common = ["--checkpoint", ckpt, *extra]
+        common = ["--model", ckpt, *extra]
         runs = [
             ("1 process, all cores", []),
             ("1 process, 1 thread", ["--threads", "1"]),
@@ -159,7 +159,7 @@ def main() -> None:
         return
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["make", "throughput", "memory", "run", "scaling"])
-    p.add_argument("--checkpoint")
+    p.add_argument("--model")
     p.add_argument("--shape", type=_shape, default=(4, 4096, 4096))
     p.add_argument("--small", type=_shape, default=(2, 2048, 2048))
     p.add_argument("--large", type=_shape, default=(8, 8192, 8192))
@@ -175,15 +175,15 @@ def main() -> None:
             _report(
                 "block-wise",
                 0,
-                measure(["predict", args.volume, "--out", args.out, "--checkpoint", args.checkpoint, *extra]),
+                measure(["predict", args.volume, "--out", args.out, "--model", args.model, *extra]),
             )
         ]
     elif args.what == "scaling":
-        rows = scaling(args.checkpoint, args.shape, extra)
+        rows = scaling(args.model, args.shape, extra)
     elif args.what == "throughput":
-        rows = throughput(args.checkpoint, args.shape, extra)
+        rows = throughput(args.model, args.shape, extra)
     else:
-        rows = memory(args.checkpoint, args.small, args.large, extra)
+        rows = memory(args.model, args.small, args.large, extra)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
 

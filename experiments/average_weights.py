@@ -1,7 +1,7 @@
 """Average the weights of a run's last step checkpoints into one checkpoint, to score it.
 
     python benchmarks/average_weights.py RUN_DIR --from-step 300 --out averaged.pt
-    biounet evaluate --checkpoint averaged.pt --data ../shared/data/isbi2012 --tta
+    biounet evaluate --model averaged.pt --data ../shared/data/isbi2012 --tta
 
 The lever measured in the README ("Averaging the weights of the last checkpoints"): the mean of
 the rotated ``step_*.pt`` weight checkpoints from ``--from-step`` on (stochastic weight

@@ -1,10 +1,17 @@
+"""biounet.cli (the package's __init__): one parser for every command, one line per user error with
+its exit status, no traceback unless BIOUNET_DEBUG asks for it. Each command's own tests are in
+tests/cli/test_<module>.py."""
+
+import errno
 import subprocess
 import sys
 
 import pytest
 from support import TINY_NET
 
-from biounet.cli import main
+import biounet.cli
+from biounet.cli import build_parser, main
+from biounet.core.errors import ConfigError, DataError
 
 
 def _run(args, cwd=None):
@@ -29,10 +36,78 @@ def test_usage_errors_are_one_line_without_traceback(args, match, status, capsys
     assert match in err and "Traceback" not in err and len(err.splitlines()) == 1
 
 
-def test_bad_flag_value_is_an_argparse_error():
-    proc = _run(["train", "--steps", "ten"])
-    assert proc.returncode == 2 and "expected int" in proc.stderr and "Traceback" not in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
+def test_bad_flag_value_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--steps", "ten"])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and "expected int" in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1 and err.endswith("(see `biounet train --help`)")
+
+
+def _raising(exc):
+    def command(args):
+        raise exc
+
+    return command
+
+
+@pytest.mark.parametrize(
+    "exc, status, fragment",
+    [
+        (ConfigError("--x must be 1"), 2, "biounet score: error: --x must be 1"),
+        (DataError("a\n  broken\nfile"), 1, "biounet score: error: a broken file"),  # always one line
+        (
+            OSError(errno.ENOSPC, "No space left on device", "/o/x.tif"),
+            1,
+            "/o/x.tif: No space left on device; the disk",
+        ),
+        (MemoryError(), 1, "out of memory: the input or the chosen sizes need more memory than this machine has"),
+    ],
+)
+def test_expected_errors_become_one_line_and_an_exit_status(capsys, monkeypatch, exc, status, fragment):
+    monkeypatch.setitem(biounet.cli.COMMANDS, "score", _raising(exc))
+    assert main(["score", "l.tif", "p.tif"]) == status
+    err = capsys.readouterr().err.strip()
+    assert fragment in err and len(err.splitlines()) == 1, err
+
+
+def test_out_of_memory_names_the_sizes_to_lower(capsys, monkeypatch):
+    monkeypatch.setitem(biounet.cli.COMMANDS, "score", _raising(MemoryError()))
+    main(["score", "l.tif", "p.tif"])
+    err = capsys.readouterr().err
+    assert "--tile-batch or --tile (inference) or --batch-size (training)" in err
+
+
+def test_debug_shows_the_traceback_and_an_interrupt_exits_130(monkeypatch):
+    monkeypatch.setitem(biounet.cli.COMMANDS, "score", _raising(DataError("broken")))
+    monkeypatch.setenv("BIOUNET_DEBUG", "1")
+    with pytest.raises(DataError, match="broken"):
+        main(["score", "l.tif", "p.tif"])
+    monkeypatch.setitem(biounet.cli.COMMANDS, "score", _raising(KeyboardInterrupt()))
+    assert main(["score", "l.tif", "p.tif"]) == 130
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    monkeypatch.setitem(biounet.cli.COMMANDS, "score", _raising(ZeroDivisionError("a bug")))
+    with pytest.raises(ZeroDivisionError):
+        main(["score", "l.tif", "p.tif"])
+
+
+def test_every_command_has_a_runner_and_a_help():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert set(sub.choices) == set(biounet.cli.COMMANDS)
+    for name, command in sub.choices.items():
+        assert command.format_help().startswith(f"usage: biounet {name}")
+
+
+def test_notices_go_to_stderr_once_per_command(capsys):
+    from biounet.data.readers import LOG
+
+    biounet.cli._setup_notices()
+    biounet.cli._setup_notices()  # a second command in the same process adds no second handler
+    LOG.info("a notice")
+    assert capsys.readouterr().err == "biounet: a notice\n"
 
 
 def _option_help(help_text: str, flag: str) -> str:
@@ -46,9 +121,13 @@ def _option_help(help_text: str, flag: str) -> str:
     return " ".join(" ".join(lines[start:end]).split())
 
 
+def _help(command: str) -> str:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return sub.choices[command].format_help()
+
+
 def test_help_documents_defaults():
-    proc = _run(["train", "--help"])
-    assert proc.returncode == 0
     for flag, default in [
         ("--micro-batch-size", "0"),
         ("--batch-size", "16"),
@@ -56,12 +135,12 @@ def test_help_documents_defaults():
         ("--lr", "0.0001"),
         ("--dist-timeout", "600.0"),
     ]:
-        entry = _option_help(proc.stdout, flag)
+        entry = _option_help(_help("train"), flag)
         assert entry.endswith(f"(default: {default})"), entry
-    demo = _run(["demo", "--help"])  # the demo preset's own defaults, not train's
-    assert demo.returncode == 0
-    assert _option_help(demo.stdout, "--tile-size").endswith("(default: 252)")
-    assert _option_help(demo.stdout, "--batch-size").endswith("(default: 4)")
+    demo = _help("demo")  # the demo preset's own defaults, not train's
+    assert _option_help(demo, "--tile-size").endswith("(default: 252)")
+    assert _option_help(demo, "--batch-size").endswith("(default: 4)")
+    assert _option_help(demo, "--device").endswith("(default: auto)")
 
 
 @pytest.mark.slow
@@ -107,34 +186,6 @@ def test_demo_runs_to_completion(tmp_path):
     assert len(list((tmp_path / "demo" / "synthetic" / "images").glob("*.png"))) == 12
 
 
-def test_a_damaged_tiff_gives_one_line_without_tifffile_log_lines(tmp_path, capsys):
-    # found by tests/support/fuzzing.py: tifffile logs each broken page ("<tifffile.TiffPages @8> invalid page
-    # offset ...") on stderr before raising, above biounet's one-line error
-    import struct
-
-    import numpy as np
-    import tifffile
-
-    good, bad = tmp_path / "labels.tif", tmp_path / "probs.tif"
-    tifffile.imwrite(good, np.zeros((8, 8), np.uint8))
-    data = bytearray(good.read_bytes())
-    data[4:8] = struct.pack("<I", len(data) + 1000)  # the first page lies past the end of the file
-    bad.write_bytes(bytes(data))
-    assert main(["score", str(good), str(bad)]) == 1
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and err.startswith("biounet score: error:"), err
-
-
-@pytest.mark.parametrize("timeout", ["inf", "1e300", "nan", "0"])
-def test_fetch_refuses_a_timeout_a_socket_cannot_take(tmp_path, capsys, timeout):
-    # found by tests/support/fuzzing.py: --timeout inf reached socket.settimeout, an OverflowError traceback
-    code = main(["fetch", "isbi2012", str(tmp_path / "d"), "--url", "http://127.0.0.1:9/", "--timeout", timeout])
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1 and "--timeout must be a positive number" in err, err
-
-
-def test_an_empty_model_path_is_a_clean_error(tmp_path, capsys):
-    # found by tests/support/fuzzing.py: --model '' counted as no --model, so the missing --checkpoint (None) crashed
-    code = main(["evaluate", "--model", "", "--data", str(tmp_path), "--device", "cpu"])
-    err = capsys.readouterr().err.strip()
-    assert code in (1, 2) and len(err.splitlines()) == 1 and err.startswith("biounet evaluate: error:"), err
+def test_version():
+    proc = _run(["--version"])
+    assert proc.returncode == 0 and proc.stdout.startswith("biounet ")

@@ -126,7 +126,7 @@ def test_the_volume_checks_tell_failures_from_clean_errors(ws, tmp_path):
     assert fuzz.check_roi("0:2,0:4,0:6", (2, 4, 6), valid=False).status == "failure"  # accepted, said invalid
     roi = fuzz.check_roi("0:1,0:2,0:" + "9" * 4400, (2, 4, 6))  # finding R1 (fixed): int() refuses 4400 digits
     assert roi.status == "clean", roi.detail
-    argv = ["predict", ws.volume, "--checkpoint", str(ws.run), "--out", str(tmp_path / "out"), "--device", "cpu"]
+    argv = ["predict", ws.volume, "--model", str(ws.run), "--out", str(tmp_path / "out"), "--device", "cpu"]
     assert fuzz.check_volume_cli([*argv, "--roi", "0:1,3:30,5:45", "--dtype", "float32"]).status == "ok"
     assert fuzz.check_volume_cli([*argv, "--roi", "0:1,3:30,5:45", "--dtype", "uint8"]).status == "clean"  # refused
     argv[argv.index("--out") + 1] = str(tmp_path / "out2")

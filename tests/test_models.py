@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-from contextlib import contextmanager
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
@@ -32,32 +28,10 @@ def test_suffixes_are_read_case_insensitively(tmp_path):
             load_exported(tmp_path / name)
 
 
-def test_the_client_and_its_dask_workers_open_the_same_kind(tmp_path, monkeypatch):
-    from biounet.cli.volumes import predict_volumes_dask
-    from biounet.segment import cluster
-
-    sent = []
-
-    @contextmanager
-    def no_cluster(workers, scheduler):
-        yield None
-
-    monkeypatch.setattr(cluster, "dask_client", no_cluster)
-    monkeypatch.setattr(cluster, "predict_volume_dask", lambda volume, model, *args, **kw: sent.append(model))
-    builtin = str(tmp_path / "isbi2012-membranes.pt")  # a built-in model's description names its checkpoint
-    cases = [
-        (str(tmp_path / "net.ONNX"), str(tmp_path / "net.ONNX"), "exported"),  # was "checkpoint" on the workers
-        (str(tmp_path / "net.zip"), str(tmp_path / "net.zip"), "bioimageio"),
-        ("isbi2012-membranes", builtin, "checkpoint"),
-        (None, str(tmp_path / "last.pt"), "checkpoint"),
-    ]
-    for model, path, kind in cases:
-        args = argparse.Namespace(model=model, dask_workers=1, threads=0, scheduler=None, out=str(tmp_path))
-        predict_volumes_dask([SimpleNamespace(spec="v")], SimpleNamespace(), None, {"path": path}, args, None, "")
-        assert (sent[-1].path, sent[-1].kind) == (path, kind)
-        if model is not None and kind != "checkpoint":
-            assert sent[-1].kind == requested_kind(model)  # what cli/inference.py opened on the client
-    assert requested_kind(None) == "checkpoint" and requested_kind(tmp_path) == "exported"  # the exporter refuses it
+def test_the_kind_a_reference_is_opened_as(tmp_path):
+    # how a worker opens the client's model is tests/cli/test_volumes.py's (biounet.cli.volumes.model_loader)
+    assert requested_kind(None) == "checkpoint" and requested_kind(tmp_path) == "exported"
+    assert requested_kind(tmp_path / "net.zip") == "bioimageio"
 
 
 def test_an_unknown_name_lists_the_builtin_models():

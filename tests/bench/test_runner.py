@@ -64,7 +64,7 @@ def test_bench_compiled_path_reports_what_compiling_buys(tmp_path, capsys):
             "1",
             "--warmup",
             "1",
-            "--infer-batch",
+            "--tile-batch",
             "2",
             "--compile",
             "--no-baseline",

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from support import tiny_config
 from PIL import Image
+from support import tiny_config
 
 from biounet.cli import main
 from biounet.core.config import CONFIG_VERSION, VERSION_KEY, WRITER_KEY
@@ -85,7 +85,7 @@ def test_train_out_naming_a_file(capsys, data, tmp_path):
 
 def test_predict_out_naming_a_file(capsys, runs, image, tmp_path):
     (tmp_path / "taken").write_text("mine")
-    code, err = run_cli(capsys, "predict", image, "--checkpoint", runs / "valid", "--out", tmp_path / "taken")
+    code, err = run_cli(capsys, "predict", image, "--model", runs / "valid", "--out", tmp_path / "taken")
     assert code == 2
     assert_one_line(err, "is a file, not a folder")
 
@@ -102,7 +102,7 @@ def test_export_into_a_folder_that_cannot_be_made(capsys, runs, tmp_path):
     code, err = run_cli(
         capsys,
         "export",
-        "--checkpoint",
+        "--model",
         runs / "valid",
         "--format",
         "onnx",
@@ -117,7 +117,7 @@ def test_export_into_a_folder_that_cannot_be_made(capsys, runs, tmp_path):
 def test_evaluate_json_that_cannot_be_written(capsys, runs, data, tmp_path, target):
     (tmp_path / "file").write_text("mine")
     path = tmp_path if target == "folder" else tmp_path / "file" / "r.json"
-    code, err = run_cli(capsys, "evaluate", "--checkpoint", runs / "valid", "--data", data, "--json", path)
+    code, err = run_cli(capsys, "evaluate", "--model", runs / "valid", "--data", data, "--json", path)
     assert code == 2
     assert_one_line(err, "--json")
 
@@ -127,21 +127,21 @@ def test_unwritable_folder_is_refused_before_work(capsys, runs, image, tmp_path,
     real = os.access
     monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if "locked" in str(p) else real(p, mode, **kw))
     (tmp_path / "locked").mkdir()
-    code, err = run_cli(capsys, "predict", image, "--checkpoint", runs / "valid", "--out", tmp_path / "locked")
+    code, err = run_cli(capsys, "predict", image, "--model", runs / "valid", "--out", tmp_path / "locked")
     assert code == 2
     assert_one_line(err, "is not writable")
 
 
 def test_full_disk_while_writing_is_one_line_and_keeps_the_old_output(capsys, runs, image, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    assert run_cli(capsys, "predict", image, "--checkpoint", runs / "valid", "--out", out)[0] == 0
+    assert run_cli(capsys, "predict", image, "--model", runs / "valid", "--out", out)[0] == 0
     before = (out / "x_membrane.tif").read_bytes()
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out / ".x_membrane.tmp.tif"))
 
     monkeypatch.setattr(tifffile, "imwrite", full)
-    code, err = run_cli(capsys, "predict", image, "--checkpoint", runs / "valid", "--out", out)
+    code, err = run_cli(capsys, "predict", image, "--model", runs / "valid", "--out", out)
     assert code == 1
     assert_one_line(err, "No space left on device", "the disk is full")
     assert (out / "x_membrane.tif").read_bytes() == before
@@ -157,7 +157,7 @@ def test_os_errors_name_the_path_and_a_way_out():
 
 
 def test_evaluate_fold_that_is_not_a_fold(capsys, runs, data):
-    code, err = run_cli(capsys, "evaluate", "--checkpoint", runs / "valid", "--data", data, "--fold", "x")
+    code, err = run_cli(capsys, "evaluate", "--model", runs / "valid", "--data", data, "--fold", "x")
     assert code == 2
     assert_one_line(err, "--fold must be one of 0..1", "'x'")
 
@@ -165,8 +165,8 @@ def test_evaluate_fold_that_is_not_a_fold(capsys, runs, data):
 @pytest.mark.parametrize("command", ["predict", "evaluate", "bench"])
 def test_device_that_does_not_exist(capsys, runs, data, image, tmp_path, command):
     args = {
-        "predict": ["predict", image, "--checkpoint", runs / "valid", "--out", tmp_path / "o"],
-        "evaluate": ["evaluate", "--checkpoint", runs / "valid", "--data", data],
+        "predict": ["predict", image, "--model", runs / "valid", "--out", tmp_path / "o"],
+        "evaluate": ["evaluate", "--model", runs / "valid", "--data", data],
         "bench": ["bench", "--no-baseline", "--no-memory"],
     }[command]
     code, err = run_cli(capsys, *args, "--device", "gpu")
@@ -176,17 +176,13 @@ def test_device_that_does_not_exist(capsys, runs, data, image, tmp_path, command
 
 @pytest.mark.parametrize("tile", ["0", "-16", "100000"])
 def test_tile_out_of_range_on_a_same_padding_model(capsys, runs, image, tmp_path, tile):
-    code, err = run_cli(
-        capsys, "predict", image, "--checkpoint", runs / "same", "--out", tmp_path / "o", "--tile", tile
-    )
+    code, err = run_cli(capsys, "predict", image, "--model", runs / "same", "--out", tmp_path / "o", "--tile", tile)
     assert code == 2
     assert_one_line(err, f"--tile {tile}", "omit --tile")
 
 
 def test_tile_not_a_multiple_on_a_same_padding_model(capsys, runs, image, tmp_path):
-    code, err = run_cli(
-        capsys, "predict", image, "--checkpoint", runs / "same", "--out", tmp_path / "o", "--tile", "30"
-    )
+    code, err = run_cli(capsys, "predict", image, "--model", runs / "same", "--out", tmp_path / "o", "--tile", "30")
     assert code == 2
     assert_one_line(err, "--tile 30 must be a multiple of 4")
 
@@ -208,7 +204,7 @@ def test_truncated_compressed_tiff(capsys, runs, tmp_path):
     raw = path.read_bytes()
     # cut into the compressed strips: the header still parses, the pixels do not
     path.write_bytes(raw[: len(raw) // 2])
-    code, err = run_cli(capsys, "predict", path, "--checkpoint", runs / "valid", "--out", tmp_path / "o")
+    code, err = run_cli(capsys, "predict", path, "--model", runs / "valid", "--out", tmp_path / "o")
     assert code == 1
     assert_one_line(err, f"cannot read {path}", "truncated or corrupted")
     assert not (tmp_path / "o" / "t_membrane.tif").exists()
@@ -232,7 +228,7 @@ def test_checkpoint_without_config(capsys, runs, image, tmp_path):
     ckpt = torch.load(runs / "valid" / "last.pt", weights_only=True)
     del ckpt["config"]
     torch.save(ckpt, tmp_path / "noconfig.pt")
-    code, err = run_cli(capsys, "predict", image, "--checkpoint", tmp_path / "noconfig.pt", "--out", tmp_path / "o")
+    code, err = run_cli(capsys, "predict", image, "--model", tmp_path / "noconfig.pt", "--out", tmp_path / "o")
     assert code == 1
     assert_one_line(err, "is not a biounet checkpoint (no config entries)")
 
@@ -243,7 +239,7 @@ def test_image_larger_than_memory_is_refused_before_decoding(capsys, runs, image
     monkeypatch.setattr(readers, "available_ram_bytes", lambda: 1000)  # 64x64 uint8 + float32 needs 20 kB
     decoded = []
     monkeypatch.setattr(readers.Image.Image, "load", lambda self: decoded.append(1))
-    code, err = run_cli(capsys, "predict", image, "--checkpoint", runs / "valid", "--out", tmp_path / "o")
+    code, err = run_cli(capsys, "predict", image, "--model", runs / "valid", "--out", tmp_path / "o")
     assert code == 1
     assert_one_line(err, "declares 64 x 64 uint8 pixels", "crop or split it")
     assert not decoded
@@ -262,14 +258,14 @@ def test_opaque_alpha_is_dropped_and_said_once(capsys, runs, data, tmp_path):
     for k, src in enumerate(sorted((data / "images").iterdir())[:2]):
         grey = np.asarray(Image.open(src))
         _with_alpha(grey, np.full_like(grey, 255)).save(folder / f"im{k}.png")
-    code, err = run_cli(capsys, "predict", folder, "--checkpoint", runs / "valid", "--out", tmp_path / "o")
+    code, err = run_cli(capsys, "predict", folder, "--model", runs / "valid", "--out", tmp_path / "o")
     assert code == 0, err
     assert err.count("dropping the opaque alpha channel") == 1
     # the same pixels without alpha give the same probabilities
     plain = tmp_path / "plain"
     plain.mkdir()
     Image.fromarray(np.asarray(Image.open(folder / "im0.png"))[..., 0]).save(plain / "im0.png")
-    assert run_cli(capsys, "predict", plain, "--checkpoint", runs / "valid", "--out", tmp_path / "p")[0] == 0
+    assert run_cli(capsys, "predict", plain, "--model", runs / "valid", "--out", tmp_path / "p")[0] == 0
     np.testing.assert_array_equal(
         tifffile.imread(tmp_path / "o" / "im0_membrane.tif"), tifffile.imread(tmp_path / "p" / "im0_membrane.tif")
     )
@@ -279,7 +275,7 @@ def test_real_transparency_is_refused(capsys, runs, tmp_path):
     alpha = np.full((64, 64), 255, np.uint8)
     alpha[:8] = 0
     _with_alpha(np.zeros((64, 64), np.uint8), alpha).save(tmp_path / "t.png")
-    code, err = run_cli(capsys, "predict", tmp_path / "t.png", "--checkpoint", runs / "valid", "--out", tmp_path / "o")
+    code, err = run_cli(capsys, "predict", tmp_path / "t.png", "--model", runs / "valid", "--out", tmp_path / "o")
     assert code == 1
     assert_one_line(err, "512 transparent pixel(s)", "flatten it onto a background")
 
@@ -357,7 +353,7 @@ def test_nan_pixels_are_refused_with_their_count(capsys, runs, tmp_path):
     img[:3, :5] = np.nan
     img[10, 10] = np.inf
     tifffile.imwrite(tmp_path / "f.tif", img)
-    code, err = run_cli(capsys, "predict", tmp_path / "f.tif", "--checkpoint", runs / "valid", "--out", tmp_path / "o")
+    code, err = run_cli(capsys, "predict", tmp_path / "f.tif", "--model", runs / "valid", "--out", tmp_path / "o")
     assert code == 1
     assert_one_line(err, "16 non-finite pixel(s)", "fill them")
     assert not (tmp_path / "o" / "f_membrane.tif").exists()
@@ -381,7 +377,7 @@ def test_two_inputs_with_one_stem_are_refused(capsys, runs, image, tmp_path):
     other = tmp_path / "b" / "x.png"
     other.parent.mkdir()
     shutil.copy(image, other)
-    code, err = run_cli(capsys, "predict", image, other, "--checkpoint", runs / "valid", "--out", tmp_path / "o")
+    code, err = run_cli(capsys, "predict", image, other, "--model", runs / "valid", "--out", tmp_path / "o")
     assert code == 2
     assert_one_line(err, "would both write x_*.tif", "separate --out folders")
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
@@ -391,15 +387,15 @@ def test_training_images_are_refused_from_a_copy_and_another_folder(capsys, runs
     copy = tmp_path / "copy"
     shutil.copytree(data, copy)
     monkeypatch.chdir(tmp_path)  # a relative path from another working folder
-    code, err = run_cli(capsys, "evaluate", "--checkpoint", runs / "valid", "--data", "copy", "--fold", "0")
+    code, err = run_cli(capsys, "evaluate", "--model", runs / "valid", "--data", "copy", "--fold", "0")
     assert code == 2
     assert_one_line(err, "2 of the 2 images to score were used to train the checkpoint", "--allow-train-slices")
     # the held-out fold scores; the flag lets the training fold through
-    assert run_cli(capsys, "evaluate", "--checkpoint", runs / "valid", "--data", "copy", "--fold", "1")[0] == 0
+    assert run_cli(capsys, "evaluate", "--model", runs / "valid", "--data", "copy", "--fold", "1")[0] == 0
     assert (
-        run_cli(
-            capsys, "evaluate", "--checkpoint", runs / "valid", "--data", "copy", "--fold", "0", "--allow-train-slices"
-        )[0]
+        run_cli(capsys, "evaluate", "--model", runs / "valid", "--data", "copy", "--fold", "0", "--allow-train-slices")[
+            0
+        ]
         == 0
     )
 
@@ -408,7 +404,7 @@ def test_checkpoint_of_a_newer_biounet_names_the_release(capsys, runs, image, tm
     ckpt = torch.load(runs / "valid" / "last.pt", weights_only=True)
     ckpt["config"] = {**ckpt["config"], VERSION_KEY: CONFIG_VERSION + 1, WRITER_KEY: "9.1.0", "new_option": 3}
     torch.save(ckpt, tmp_path / "newer.pt")
-    code, err = run_cli(capsys, "predict", image, "--checkpoint", tmp_path / "newer.pt", "--out", tmp_path / "o")
+    code, err = run_cli(capsys, "predict", image, "--model", tmp_path / "newer.pt", "--out", tmp_path / "o")
     assert code == 2
     assert_one_line(err, f"config version {CONFIG_VERSION + 1}", "upgrade to biounet 9.1.0 or later")
 
@@ -419,7 +415,7 @@ def test_checkpoint_of_an_older_biounet_is_migrated(capsys, runs, image, tmp_pat
     old = {k: v for k, v in ckpt["config"].items() if k not in (VERSION_KEY, WRITER_KEY, "mask_threshold")}
     ckpt["config"] = old  # what biounet 0.1.0 wrote: no version, no mask_threshold
     torch.save(ckpt, tmp_path / "old.pt")
-    code, err = run_cli(capsys, "predict", image, "--checkpoint", tmp_path / "old.pt", "--out", tmp_path / "o")
+    code, err = run_cli(capsys, "predict", image, "--model", tmp_path / "old.pt", "--out", tmp_path / "o")
     assert code == 0, err
     assert ckpt_io.load(tmp_path / "old.pt")["config"] == old  # the file itself is left as it was
 
@@ -439,7 +435,7 @@ def test_export_opset_out_of_range(capsys, runs, tmp_path, opset):
     code, err = run_cli(
         capsys,
         "export",
-        "--checkpoint",
+        "--model",
         runs / "valid",
         "--format",
         "onnx",

@@ -152,7 +152,7 @@ def test_training_and_evaluating_on_volumes_equals_the_tiff_pair(pair, tmp_path,
     for kind, extra in (("tiff", []), ("zarr", ["--masks", pair["labels"]])):
         data = pair["tiff"] if kind == "tiff" else pair["images"]
         out = tmp_path / f"{kind}.json"
-        args = ["evaluate", "--checkpoint", str(runs["tiff"] / "last.pt"), "--data", data, *extra, "--json", str(out)]
+        args = ["evaluate", "--model", str(runs["tiff"] / "last.pt"), "--data", data, *extra, "--json", str(out)]
         assert main([*args, "--device", "cpu", "--precision", "fp32"]) == 0
         reports[kind] = json.loads(out.read_text())
     capsys.readouterr()
@@ -163,7 +163,7 @@ def test_training_and_evaluating_on_volumes_equals_the_tiff_pair(pair, tmp_path,
         k: v for k, v in reports["zarr"].items() if k != "path"
     }
     # the training slices are refused in the volume too (compared by content)
-    args = ["evaluate", "--checkpoint", str(runs["tiff"] / "last.pt"), "--data", pair["images"], "--fold", "0"]
+    args = ["evaluate", "--model", str(runs["tiff"] / "last.pt"), "--data", pair["images"], "--fold", "0"]
     assert main([*args, "--masks", pair["labels"]]) == 2
     assert "were used to train the checkpoint" in capsys.readouterr().err
 

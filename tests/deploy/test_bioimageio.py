@@ -15,8 +15,8 @@ import pytest
 import tifffile
 import torch
 import yaml
-from support import tiny_config
 from PIL import Image
+from support import tiny_config
 
 from biounet.cli import main
 from biounet.core.errors import ConfigError, DataError
@@ -152,7 +152,7 @@ def test_test_tensors_follow_biounets_scaling_and_softmax(package, run_dir, samp
 
 
 def _predict(tmp_path, model_flag, model, image):
-    out = tmp_path / f"out-{model_flag.strip('-')}"
+    out = tmp_path / f"out-{os.path.basename(str(model))}"
     assert main(["predict", str(image), model_flag, str(model), "--out", str(out), "--precision", "fp32"]) == 0
     return tifffile.imread(out / f"{image.stem}_membrane.tif")
 
@@ -161,7 +161,7 @@ def test_predict_with_the_package_gives_the_checkpoints_probabilities(package, r
     image = tmp_path / "two.tif"
     tifffile.imwrite(image, tifffile.imread(isbi_dir / "test-volume.tif")[:2])
     from_package = _predict(tmp_path, "--model", package, image)
-    from_checkpoint = _predict(tmp_path, "--checkpoint", run_dir, image)
+    from_checkpoint = _predict(tmp_path, "--model", run_dir, image)
     assert from_package.shape == (2, 512, 512)
     assert np.abs(from_package - from_checkpoint).max() <= 1e-4
 
@@ -189,7 +189,7 @@ def test_a_wrong_name_or_sample_image_is_refused(run_dir, tmp_path, capsys):
         write_package(run_dir, tmp_path / "model.zip", opset=None, sample=tmp_path / "deep.tif")
     Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "small.png")
     code = main(
-        ["export", "--checkpoint", str(run_dir), "--format", "bioimageio", "--out", str(tmp_path / "m.zip")]
+        ["export", "--model", str(run_dir), "--format", "bioimageio", "--out", str(tmp_path / "m.zip")]
         + ["--sample-image", str(tmp_path / "small.png")]
     )
     err = capsys.readouterr().err.strip()
@@ -230,7 +230,7 @@ def test_predict_with_the_onnx_weights_where_torch_is_absent(full_package, run_d
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    from_checkpoint = _predict(tmp_path, "--checkpoint", run_dir, image)
+    from_checkpoint = _predict(tmp_path, "--model", run_dir, image)
     assert np.abs(tifffile.imread(out / "one_membrane.tif") - from_checkpoint).max() <= 1e-4
 
 

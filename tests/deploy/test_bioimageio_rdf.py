@@ -7,8 +7,8 @@ import zipfile
 import numpy as np
 import pytest
 import yaml
-from support import tiny_config
 from PIL import Image
+from support import tiny_config
 
 from biounet.cli import main
 from biounet.deploy.bioimageio import write_package

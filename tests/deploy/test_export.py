@@ -99,15 +99,15 @@ def test_evaluate_with_model_matches_checkpoint(exported, isbi_dir, tmp_path, mo
     monkeypatch.setenv("BIOUNET_CPU_BF16", cpu_bf16)
     run, onnx_path, _ = exported
     reports = {}
-    for flag, value in (("--model", onnx_path), ("--checkpoint", run / "last.pt")):
-        path = tmp_path / f"{flag[2:]}.json"
-        assert main(["evaluate", flag, str(value), "--data", str(isbi_dir), "--json", str(path)]) == 0
-        reports[flag] = json.loads(path.read_text())
+    for kind, value in (("exported", onnx_path), ("checkpoint", run / "last.pt")):
+        path = tmp_path / f"{kind}.json"
+        assert main(["evaluate", "--model", str(value), "--data", str(isbi_dir), "--json", str(path)]) == 0
+        reports[kind] = json.loads(path.read_text())
     precision = "bf16" if cpu_bf16 == "1" else "fp32"
-    assert reports["--model"]["precision"] == "fp32" and reports["--checkpoint"]["precision"] == precision
-    assert reports["--checkpoint"]["device"] == "cpu"
+    assert reports["exported"]["precision"] == "fp32" and reports["checkpoint"]["precision"] == precision
+    assert reports["checkpoint"]["device"] == "cpu"
     for key in METRICS:
-        assert abs(reports["--model"][key] - reports["--checkpoint"][key]) <= TOLERANCE[precision], key
+        assert abs(reports["exported"][key] - reports["checkpoint"][key]) <= TOLERANCE[precision], key
 
 
 def test_corrupted_or_foreign_files_give_clear_errors(exported, isbi_dir, tmp_path, capsys):
@@ -147,5 +147,5 @@ def test_wrong_input_shapes_are_refused(exported):
 
 def test_export_refuses_a_mismatched_suffix(exported, tmp_path):
     run, _, _ = exported
-    assert main(["export", "--checkpoint", str(run), "--format", "onnx", "--out", str(tmp_path / "m.pt2")]) == 2
+    assert main(["export", "--model", str(run), "--format", "onnx", "--out", str(tmp_path / "m.pt2")]) == 2
     assert not (tmp_path / "m.pt2").exists()

@@ -68,7 +68,7 @@ def test_best_checkpoint_holds_the_step_with_the_best_validation_dice(isbi_dir, 
 
 def test_evaluate_writes_the_report(run_dir, isbi_dir, tmp_path, capsys):
     out = tmp_path / "report.json"
-    assert main(["evaluate", "--checkpoint", str(run_dir), "--data", str(isbi_dir), "--json", str(out)]) == 0
+    assert main(["evaluate", "--model", str(run_dir), "--data", str(isbi_dir), "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["fold"] == "1" and report["n_images"] == 6
     assert [r["name"] for r in report["per_image"]] == [f"slice-{i:02d}" for i in (4, 6, 7, 9, 18, 19)]
@@ -121,10 +121,10 @@ def test_evaluation_scores_known_predictions_as_computed_by_hand():
 
 
 def test_evaluate_refuses_training_slices(run_dir, isbi_dir, capsys):
-    assert main(["evaluate", "--checkpoint", str(run_dir), "--data", str(isbi_dir), "--fold", "0"]) == 2
+    assert main(["evaluate", "--model", str(run_dir), "--data", str(isbi_dir), "--fold", "0"]) == 2
     assert "--allow-train-slices" in capsys.readouterr().err
     assert (
-        main(["evaluate", "--checkpoint", str(run_dir), "--data", str(isbi_dir), "--fold", "0", "--allow-train-slices"])
+        main(["evaluate", "--model", str(run_dir), "--data", str(isbi_dir), "--fold", "0", "--allow-train-slices"])
         == 0
     )
 
@@ -248,7 +248,7 @@ def test_fold_none_scores_every_image_the_model_was_not_trained_on(run_dir, isbi
     from biounet.cli import main
 
     out = tmp_path / "none.json"
-    args = ["evaluate", "--checkpoint", str(run_dir), "--data", str(isbi_dir), "--precision", "fp32"]
+    args = ["evaluate", "--model", str(run_dir), "--data", str(isbi_dir), "--precision", "fp32"]
     assert main([*args, "--fold", "none", "--json", str(out), "--labels", "watershed"]) == 0
     printed = capsys.readouterr().out
     assert "left out 24 image(s) the model was trained on; scoring 6" in printed

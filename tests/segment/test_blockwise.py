@@ -166,7 +166,7 @@ def run_dir(tmp_path_factory, isbi_dir):
 
 
 def _predict_cmd(volume, run_dir, out):
-    return [sys.executable, "-m", "biounet", "predict", str(volume), "--checkpoint", str(run_dir), "--out", str(out)]
+    return [sys.executable, "-m", "biounet", "predict", str(volume), "--model", str(run_dir), "--out", str(out)]
 
 
 @pytest.mark.slow
@@ -198,7 +198,7 @@ def test_the_command_line_segments_a_volume_and_says_what_is_wrong_in_one_line(t
 
     path, data = _volume(tmp_path, (2, 40, 50))
     out = tmp_path / "out"
-    assert main(["predict", str(path), "--checkpoint", str(run_dir), "--out", str(out), "--precision", "fp32"]) == 0
+    assert main(["predict", str(path), "--model", str(run_dir), "--out", str(out), "--precision", "fp32"]) == 0
     image = zarr.open_group(out / "vol.ome.zarr", mode="r")["0"]
     assert image.shape == data.shape and image.dtype == np.uint8
     capsys.readouterr()
@@ -211,7 +211,7 @@ def test_the_command_line_segments_a_volume_and_says_what_is_wrong_in_one_line(t
         ([str(path), "--level", "-1"], 2, "--level"),
     ]
     for args, code, phrase in bad:
-        rc = main(["predict", *args, "--checkpoint", str(run_dir), "--out", str(tmp_path / "bad")])
+        rc = main(["predict", *args, "--model", str(run_dir), "--out", str(tmp_path / "bad")])
         err = capsys.readouterr().err.strip()
         assert rc == code and phrase in err and "\n" not in err, (args, rc, err)
 
@@ -223,7 +223,7 @@ def test_a_three_page_tiff_that_reads_as_rgb_is_named_with_the_axes_fix(tmp_path
 
     stack = np.random.default_rng(0).integers(0, 256, (3, 40, 48), dtype=np.uint8)
     tifffile.imwrite(tmp_path / "three.tif", stack)  # no photometric: tifffile stores planar RGB
-    args = ["predict", str(tmp_path / "three.tif"), "--format", "ome-zarr", "--checkpoint", str(run_dir)]
+    args = ["predict", str(tmp_path / "three.tif"), "--format", "ome-zarr", "--model", str(run_dir)]
     assert main([*args, "--out", str(tmp_path / "a")]) == 2
     assert "--axes zyx" in capsys.readouterr().err
     assert main([*args, "--out", str(tmp_path / "b"), "--axes", "zyx"]) == 0

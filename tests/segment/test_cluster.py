@@ -40,7 +40,7 @@ def _image(path):
 
 def test_two_local_workers_give_the_single_process_result(setup, capsys):
     tmp, _, _, _, reference = setup
-    args = ["predict", str(tmp / "vol.zarr"), "--checkpoint", str(tmp / "run"), "--out", str(tmp / "two")]
+    args = ["predict", str(tmp / "vol.zarr"), "--model", str(tmp / "run"), "--out", str(tmp / "two")]
     assert main([*args, "--dask-workers", "2", "--precision", "fp32", "--chunks", "32,32", "--dtype", "float32"]) == 0
     np.testing.assert_allclose(_image(tmp / "two" / "vol.ome.zarr"), reference, rtol=0, atol=1e-4)
 

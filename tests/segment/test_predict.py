@@ -37,7 +37,7 @@ def test_predict_a_tiff_stack(run_dir, isbi_dir, tmp_path):
             [
                 "predict",
                 str(tmp_path / "two.tif"),
-                "--checkpoint",
+                "--model",
                 str(run_dir),
                 "--out",
                 str(out),
@@ -87,14 +87,14 @@ def test_output_tiffs_name_their_axes_and_keep_large_label_ids(tmp_path):
 def test_predict_bad_inputs(run_dir, tmp_path, capsys):
     # files that fail while running: exit status 1, one line
     (tmp_path / "empty").mkdir()
-    assert main(["predict", str(tmp_path / "empty"), "--checkpoint", str(run_dir), "--out", str(tmp_path)]) == 1
+    assert main(["predict", str(tmp_path / "empty"), "--model", str(run_dir), "--out", str(tmp_path)]) == 1
     assert "holds no PNG or TIFF" in capsys.readouterr().err
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "rgb.png")
-    assert main(["predict", str(tmp_path / "rgb.png"), "--checkpoint", str(run_dir), "--out", str(tmp_path)]) == 1
+    assert main(["predict", str(tmp_path / "rgb.png"), "--model", str(run_dir), "--out", str(tmp_path)]) == 1
     assert "3 channel(s) but the model takes 1" in capsys.readouterr().err
     (tmp_path / "fake.pt").write_bytes(b"junk")
     assert (
-        main(["predict", str(tmp_path / "rgb.png"), "--checkpoint", str(tmp_path / "fake.pt"), "--out", str(tmp_path)])
+        main(["predict", str(tmp_path / "rgb.png"), "--model", str(tmp_path / "fake.pt"), "--out", str(tmp_path)])
         == 1
     )
     assert "not a readable checkpoint" in capsys.readouterr().err
@@ -103,7 +103,7 @@ def test_predict_bad_inputs(run_dir, tmp_path, capsys):
 def test_predict_labels_by_a_named_method_with_its_parameters(run_dir, isbi_dir, tmp_path, capsys):
     stack = tifffile.imread(isbi_dir / "test-volume.tif")[:1, :128, :128]
     tifffile.imwrite(tmp_path / "one.tif", stack, photometric="minisblack")
-    args = ["predict", str(tmp_path / "one.tif"), "--checkpoint", str(run_dir), "--precision", "fp32"]
+    args = ["predict", str(tmp_path / "one.tif"), "--model", str(run_dir), "--precision", "fp32"]
     assert main([*args, "--out", str(tmp_path / "mc"), "--labels", "multicut", "--label-param", "beta=0.4"]) == 0
     labels = tifffile.imread(tmp_path / "mc" / "one_labels.tif")
     # one slice: the stack's Z of length 1 is not kept by ImageJ or OME readers (the methods: test_instances.py)

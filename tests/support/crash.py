@@ -264,7 +264,7 @@ def train_argv(data: Path, out: Path, steps: int = STEPS, every: int = EVERY) ->
 def predict_argv(ckpt: Path, stacks: list[Path], out: Path) -> list[str]:
     return [
         "predict",
-        "--checkpoint",
+        "--model",
         str(ckpt),
         "--out",
         str(out),

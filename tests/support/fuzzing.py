@@ -316,7 +316,7 @@ NONSENSE = (
     "a,b",
     ",",
 )
-INFER_FLAGS = ("--precision", "--device", "--tile", "--batch-size", "--threads")
+INFER_FLAGS = ("--precision", "--device", "--tile", "--tile-batch", "--threads")
 TRAIN_FLAGS = (
     "--fold",
     "--folds",
@@ -556,7 +556,7 @@ def argvs(draw, ws: Workspace, case: Path, command: str | None = None) -> list[s
     if command in ("train", "demo", "cv"):
         data = draw(st.sampled_from((str(ws.data), str(ws.data), str(case / "fuzzdata"))) | paths)
         argv = [command, "--data", data, "--out", str(case / "out"), *TINY]
-        if command == "cv":  # cv's --folds is the list of folds to run; the fold count stays 2
+        if command == "cv":  # cv's --fold is the list of folds to run; the fold count stays 2
             argv = [
                 command,
                 "--data",
@@ -564,7 +564,7 @@ def argvs(draw, ws: Workspace, case: Path, command: str | None = None) -> list[s
                 "--out",
                 str(case / "out"),
                 *TINY[: TINY.index("--folds")],
-                "--folds",
+                "--fold",
                 draw(st.sampled_from(NONSENSE + ("0", "1", "0,1", "5"))),
             ]
         argv += _flags(draw, ws, case, TRAIN_FLAGS)
@@ -575,9 +575,9 @@ def argvs(draw, ws: Workspace, case: Path, command: str | None = None) -> list[s
         model = draw(
             st.sampled_from(
                 (
-                    ["--checkpoint", str(ws.run)],
-                    ["--checkpoint", str(ws.run)],
-                    ["--checkpoint", str(case / "fuzz.pt")],
+                    ["--model", str(ws.run)],
+                    ["--model", str(ws.run)],
+                    ["--model", str(case / "fuzz.pt")],
                     ["--model", str(case / "fuzz.png")],
                 )
             )
@@ -608,7 +608,7 @@ def argvs(draw, ws: Workspace, case: Path, command: str | None = None) -> list[s
         fmt = draw(st.sampled_from(("onnx", "program", "tflite", "")))
         out = draw(st.sampled_from((str(case / "m.onnx"), str(case / "m.pt2"), str(case / "m.txt"))) | paths)
         opset = draw(st.sampled_from(("18", "17")) | st.sampled_from(NONSENSE))
-        return ["export", "--checkpoint", ckpt, "--format", fmt, "--out", out, "--opset", opset]
+        return ["export", "--model", ckpt, "--format", fmt, "--out", out, "--opset", opset]
     if command == "bench":  # always one value that is refused before any work starts
         bad = draw(
             st.sampled_from(
@@ -618,7 +618,7 @@ def argvs(draw, ws: Workspace, case: Path, command: str | None = None) -> list[s
                     [
                         draw(
                             st.sampled_from(
-                                ("--depth", "--repeats", "--tile-size", "--batch-size", "--infer-batch", "--base-width")
+                                ("--depth", "--repeats", "--tile-size", "--batch-size", "--tile-batch", "--base-width")
                             )
                         ),
                         draw(st.sampled_from(("0", "-1", "-" + "9" * 30, "x", "", "nan"))),
@@ -1133,7 +1133,7 @@ VOLUME_FLAGS = {
     "--dtype": (("uint8", "float16", "float32"), ("int8", "")),
     "--format": (("auto", "ome-zarr", "tiff"), ("png",)),
     "--tile": (("60", "64", "76", "92", "44", "61"), ("0", "-1", "x", "1", "9000")),
-    "--batch-size": (("1", "2", "4"), ("0", "-1")),
+    "--tile-batch": (("1", "2", "4"), ("0", "-1")),
     "--compression": (("zstd", "lz4", "none"), ("gzip",)),
     "--ngff": (("0.5", "0.4"), ("0.6",)),
 }
@@ -1153,7 +1153,7 @@ def volume_argvs(draw, ws: "Workspace", case: Path, out: Path | None = None) -> 
         + (str(case / "missing.zarr"), str(ws.junk / "b.tif"), str(ws.text))
     )
     inputs = [draw(choices)] + ([draw(choices)] if draw(st.integers(0, 5)) == 0 else [])
-    argv = ["predict", *inputs, "--checkpoint", str(ws.run), "--out", str(out or case / "out"), "--device", "cpu"]
+    argv = ["predict", *inputs, "--model", str(ws.run), "--out", str(out or case / "out"), "--device", "cpu"]
     for name in draw(st.lists(st.sampled_from(sorted(VOLUME_FLAGS)), max_size=4, unique=True)):
         valid, invalid = VOLUME_FLAGS[name]
         argv += [name, draw(st.sampled_from(invalid if draw(st.integers(0, 4)) == 0 else valid))]
@@ -1629,17 +1629,17 @@ def _case(kind: str, ws: Workspace, case: Path, draw, limit: float) -> tuple[Out
             "predict": [
                 "predict",
                 str(case / "fuzz.png"),
-                "--checkpoint",
+                "--model",
                 str(case / "fuzz.pt"),
                 "--out",
                 str(case / "out"),
                 "--device",
                 "cpu",
             ],
-            "evaluate": ["evaluate", "--checkpoint", str(case / "fuzz.pt"), "--data", str(ws.data), "--device", "cpu"],
+            "evaluate": ["evaluate", "--model", str(case / "fuzz.pt"), "--data", str(ws.data), "--device", "cpu"],
             "export": [
                 "export",
-                "--checkpoint",
+                "--model",
                 str(case / "fuzz.pt"),
                 "--format",
                 "program",

@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from support import TINY_NET, tiny_config, write_pairs
 from PIL import Image
+from support import TINY_NET, tiny_config, write_pairs
 
 from biounet.cli import main
 from biounet.core.errors import ConfigError
@@ -59,7 +59,7 @@ def _mtimes(folder):
 
 @pytest.mark.slow
 def test_cv_resumes_a_killed_fold_and_keeps_the_finished_ones(isbi_dir, tmp_path):
-    """Fold 1 finishes; the same `cv --folds 1,2` is then SIGKILLed in fold 2 right after its step-2
+    """Fold 1 finishes; the same `cv --fold 1,2` is then SIGKILLed in fold 2 right after its step-2
     checkpoint (the engine's fault hook) and run again: fold 1 is neither retrained nor rewritten
     (only re-scored), fold 2 continues from its last.pt at step 2 (its steps 1-2 are not redone)
     and cv.json holds both folds."""
@@ -67,10 +67,10 @@ def test_cv_resumes_a_killed_fold_and_keeps_the_finished_ones(isbi_dir, tmp_path
 
     out = tmp_path / "cv"
     tiny = [*TINY, "--steps", "4", "--checkpoint-every", "2"]  # the later --steps wins
-    first = _cv_subprocess(["cv", "--data", str(isbi_dir), "--out", str(out), "--folds", "1", *tiny])
+    first = _cv_subprocess(["cv", "--data", str(isbi_dir), "--out", str(out), "--fold", "1", *tiny])
     assert first.returncode == 0, first.stderr
     fold1 = {k: v for k, v in _mtimes(out / "fold-1").items() if k != "evaluation.json"}
-    args = ["cv", "--data", str(isbi_dir), "--out", str(out), "--folds", "1,2", *tiny]
+    args = ["cv", "--data", str(isbi_dir), "--out", str(out), "--fold", "1,2", *tiny]
     killed = _cv_subprocess(args, **{FAULT_RANK: "0", FAULT_STEP: "2"})
     assert killed.returncode == -9, (killed.returncode, killed.stderr)  # SIGKILL, no clean-up ran
     assert "fold 1: trained (4 steps), evaluating" in killed.stdout and "fold 2: training" in killed.stdout
@@ -96,7 +96,7 @@ def test_cv_resumes_a_killed_fold_and_keeps_the_finished_ones(isbi_dir, tmp_path
 @pytest.mark.slow
 def test_cv_trains_evaluates_and_keeps_finished_folds(isbi_dir, tmp_path, capsys, monkeypatch):
     out = tmp_path / "cv"
-    args = ["cv", "--data", str(isbi_dir), "--out", str(out), "--folds", "1,2", *TINY]
+    args = ["cv", "--data", str(isbi_dir), "--out", str(out), "--fold", "1,2", *TINY]
     assert main(args) == 0
     summary = json.loads((out / "cv.json").read_text())
     assert set(summary["folds"]) == {"1", "2"}
@@ -143,7 +143,7 @@ def test_cv_scores_as_the_recipe_validates_and_once(isbi_dir, tmp_path):
     out = tmp_path / "cv"
     tiny = [a for a in TINY if a != "--no-validation"]
     assert (
-        main(["cv", "--data", str(isbi_dir), "--out", str(out), "--folds", "1", *tiny, "--val-every", "1", "--val-tta"])
+        main(["cv", "--data", str(isbi_dir), "--out", str(out), "--fold", "1", *tiny, "--val-every", "1", "--val-tta"])
         == 0
     )
     run = out / "fold-1"

@@ -1,13 +1,16 @@
 """The ``biounet`` command: parses options once and hands one config to the library.
 
 One module per command group (training.py: train, demo, cv; inference.py: evaluate, predict;
-export.py, bench.py, fetch.py, score.py, models.py), each with ``add_arguments`` and ``run``; the values of
-the command line are checked in checks.py (the training options: ``TrainConfig.validate``).
+export.py, bench.py, fetch.py, score.py, models.py), each with ``add_arguments`` and ``run``; the flags
+that several commands take are defined once in options.py (their vocabulary, and the old spellings kept
+for a release); the values of the command line are checked in checks.py (the training options:
+``TrainConfig.validate``).
 
 Subcommands: ``train``, ``demo`` (train on embedded synthetic EM-like data), ``cv``,
 ``evaluate``, ``predict``, ``export``, ``bench``, ``fetch``, ``score``, ``models``.
-User errors (bad options, missing files) print one line and exit 2; set BIOUNET_DEBUG=1 to see
-the traceback.
+User errors print one line and exit 2 (a bad command line: flags, values, configuration files) or 1
+(a failure while running: missing or damaged files, data, checkpoints); set BIOUNET_DEBUG=1 to see the
+traceback.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Callable
 
 from biounet import __version__
 from biounet.cli import bench, export, fetch, inference, models, score, training
+from biounet.cli.options import note_deprecated
 from biounet.core.errors import FAILURE, BiounetError, describe_os_error
 
 # One module per command group, each with ``add_arguments(sub)`` and ``run(args)``, in the order
@@ -45,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:
         group.add_arguments(sub)
+    for command in sub._name_parser_map.values():
+        note_deprecated(command)
     return parser
 
 
@@ -92,6 +98,7 @@ def _one_line(exc: BaseException) -> str:
     else:  # MemoryError
         text = (
             "out of memory: the input or the chosen sizes need more memory than this machine has; use "
-            "smaller images, a smaller --batch-size or --tile, or a machine with more memory"
+            "smaller images, a smaller --tile-batch or --tile (inference) or --batch-size (training), or a "
+            "machine with more memory"
         )
     return " ".join(text.split())

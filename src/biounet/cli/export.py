@@ -1,10 +1,12 @@
-"""``biounet export``: a checkpoint's network as ONNX, a torch.export program or a bioimage.io package."""
+"""``biounet export``: a model's network (``--model``: a checkpoint, run folder or built-in model) as
+ONNX, a torch.export program or a bioimage.io package."""
 
 from __future__ import annotations
 
 import argparse
 
-from biounet.cli.checks import check_opset
+from biounet.cli.checks import check_input, check_model_ref, check_opset
+from biounet.cli.options import model_options
 from biounet.io.fileio import check_output_file
 
 COMMANDS = ("export",)
@@ -13,17 +15,12 @@ COMMANDS = ("export",)
 def add_arguments(sub: argparse._SubParsersAction) -> None:
     ex = sub.add_parser(
         "export",
+        parents=[model_options(exported=False)],
         help="export a trained network to ONNX, a torch.export program or a bioimage.io package",
         description="Write the network of a checkpoint as ONNX (for onnxruntime, no PyTorch "
         "needed) or as a torch.export program (.pt2), with a dynamic batch, height "
         "and width and the preprocessing contract stored in the file; or as a bioimage.io model "
         "package (.zip: PyTorch state dict and ONNX weights, test tensors, cover, documentation).",
-    )
-    ex.add_argument(
-        "--checkpoint",
-        required=True,
-        metavar="CKPT_OR_RUN_DIR_OR_BUILTIN",
-        help="checkpoint file, a run folder (its best.pt, else last.pt), or a built-in model's name",
     )
     ex.add_argument(
         "--format",
@@ -50,18 +47,21 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from biounet.model.pretrained import builtin_path, is_builtin
+    from biounet.model.pretrained import builtin_path
 
+    kind = check_model_ref(args.model, exported=False, use="export")
     check_output_file(args.out, "--out")
     check_opset(args.opset, "onnx" if args.format == "bioimageio" else args.format)
+    if args.sample_image is not None:
+        check_input(args.sample_image, "--sample-image", "an 8-bit PNG or TIFF image, or omit it for a synthetic one")
     if args.format == "bioimageio":
         from biounet.deploy.bioimageio import write_package
 
-        path = write_package(args.checkpoint, args.out, args.opset, args.sample_image, args.author)
+        path = write_package(args.model, args.out, args.opset, args.sample_image, args.author)
     else:
         from biounet.deploy.export import export_model
 
-        checkpoint = builtin_path(args.checkpoint) if is_builtin(args.checkpoint) else args.checkpoint
+        checkpoint = builtin_path(args.model) if kind == "builtin" else args.model
         path = export_model(checkpoint, args.format, args.out, args.opset)
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     return 0

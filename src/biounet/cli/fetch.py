@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from biounet.cli.checks import check_timeout
+from biounet.cli.checks import check_timeout, check_url
 from biounet.io.fileio import check_output_dir
 
 COMMANDS = ("fetch",)
@@ -32,5 +32,6 @@ def run(args: argparse.Namespace) -> int:
     from biounet.data.fetch import fetch_isbi2012
 
     check_output_dir(args.dir, "DIR")
-    fetch_isbi2012(args.dir, urls=args.url, timeout=check_timeout(args.timeout))
+    urls = [check_url(url) for url in args.url] if args.url else None
+    fetch_isbi2012(args.dir, urls=urls, timeout=check_timeout(args.timeout))
     return 0

@@ -1,12 +1,13 @@
-"""``biounet evaluate`` and ``predict``: a checkpoint or an exported model, run overlap-tile."""
+"""``biounet evaluate`` and ``predict``: any model (``--model REF``), run overlap-tile."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from biounet.cli.checks import check_inference_options, checked_fold
-from biounet.cli.volumes import add_volume_options, is_volume_input, predict_volumes, progress_bar, volume_settings
+from biounet.cli.checks import check_inference_options, check_input, check_model_ref, checked_fold
+from biounet.cli.options import inference_options, model_options, runtime_options
+from biounet.cli.volumes import add_volume_options, predict_volumes, progress_bar, volume_run, volume_settings
 from biounet.core.config import TrainConfig
 from biounet.core.errors import ConfigError
 from biounet.evaluation.metrics import CHALLENGE_METRICS, REPORTED_METRICS
@@ -14,23 +15,32 @@ from biounet.instances.methods import METHODS as INSTANCE_METHODS
 from biounet.io.fileio import check_output_dir, check_output_file, write_json
 
 COMMANDS = ("evaluate", "predict")
+DATA_FITS = "the ISBI 2012 folder, a folder with images/ and masks/, or an image volume (with --masks)"
+MASKS_FITS = "the label volume of --data (PATH.zarr, PATH.h5:/DATASET or PATH.tif)"
 
 
 def add_arguments(sub: argparse._SubParsersAction) -> None:
+    shared = [model_options(exported=True), runtime_options(training=False), inference_options()]
     ev = sub.add_parser(
         "evaluate",
+        parents=shared,
         help="segment a fold's validation images and score them",
         description="Segment the held-out images of a fold at full resolution (overlap-tile) "
         "and write the metrics report.",
     )
-    _model_options(ev)
     ev.add_argument(
         "--data",
         required=True,
+        metavar="PATH",
         help="the ISBI 2012 folder, a folder of image/mask pairs, or an image volume (PATH.zarr, PATH.h5:/DATASET, "
         "PATH.tif) with --masks",
     )
-    ev.add_argument("--masks", default=None, help="the label volume of an image volume in --data (same z, y, x shape)")
+    ev.add_argument(
+        "--masks",
+        default=None,
+        metavar="PATH",
+        help="the label volume of an image volume in --data (same z, y, x shape)",
+    )
     ev.add_argument(
         "--fold",
         default=None,
@@ -40,20 +50,18 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--json", metavar="FILE", help="write the report here (default: print only)")
     ev.add_argument("--allow-train-slices", action="store_true", help="score even images the checkpoint was trained on")
     _label_options(ev, "also score the instances made by METHOD (their one-pixel boundaries, the challenge's way)")
-    _inference_options(ev)
     pr = sub.add_parser(
         "predict",
+        parents=shared,
         help="segment images with a trained model",
         description="Segment images at full resolution. Writes per input <stem>_membrane.tif "
         "(float32 (Z, H, W) membrane probability; <stem>_probs.tif (Z, C, H, W) for "
         "more classes) and <stem>_mask.tif (hard mask: 255 = cell, 0 = membrane).",
     )
-    pr.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, multi-page TIFF, or folder")
-    _model_options(pr)
-    pr.add_argument("--out", required=True, help="output folder")
+    pr.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, multi-page TIFF, folder, or volume")
+    pr.add_argument("--out", required=True, metavar="DIR", help="output folder")
     _label_options(pr, "also write <stem>_labels.tif: uint32 cell instances by METHOD")
     pr.add_argument("--overlay", action="store_true", help="also write PNGs of the image with predicted membranes")
-    _inference_options(pr)
     add_volume_options(pr)
 
 
@@ -80,52 +88,27 @@ def _label_options(p: argparse.ArgumentParser, what: str) -> None:
     )
 
 
-def _model_options(p: argparse.ArgumentParser) -> None:
-    group = p.add_mutually_exclusive_group(required=True)
-    group.add_argument(
-        "--checkpoint", metavar="CKPT_OR_RUN_DIR", help="checkpoint file, or a run folder (its best.pt, else last.pt)"
-    )
-    group.add_argument(
-        "--model",
-        metavar="FILE",
-        help="a built-in model (`biounet models`), or a file written by `biounet export`: .onnx (run by "
-        "onnxruntime, no PyTorch needed), .pt2, or .zip (a bioimage.io package)",
-    )
+def _open_model(args: argparse.Namespace) -> tuple[Any, TrainConfig, dict[str, Any]]:
+    """(predictor, config, description) of ``--model``, as any command that runs a model opens it."""
+    from biounet.models import open_model
 
-
-def _inference_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--precision",
-        default="auto",
-        choices=["auto", "bf16", "fp16", "fp32"],
-        help="autocast precision (default: auto, as training)",
-    )
-    p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto)")
-    p.add_argument("--tta", action="store_true", help="average the 8 flips/rotations (8x the compute)")
-    p.add_argument(
-        "--tile", type=int, default=None, help="input tile side (default: the geometry that wastes least compute)"
-    )
-    p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default: 4)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: one per core)")
-
-
-def _prepare_inference(args: argparse.Namespace) -> tuple[Any, TrainConfig, dict[str, Any]]:
-    check_inference_options(args)
-    from biounet.models import open_model, requested_kind
-
-    kind = requested_kind(args.model)  # --model '' or a file of another kind: the exporter's message says what fits
-    ref = args.checkpoint if args.model is None else args.model
-    return open_model(ref, args.device, args.precision, args.threads, kind=kind)
+    kind = check_model_ref(args.model)
+    return open_model(args.model, args.device, args.precision, args.threads, kind=kind)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from biounet.data import kfold_split, open_dataset
-    from biounet.evaluation.evaluate import check_not_training_slices, evaluate_images, untrained_indices
+    from biounet.evaluation.evaluate import check_not_training_slices, untrained_indices
     from biounet.segment.inference import describe_predictor
 
+    check_inference_options(args)
     if args.json:
         check_output_file(args.json, "--json")
-    predictor, cfg, ckpt = _prepare_inference(args)
+    check_input(args.data, "--data", DATA_FITS)
+    if args.masks is not None:
+        check_input(args.masks, "--masks", MASKS_FITS)
+    label_params = _label_params(args)
+    predictor, cfg, ckpt = _open_model(args)
     fold = checked_fold(args.fold if args.fold is not None else cfg.fold, cfg.folds)
     data = open_dataset(args.data, cfg.classes, cfg.in_channels, cfg.ignore_value, cfg.mask_threshold, args.masks)
     if fold == "none":  # a separate labelled set: every image the model was not trained on
@@ -138,25 +121,42 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     if not args.allow_train_slices and not (fold == "none" and ckpt.get("train_digests")):
         check_not_training_slices(ckpt, cfg, data, args.data, val)
     print(f"evaluating {ckpt['path']} (step {ckpt['step']}) on fold {fold}: {len(val)} images", flush=True)
-    bar = progress_bar(len(val), "image")
+    report = _score(args, predictor, cfg, data, val, label_params)
+    report.update(checkpoint=ckpt["path"], step=ckpt["step"], fold=fold, tta=args.tta, **describe_predictor(predictor))
+    _print_report(report)
+    if args.json:
+        write_json(report, args.json)
+        print(f"report written to {args.json}")
+    return 0
+
+
+def _score(
+    args: argparse.Namespace, predictor: Any, cfg: TrainConfig, data: Any, val: list[int], label_params: dict[str, Any]
+) -> dict[str, Any]:
+    """Segment and score the images ``val`` of ``data``, on a progress bar where one shows."""
+    from biounet.evaluation.evaluate import evaluate_images
+
+    bar = progress_bar(len(val), "image", args.progress)
     try:
-        report = evaluate_images(
+        return evaluate_images(
             predictor,
             data,
             val,
             cfg.depth,
             cfg.padding,
             args.tile,
-            args.batch_size,
+            args.tile_batch,
             args.tta,
             progress=(lambda n: bar.update(n - bar.n)) if bar else None,
             labels=args.labels,
-            label_params=_label_params(args),
+            label_params=label_params,
         )
     finally:
         if bar:
             bar.close()
-    report.update(checkpoint=ckpt["path"], step=ckpt["step"], fold=fold, tta=args.tta, **describe_predictor(predictor))
+
+
+def _print_report(report: dict[str, Any]) -> None:
     for key in REPORTED_METRICS:
         if key in report:
             print(f"{key:15s} {report[key]:.4f}")
@@ -169,27 +169,36 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         for key in [*CHALLENGE_METRICS, "object_f1", "object_matched_iou", "object_foreground_iou"]:
             if key in inst:
                 print(f"  {key:13s} {inst[key]:.4f}")
-    if args.json:
-        write_json(report, args.json)
-        print(f"report written to {args.json}")
-    return 0
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from biounet.segment.predict import list_inputs, predict_files
+    from biounet.segment.predict import list_inputs
+    from biounet.segment.volumes import open_volumes, output_format
 
+    check_inference_options(args)
     check_output_dir(args.out, "--out")
-    volumes = [item for item in args.inputs if is_volume_input(item, args.format)]
+    label_params = _label_params(args)
+    volumes = [item for item in args.inputs if output_format(item, args.format) == "ome-zarr"]
     files = list_inputs([item for item in args.inputs if item not in volumes])
-    settings = volume_settings(args, _label_params(args)) if volumes else None
-    predictor, cfg, ckpt = _prepare_inference(args)
-    if volumes:
-        predict_volumes(volumes, predictor, cfg, ckpt, args, settings)
-    elif args.dask_workers or args.scheduler:
+    if not volumes and (args.dask_workers or args.scheduler):
         raise ConfigError("--dask-workers and --scheduler run volumes block-wise; add --format ome-zarr")
-    if not files:
-        return 0
-    bar = progress_bar(0, "slice")
+    settings = volume_settings(args, label_params) if volumes else None
+    opened = open_volumes(volumes, volume_run(args)) if volumes else []  # every input checked before any work
+    predictor, cfg, ckpt = _open_model(args)
+    if opened:
+        predict_volumes(opened, predictor, cfg, ckpt, args, settings)
+    if files:
+        _predict_files(args, files, predictor, cfg, label_params)
+    return 0
+
+
+def _predict_files(
+    args: argparse.Namespace, files: list[Any], predictor: Any, cfg: TrainConfig, label_params: dict[str, Any]
+) -> None:
+    """The inputs read whole: TIFFs (and PNGs) out, on a progress bar of slices where one shows."""
+    from biounet.segment.predict import predict_files
+
+    bar = progress_bar(0, "slice", args.progress)
     try:
         predict_files(
             files,
@@ -197,18 +206,17 @@ def _run_predict(args: argparse.Namespace) -> int:
             cfg,
             args.out,
             args.tile,
-            args.batch_size,
+            args.tile_batch,
             args.tta,
             args.labels,
             args.overlay,
             log=bar.write if bar else print,
             progress=bar.update if bar else None,
-            label_params=_label_params(args),
+            label_params=label_params,
         )
     finally:
         if bar:
             bar.close()
-    return 0
 
 
 def _label_params(args: argparse.Namespace) -> dict[str, Any]:

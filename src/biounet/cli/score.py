@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from biounet.cli.checks import parse_indices
+from biounet.cli.checks import check_input, parse_indices
 from biounet.evaluation.metrics import CHALLENGE_METRICS
 from biounet.io.fileio import check_output_file, write_json
 
@@ -20,8 +20,8 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
         "2012 challenge's pixel error, V_rand and V_info, as its Fiji code "
         "computes them.",
     )
-    score.add_argument("labels", help="label TIFF: (Z, H, W), cell where the value is above 0")
-    score.add_argument("probs", help="probability TIFF: (Z, H, W) float in [0, 1] or uint8 0..255")
+    score.add_argument("labels", metavar="LABELS", help="label TIFF: (Z, H, W), cell where the value is above 0")
+    score.add_argument("probs", metavar="PROBS", help="probability TIFF: (Z, H, W) float in [0, 1] or uint8 0..255")
     score.add_argument(
         "--polarity",
         choices=["membrane", "cell"],
@@ -38,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     indices = parse_indices(args.indices)
     if args.json:
         check_output_file(args.json, "--json")
+    check_input(args.labels, "LABELS", "the (Z, H, W) label TIFF to score against")
+    check_input(args.probs, "PROBS", "the (Z, H, W) probability TIFF to score")
     report = score_files(args.labels, args.probs, indices, args.polarity)
     for key in CHALLENGE_METRICS:
         print(f"{key:12s} {report[key]:.4f}  (threshold {report['thresholds'][key]:g})")

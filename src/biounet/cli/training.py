@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from biounet.cli.options import add_config_arguments, resolve
+from biounet.cli.checks import check_training_paths
+from biounet.cli.options import RUNTIME_FIELDS, add_config_arguments, deprecated, resolve, runtime_options
 from biounet.core.config import TrainConfig
 from biounet.core.errors import ConfigError
 from biounet.io.fileio import check_output_dir
@@ -31,8 +32,8 @@ DEMO_IMAGES, DEMO_SIZE = 12, 256
 def _train_parser(
     sub: argparse._SubParsersAction, name: str, defaults: TrainConfig, help_text: str, description: str
 ) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, help=help_text, description=description)
-    add_config_arguments(p, defaults)
+    p = sub.add_parser(name, parents=[runtime_options(training=True)], help=help_text, description=description)
+    add_config_arguments(p, defaults, skip=RUNTIME_FIELDS)
     return p
 
 
@@ -57,18 +58,29 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     )
     cv = sub.add_parser(
         "cv",
+        parents=[runtime_options(training=True)],
         help="cross-validation: train and evaluate the folds in turn",
         description="Train and evaluate the folds in turn (each in OUT/fold-K, resumable), "
         "then write OUT/cv.json and OUT/cv.md. Every train option applies.",
     )
-    add_config_arguments(cv, TrainConfig(), skip=("fold", "folds"))
+    # the number of folds is the config key `folds` (default 5): cv's old --folds was the list, and keeps
+    # that meaning for one release
+    add_config_arguments(cv, TrainConfig(), skip=("fold", "folds", *RUNTIME_FIELDS))
     cv.add_argument(
-        "--folds",
+        "--fold",
         dest="fold_list",
         default="0,1,2,3,4",
         metavar="LIST",
         help="comma-separated folds to run (default: 0,1,2,3,4; the number of folds is the "
         "config key `folds`, default 5)",
+    )
+    deprecated(
+        cv,
+        "--folds",
+        "--fold",
+        dest="fold_list",
+        hint=" (the folds to run; the number of folds is the config key `folds`)",
+        metavar="LIST",
     )
     cv.add_argument(
         "--labels",
@@ -88,6 +100,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from biounet.train.engine import train
 
     cfg, explicit = resolve(args, TrainConfig())
+    check_training_paths(cfg)
     train(cfg, explicit)
     return 0
 
@@ -98,6 +111,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     from biounet.train.runsetup import check_new_run_dir
 
     cfg, explicit = resolve(args, DEMO_PRESET)
+    check_training_paths(cfg)
     if not cfg.resume:
         out = Path(cfg.out) if cfg.out else Path("runs") / (cfg.name or "demo")
         check_new_run_dir(out)  # before the synthetic images are written into it
@@ -119,6 +133,7 @@ def _run_cv(args: argparse.Namespace) -> int:
     if not cfg.out:
         raise ConfigError("--out is required: the folder that receives fold-K/ runs, cv.json and cv.md")
     check_output_dir(cfg.out, "--out")
+    check_training_paths(cfg)
     folds = parse_folds(fold_list, cfg.folds)
     methods = parse_methods(labels) if labels is not None else None
     if methods and (len(folds) < 2 or cfg.classes != 2):
