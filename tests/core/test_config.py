@@ -1,13 +1,12 @@
 import argparse
 import re
-from pathlib import Path
 
 import pytest
+from support import ROOT
 
 from biounet.cli.options import add_config_arguments, resolve
 from biounet.core.config import TrainConfig, from_dict, load_yaml, to_yaml
 from biounet.core.errors import ConfigError
-from support import ROOT
 
 
 def _parse(argv, defaults=TrainConfig()):
