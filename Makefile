@@ -16,7 +16,7 @@ BIN := $(VENV)/bin
 $(BIN)/.biounet-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH)"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,onnx,export,bioimageio,napari]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,onnx,export,bioimageio,napari,serve]'
 	touch $@
 
 setup: $(BIN)/.biounet-installed

@@ -124,8 +124,7 @@ def test_evaluate_refuses_training_slices(run_dir, isbi_dir, capsys):
     assert main(["evaluate", "--model", str(run_dir), "--data", str(isbi_dir), "--fold", "0"]) == 2
     assert "--allow-train-slices" in capsys.readouterr().err
     assert (
-        main(["evaluate", "--model", str(run_dir), "--data", str(isbi_dir), "--fold", "0", "--allow-train-slices"])
-        == 0
+        main(["evaluate", "--model", str(run_dir), "--data", str(isbi_dir), "--fold", "0", "--allow-train-slices"]) == 0
     )
 
 

@@ -94,8 +94,7 @@ def test_predict_bad_inputs(run_dir, tmp_path, capsys):
     assert "3 channel(s) but the model takes 1" in capsys.readouterr().err
     (tmp_path / "fake.pt").write_bytes(b"junk")
     assert (
-        main(["predict", str(tmp_path / "rgb.png"), "--model", str(tmp_path / "fake.pt"), "--out", str(tmp_path)])
-        == 1
+        main(["predict", str(tmp_path / "rgb.png"), "--model", str(tmp_path / "fake.pt"), "--out", str(tmp_path)]) == 1
     )
     assert "not a readable checkpoint" in capsys.readouterr().err
 

@@ -25,10 +25,11 @@ from biounet import __version__
 from biounet.cli import bench, export, fetch, inference, models, score, training
 from biounet.cli.options import note_deprecated
 from biounet.core.errors import FAILURE, BiounetError, describe_os_error
+from biounet.integrations.service import command as serve
 
 # One module per command group, each with ``add_arguments(sub)`` and ``run(args)``, in the order
 # of ``biounet --help``.
-GROUPS = (training, inference, export, bench, fetch, score, models)
+GROUPS = (training, inference, export, bench, fetch, score, models, serve)
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     name: group.run for group in GROUPS for name in group.COMMANDS
 }
