@@ -143,3 +143,33 @@ def test_what_is_not_a_zarr_group_has_no_attributes(tmp_path):
     for damaged in ("{not json", "[1, 2]", json.dumps({"node_type": "group", "attributes": [1]}), "\udcff"):
         (v3 / "zarr.json").write_bytes(damaged.encode("utf-8", "surrogateescape"))
         assert read_zarr_attrs(v3) is None, damaged
+
+
+def test_declared_shape_reads_headers_of_paths_and_bytes_without_decoding(tmp_path):
+    import io
+
+    import numpy as np
+    import tifffile
+    from PIL import Image
+
+    from biounet.io.metadata import declared_shape
+
+    tifffile.imwrite(tmp_path / "s.tif", np.zeros((3, 5, 7), np.uint16))
+    assert declared_shape(tmp_path / "s.tif", "tiff") == ((3, 5, 7), np.dtype(np.uint16))
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(buffer, format="PNG")
+    assert declared_shape(io.BytesIO(buffer.getvalue()), "png") == ((4, 6, 3), np.dtype(np.uint8))
+
+
+def test_a_tiff_declaring_more_strips_than_it_lists_is_refused_by_its_header(tmp_path):
+    import numpy as np
+    import pytest
+    from support.fuzzing import encode_tiff, patch_tiff_tags
+
+    from biounet.core.errors import DataError
+    from biounet.io.metadata import declared_shape
+
+    path = tmp_path / "damaged.tif"  # a 4 x 1 bilevel TIFF whose header says 2**20 one-row strips
+    path.write_bytes(patch_tiff_tags(encode_tiff(np.zeros((4, 1), bool), shaped=False), {257: 2**20, 278: 1}))
+    with pytest.raises(DataError, match="declares 1048576 strips or tiles but lists 1"):
+        declared_shape(path, "tiff")

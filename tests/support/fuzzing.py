@@ -1550,18 +1550,9 @@ class Finding:
 # expected failure until its bug is fixed and then fails the suite (XPASS) until the entry and the xfail
 # are removed. The fuzz tests never leave an input out: one that ends in a known finding fails them like
 # any other; the long run counts them as failures, marked "known".
-KNOWN_FINDINGS = (  # V1-V6 (damaged volume metadata), R1 (a 4300-digit --roi bound), O1 (a damaged
-    # output chunk while the pyramid is built) are fixed: each is now a one-line DataError/ConfigError
-    Finding(
-        "I1",
-        "read_image_file",
-        "tifffile.imread",
-        ("MemoryError",),
-        "a 1-bit TIFF whose header declares a tall page in far more strips than it holds offsets for (found: "
-        "ImageLength 1862270978): read_image_file's memory check counts the pixels only, then tifffile builds "
-        "a tuple of every strip index (8 bytes and an int object each) before it notices the one StripOffsets "
-        "entry; under a memory cap a MemoryError escapes instead of a DataError",
-    ),
+KNOWN_FINDINGS: tuple[Finding, ...] = (  # none open. Fixed, each now a one-line error: V1-V6 (damaged volume
+    # metadata), R1 (a 4300-digit --roi bound), O1 (a damaged output chunk while the pyramid is built), I1 (a TIFF
+    # declaring far more strips than it lists: read_image_file's header check compares the two)
 )
 
 

@@ -21,6 +21,7 @@ from PIL import Image
 
 from biounet.core.errors import DataError
 from biounet.core.system import available_ram_bytes
+from biounet.io.metadata import declared_shape
 
 LOG = logging.getLogger("biounet")
 _SAID: set[str] = set()  # notices already given in this process (see say_once)
@@ -43,20 +44,6 @@ class SegmentationData:
 
     def __len__(self) -> int:
         return len(self.images)
-
-
-def _declared(path: Path) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and pixel type a file's header declares, read without decoding the pixels."""
-    if path.suffix.lower() in (".tif", ".tiff"):
-        with tifffile.TiffFile(path) as tif:
-            if not tif.series:
-                raise DataError(f"{path} holds no image")
-            series = tif.series[0]
-            return tuple(series.shape), np.dtype(series.dtype)
-    with Image.open(path) as img:
-        bands = len(img.getbands())
-        dtype = np.dtype(np.uint16 if img.mode.startswith("I;16") else np.int32 if img.mode in ("I", "F") else np.uint8)
-        return (img.height, img.width) + ((bands,) if bands > 1 else ()), dtype
 
 
 def check_fits_in_memory(shape: tuple[int, ...], dtype: np.dtype, name: str) -> None:
@@ -398,3 +385,7 @@ def read_dataset(
         f"{folder} is neither an ISBI 2012 folder ({ISBI_FILES['images']}, "
         f"{ISBI_FILES['labels']}) nor a folder with images/ and masks/ subfolders"
     )
+
+
+def _declared(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    return declared_shape(path, "tiff" if path.suffix.lower() in (".tif", ".tiff") else "image")

@@ -12,7 +12,11 @@ import math
 import warnings
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
-from typing import Any, NamedTuple, TypeGuard
+from typing import Any, BinaryIO, NamedTuple, TypeGuard
+
+import numpy as np
+
+from biounet.core.errors import DataError
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 # every spelling of micrometre met in headers: ImageJ's own, ASCII, the micro sign and the Greek mu, and the
@@ -178,3 +182,39 @@ def read_zarr_attrs(path: str | Path) -> dict[str, Any] | None:
     except (OSError, ValueError):  # a damaged file, or one that is not UTF-8 (UnicodeDecodeError)
         return None
     return dict(attrs) if isinstance(attrs, dict) else None
+
+
+def declared_shape(source: str | Path | BinaryIO, fmt: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and pixel type the header of a TIFF (``fmt`` "tiff") or another image (``fmt`` "png", or
+    "image" for whatever PIL recognises) declares, nothing decoded; ``source`` is a path or a binary file
+    object. A TIFF without pages, or one whose first page lists fewer strips than it declares, is a
+    DataError."""
+    if fmt == "tiff":
+        import tifffile
+
+        with tifffile.TiffFile(source) as tif:
+            if not tif.series:
+                raise DataError(f"{_name(source)} holds no image; save it with at least one page")
+            series = tif.series[0]
+            shape = tuple(int(n) for n in series.shape)
+            if min(shape, default=0) > 0:  # an empty page has no strips to count (the callers refuse it)
+                page = tif.pages.first
+                # a damaged header may declare far more strips than it lists offsets for; decoding would first
+                # build a tuple of every declared strip (found by the fuzzer: 1.8e9 of them, a MemoryError)
+                declared, listed = math.prod(page.chunked), len(page.dataoffsets)
+                if declared != listed:
+                    raise DataError(
+                        f"{_name(source)} is damaged: its header declares {declared} strips or tiles but lists "
+                        f"{listed}; save the image again from its source"
+                    )
+            return shape, np.dtype(series.dtype)
+    from PIL import Image
+
+    with Image.open(source, formats=["PNG"] if fmt == "png" else None) as img:
+        bands = len(img.getbands())
+        dtype = np.dtype(np.uint16 if img.mode.startswith("I;16") else np.int32 if img.mode in ("I", "F") else np.uint8)
+        return (img.height, img.width) + ((bands,) if bands > 1 else ()), dtype
+
+
+def _name(source: str | Path | BinaryIO) -> str:
+    return str(source) if isinstance(source, (str, Path)) else "the image"

@@ -14,6 +14,7 @@ import numpy as np
 
 from biounet.core.errors import DataError
 from biounet.data.readers import check_fits_in_memory
+from biounet.io.metadata import declared_shape
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # classic TIFF (42) and BigTIFF (43), little- and big-endian
@@ -58,24 +59,6 @@ def sniff_format(data: bytes) -> str:
     )
 
 
-def _declared(data: bytes, fmt: str) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and pixel type from the header; nothing is decoded."""
-    if fmt == "tiff":
-        import tifffile
-
-        with tifffile.TiffFile(io.BytesIO(data)) as tif:
-            if not tif.series:
-                raise UploadError(415, "the TIFF holds no image; send a TIFF with at least one page")
-            series = tif.series[0]
-            return tuple(int(n) for n in series.shape), np.dtype(series.dtype)
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data), formats=["PNG"]) as img:
-        bands = len(img.getbands())
-        dtype = np.dtype(np.uint16 if img.mode.startswith("I;16") else np.int32 if img.mode in ("I", "F") else np.uint8)
-        return (img.height, img.width) + ((bands,) if bands > 1 else ()), dtype
-
-
 def check_upload(data: bytes, max_values: int) -> Upload:
     """The :class:`Upload` of ``data``, or an :class:`UploadError`: 415 for what is not a readable PNG or
     TIFF header, 413 for an image that declares more than ``max_values`` pixel values (width x height x
@@ -86,9 +69,9 @@ def check_upload(data: bytes, max_values: int) -> Upload:
     try:
         with warnings.catch_warnings():  # PIL warns of large images and odd metadata: the checks below decide
             warnings.simplefilter("ignore")
-            shape, dtype = _declared(data, fmt)
-    except UploadError:
-        raise
+            shape, dtype = declared_shape(io.BytesIO(data), fmt)
+    except DataError as exc:
+        raise UploadError(415, str(exc)) from None
     except Image.DecompressionBombError:
         raise UploadError(413, f"the {fmt.upper()} declares more pixels than can be decoded safely") from None
     except Exception as exc:  # the decoders raise many types for a damaged header (struct.error, ValueError...)
