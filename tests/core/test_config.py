@@ -89,7 +89,24 @@ SHIPPED = sorted((ROOT / "configs").glob("*.yaml"))
 
 
 def test_the_repository_ships_its_recipes():
-    assert {p.name for p in SHIPPED} >= {"seed.yaml", "isbi-cpu.yaml", "isbi-best.yaml"}
+    assert {p.name for p in SHIPPED} >= {
+        "seed.yaml",
+        "isbi-cpu.yaml",
+        "isbi-best.yaml",
+        "isbi-aff-cpu.yaml",
+        "isbi-aff-gpu.yaml",
+    }
+
+
+def test_the_affinity_recipes_are_the_cpu_recipe_with_affinities_and_context():
+    """isbi-aff-cpu.yaml changes the CPU recipe only where docs/training.md says: the affinities, the context
+    sections and the number of steps (the 2-hour budget)."""
+    cpu, aff = load_yaml(ROOT / "configs" / "isbi-cpu.yaml"), load_yaml(ROOT / "configs" / "isbi-aff-cpu.yaml")
+    changed = {k for k in set(cpu) | set(aff) if cpu.get(k) != aff.get(k)}
+    assert changed == {"affinities", "context", "steps", "val_every"}
+    assert (aff["affinities"], aff["context"]) == ("mws12", 1)
+    gpu = from_dict(load_yaml(ROOT / "configs" / "isbi-aff-gpu.yaml")).validate()
+    assert (gpu.affinities, gpu.context, gpu.base_width) == ("mws12", 1, 64)
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
@@ -115,6 +132,12 @@ SCHEMA_KEYS = {
     "weight_decay lr_schedule warmup_steps precision device threads compile workers seed "
     "dist_timeout out name log_every checkpoint_every keep_checkpoints validation val_every val_tta "
     "progress resume init_from",
+    4: "data masks fold folds ignore_value mask_threshold base_width depth padding batch_norm in_channels classes "
+    "context tile_size flip rotate90 elastic elastic_sigma elastic_grid brightness contrast border_weight "
+    "border_sigma class_balance dice_loss_weight affinities membrane_mode affinity_loss affinity_weight steps "
+    "batch_size micro_batch_size memory_gib lr weight_decay lr_schedule warmup_steps precision device threads "
+    "compile workers seed dist_timeout out name log_every checkpoint_every keep_checkpoints validation val_every "
+    "val_tta progress resume init_from",
 }
 
 
@@ -170,3 +193,38 @@ def test_a_config_that_is_not_utf8_is_a_config_error(tmp_path, text):
     path.write_bytes(text)
     with pytest.raises(ConfigError, match="is not valid YAML"):
         load_yaml(path)
+
+
+def test_a_version_3_config_gets_the_2d_network_without_affinities():
+    from biounet.core.config import VERSION_KEY
+
+    cfg = from_dict({VERSION_KEY: 3, "steps": 9, "classes": 2})
+    assert cfg == TrainConfig(steps=9)
+    assert (cfg.context, cfg.affinities, cfg.membrane_mode, cfg.affinity_loss, cfg.affinity_weight) == (
+        0,
+        "none",
+        "grow",
+        "dice",
+        1.0,
+    )
+
+
+@pytest.mark.parametrize(
+    "changes,match",
+    [
+        (dict(affinities="mws12", classes=3), "--affinities mws12 needs two-class masks.*use --affinities none"),
+        (dict(affinities="mws24"), "--affinities must be one of none, mws12"),
+        (dict(context=-1), "--context must not be negative"),
+        (dict(affinity_weight=-0.5), "--affinity-weight must not be negative"),
+        (dict(affinity_loss="bce"), "--affinity-loss must be one of dice, dice\\+bce"),
+        (dict(membrane_mode="drop"), "--membrane-mode must be one of grow, keep"),
+    ],
+)
+def test_affinity_and_context_options_are_checked(changes, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**changes).validate()
+
+
+def test_num_classes_names_the_class_channels():
+    assert TrainConfig(classes=3).num_classes == 3
+    assert TrainConfig(affinities="mws12").validate().num_classes == 2

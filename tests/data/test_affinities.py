@@ -242,3 +242,17 @@ def test_boundary_and_affinity_checks():
         check_affinities(bad, ((-1, 0), (0, -1)))
     with pytest.raises(DataError, match=r"range over \[0, 3\].*sigmoid"):
         check_affinities(np.arange(2 * 4 * 4).reshape(2, 4, 4) % 4, ((-1, 0), (0, -1)))
+
+
+def test_the_offset_sets_are_the_configs_choices():
+    from dataclasses import fields
+
+    from biounet.core.config import TrainConfig
+    from biounet.data.affinities import OFFSET_SETS, offsets_for, output_channels
+
+    choices = next(f for f in fields(TrainConfig) if f.name == "affinities").metadata["choices"]
+    assert tuple(OFFSET_SETS) == choices
+    assert offsets_for("none") == () and offsets_for("mws12") == DEFAULT_OFFSETS
+    assert output_channels(TrainConfig()) == 2 and output_channels(TrainConfig(affinities="mws12")) == 14
+    with pytest.raises(ConfigError, match="'mws9' is not an offset set; choose one of none, mws12"):
+        offsets_for("mws9")

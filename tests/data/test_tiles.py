@@ -55,3 +55,90 @@ def test_padded_copies_are_kept_boundedly_and_samples_do_not_change():
     for k, sample in enumerate(first):
         for got, expected in zip(sampler(k), sample):
             np.testing.assert_array_equal(got, expected)
+
+
+# --- affinity targets and context sections ---------------------------------------------------------
+
+NEAR = ((-1, 0), (0, -1))
+
+
+def _affinity_sampler(data, augment, **kwargs):
+    from biounet.data.affinities import DEFAULT_OFFSETS
+
+    kwargs.setdefault("offsets", DEFAULT_OFFSETS)
+    return TileSampler(data, list(range(len(data))), 92, 52, augment, seed=3, **kwargs)
+
+
+@pytest.mark.parametrize("augment", [AugmentConfig(), OFF], ids=["augmented", "plain"])
+def test_affinities_leave_the_samples_draws_unchanged(isbi_data, augment):
+    """The affinity targets add no draw: image, mask and weight are those of a sampler without them."""
+    plain = TileSampler(isbi_data, list(range(30)), 92, 52, augment, seed=3)
+    with_aff = _affinity_sampler(isbi_data, augment)
+    for k in (0, 7, 123):
+        a, b = plain(k), with_aff(k)
+        assert len(a) == 3 and len(b) == 5
+        for x, y in zip(a, b[:3]):
+            np.testing.assert_array_equal(x, y)
+        targets, valid = b[3:]
+        assert targets.shape == valid.shape == (12, 52, 52)
+        assert targets.dtype == np.float32 and valid.dtype == np.uint8
+        assert not targets[valid == 0].any()
+
+
+@pytest.mark.parametrize("augment", [AugmentConfig(), OFF], ids=["augmented", "plain"])
+def test_affinity_targets_follow_the_augmented_mask(isbi_data, augment):
+    """With the membrane kept as an object, a nearest-neighbour edge is 1 between two membrane pixels and 0
+    between membrane and cell: the instance labels were warped, flipped and rotated exactly as the mask."""
+    sampler = _affinity_sampler(isbi_data, augment, offsets=NEAR, membrane_mode="keep")
+    for k in range(6):
+        _, mask, _, targets, valid = sampler(k)
+        for c, (dy, dx) in enumerate(NEAR):
+            p, q = mask[-dy:, -dx:], mask[: mask.shape[0] + dy, : mask.shape[1] + dx]
+            t, v = targets[c][-dy:, -dx:], valid[c][-dy:, -dx:]
+            assert v.any()
+            assert not t[(v > 0) & (p != q)].any()  # membrane next to cell
+            assert t[(v > 0) & (p == 0) & (q == 0)].all()  # membrane next to membrane
+
+
+def test_edges_leaving_the_image_or_touching_ignored_pixels_have_no_target():
+    mask = np.ones((40, 40), np.int16)
+    mask[:, 20] = 0  # a membrane line between two cells
+    mask[5:8, 30:33] = -1  # ignored
+    image = np.zeros((1, 40, 40), np.float32)
+    data = SegmentationData([image], [mask], ["a"])
+    strong = AugmentConfig(flip=False, rotate90=False, elastic=True, elastic_sigma=30, brightness=0, contrast=0)
+    sampler = TileSampler(data, [0], 40, 40, strong, seed=0, offsets=NEAR)
+    outside = 0
+    for k in range(20):
+        _, m, _, targets, valid = sampler(k)
+        ignored = m == -1
+        # an ignored pixel (mask warped by nearest neighbour, as the labels) has no edge
+        assert not valid[0][ignored].any() and not valid[1][ignored].any()
+        # pixels sampled beyond the image (the mask's mirrored border) have no edges, the rest all have
+        outside += int((valid.sum(0) == 0).sum() - ignored.sum())
+    assert outside > 0
+    plain = TileSampler(data, [0], 40, 40, OFF, seed=0, offsets=NEAR)
+    _, m, _, targets, valid = plain(0)
+    assert not valid[0][0].any() and not valid[1][:, 0].any()  # edges leaving the tile
+    # "grow": the membrane column joins a cell on either side (a tie, row by row): one cut per row
+    np.testing.assert_array_equal(targets[1][:, 20] + targets[1][:, 21], 1)
+    assert targets[1][10:, 1:20].all() and targets[1][10:, 22:].all()
+
+
+def test_a_sampler_with_context_gives_the_neighbouring_sections(isbi_data):
+    flat = TileSampler(isbi_data, list(range(30)), 60, 20, OFF, seed=5)
+    deep = TileSampler(isbi_data, list(range(30)), 60, 20, OFF, seed=5, context=1)
+    for k in range(4):
+        image, mask, _ = deep(k)
+        assert image.shape == (3, 60, 60)
+        np.testing.assert_array_equal(image[1:2], flat(k)[0])  # the middle section is the 2D tile
+        np.testing.assert_array_equal(mask, flat(k)[1])
+        assert not np.array_equal(image[0], image[1])
+
+
+def test_context_is_refused_for_independent_images():
+    from biounet.core.errors import ConfigError
+
+    data = SegmentationData([np.zeros((1, 30, 30), np.float32)], [np.zeros((30, 30), np.int16)], ["a"])
+    with pytest.raises(ConfigError, match="independent 2D images"):
+        TileSampler(data, [0], 20, 20, OFF, seed=0, context=1)

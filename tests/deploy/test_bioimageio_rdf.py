@@ -2,6 +2,7 @@
 zip, no rdf.yaml, a damaged file, another tool's model, 3D axes, weights of another format."""
 
 import hashlib
+import io
 import zipfile
 
 import numpy as np
@@ -68,6 +69,50 @@ def test_open_package_runs_the_checkpoints_network(package):
     x = np.random.default_rng(0).uniform(-1, 1, (2, 1, 60, 76)).astype(np.float32)
     assert np.array_equal(predictor(x), reference(x))
     assert cfg.depth == 2 and description["step"] == 7 and description["path"] == str(package)
+
+
+@pytest.fixture(scope="module")
+def affinity_package(tmp_path_factory):
+    """The package of an untrained tiny network with affinity channels and one section of context."""
+    root = tmp_path_factory.mktemp("rdf-aff")
+    cfg = tiny_config(affinities="mws12", context=1)
+    atomic_save(payload(cfg.to_saved(), 3, build_model(cfg).state_dict()), root / "net.pt")
+    return write_package(root / "net.pt", root / "net.zip", opset=None)
+
+
+def test_an_affinity_packages_rdf_says_what_every_channel_is(affinity_package):
+    from biounet.data.affinities import DEFAULT_OFFSETS
+
+    _, rdf = read_package(affinity_package)
+    (image,), (scores,) = rdf["inputs"], rdf["outputs"]
+    assert image["axes"][1]["channel_names"] == ["grey_z-1", "grey_z+0", "grey_z+1"]
+    names = scores["axes"][1]["channel_names"]
+    assert names[:3] == ["membrane", "cell", "affinity_dy-1_dx0"] and len(names) == 14
+    # one softmax over every channel would mix classes and affinities: the scores are not postprocessed
+    assert scores["id"] == "scores" and "postprocessing" not in scores and "range" not in scores["data"]
+    assert "sigmoid" in scores["description"] and len(scores["description"]) <= 128  # the spec's limit
+    contract = rdf["config"]["biounet"]["contract"]
+    assert contract["offsets"] == [list(o) for o in DEFAULT_OFFSETS]
+    assert (contract["in_channels"], contract["out_channels"], contract["context"]) == (3, 14, 1)
+    with zipfile.ZipFile(affinity_package) as zf:
+        readme = zf.read("README.md").decode()
+        assert "(-27, 0)" in readme and "sigmoid of channel 2 + j" in readme and "sections z - 1 .. z + 1" in readme
+        test_input = np.load(io.BytesIO(zf.read(image["test_tensor"]["source"])))
+        test_output = np.load(io.BytesIO(zf.read(scores["test_tensor"]["source"])))
+    assert test_input.shape[1] == 3 and test_output.shape[1] == 14
+    assert test_output.min() < 0 or test_output.max() > 1  # scores, not probabilities
+
+
+def test_an_affinity_package_validates_and_runs(affinity_package):
+    from bioimageio.spec import load_description
+
+    description = load_description(affinity_package, perform_io_checks=True)
+    assert description.validation_summary.status in ("valid-format", "passed"), description.validation_summary
+    predictor, cfg, _ = open_package(affinity_package, "cpu", "fp32")
+    reference, _, _ = load_predictor(affinity_package.parent / "net.pt", "cpu", "fp32")
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 60, 60)).astype(np.float32)
+    assert predictor(x).shape == (1, 14, 20, 20) and np.array_equal(predictor(x), reference(x))
+    assert (cfg.affinities, cfg.context) == ("mws12", 1)
 
 
 def _drop_biounet(rdf):

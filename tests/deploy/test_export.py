@@ -149,3 +149,26 @@ def test_export_refuses_a_mismatched_suffix(exported, tmp_path):
     run, _, _ = exported
     assert main(["export", "--model", str(run), "--format", "onnx", "--out", str(tmp_path / "m.pt2")]) == 2
     assert not (tmp_path / "m.pt2").exists()
+
+
+def test_an_affinity_network_exports_its_classes_and_affinities(tmp_path, isbi_dir):
+    """The exported output has the class channels, then one per offset; the metadata says which is which,
+    and that the input holds each slice's neighbouring sections."""
+    from biounet.data.affinities import DEFAULT_OFFSETS
+
+    run = tmp_path / "run"
+    train(tiny_config(data=str(isbi_dir), out=str(run), steps=2, affinities="mws12", context=1), quiet=True)
+    path = export_model(run, "onnx", tmp_path / "aff.onnx")
+    predictor, cfg, _ = load_exported(path, "cpu")
+    meta = predictor.meta
+    assert (meta["in_channels"], meta["image_channels"], meta["context"]) == (3, 1, 1)
+    assert meta["out_channels"] == 14 and meta["offsets"] == [list(o) for o in DEFAULT_OFFSETS]
+    assert meta["channel_names"]["output"][2:4] == ["affinity_dy-1_dx0", "affinity_dy0_dx-1"]
+    assert "sigmoid" in meta["output_shape"] and (cfg.affinities, cfg.context) == ("mws12", 1)
+    reference, _, _ = load_predictor(run, "cpu", "fp32")
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 3, 76, 60)).astype(np.float32)
+    got, want = predictor(x), reference(x)
+    assert got.shape == want.shape == (2, 14, 36, 20)
+    assert np.abs(got - want).max() <= 1e-4
+    with pytest.raises(ExportError, match=r"takes \(N, 3, H, W\)"):
+        predictor(x[:, :1])

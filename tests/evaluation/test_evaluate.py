@@ -253,4 +253,114 @@ def test_fold_none_scores_every_image_the_model_was_not_trained_on(run_dir, isbi
     assert "left out 24 image(s) the model was trained on; scoring 6" in printed
     report = json.loads(out.read_text())
     assert report["n_images"] == 6 and {r["index"] for r in report["per_image"]} == {4, 6, 7, 9, 18, 19}
-    assert report["instances"]["method"] == "watershed" and 0 <= report["instances"]["v_rand"] <= 1
+    assert (
+        report["instances"]["watershed"]["method"] == "watershed"
+        and 0 <= report["instances"]["watershed"]["v_rand"] <= 1
+    )
+
+
+# --- instances from affinities ------------------------------------------------------------------
+
+
+def _grid_cells():
+    """(class mask, labels grown over the membranes) of 2 x 2 square cells behind 2-pixel membranes."""
+    from biounet.data.affinities import instance_labels as grown
+
+    mask = np.zeros((44, 44), np.int64)
+    for y0 in (2, 23):
+        for x0 in (2, 23):
+            mask[y0 : y0 + 19, x0 : x0 + 19] = 1
+    return mask, grown(mask)
+
+
+def test_exact_affinities_score_one_by_every_method_that_reads_them(monkeypatch):
+    """segment's contract for a model with affinities, played by hand: (K + C, H, W), the two class
+    probabilities, then one affinity channel per offset. Exact ones make every method's instances perfect,
+    and the report holds them side by side."""
+    import biounet.segment.predict as predict
+    from biounet.core.errors import ConfigError
+    from biounet.data.affinities import DEFAULT_OFFSETS, affinity_targets
+    from biounet.data.readers import SegmentationData
+    from biounet.evaluation.evaluate import evaluate_images
+
+    mask, labels = _grid_cells()
+    exact = np.concatenate([np.stack([1.0 - mask, mask]), affinity_targets(labels, DEFAULT_OFFSETS)[0]])
+    calls = []
+
+    def segment(image, predictor, depth, padding, tile, batch_size, tta, *, num_classes=None, offsets=()):
+        calls.append((num_classes, tuple(offsets)))
+        return exact.astype(np.float32)
+
+    monkeypatch.setattr(predict, "segment", segment)
+    data = SegmentationData([np.zeros((1, 44, 44), np.float32)] * 2, [mask, mask], ["a", "b"])
+    kept: list = []
+    methods = ["watershed", "mws", "multicut-aff", "gasp-aff"]
+    report = evaluate_images(
+        None, data, [0, 1], 2, "same", labels=methods, offsets=DEFAULT_OFFSETS, affinities_out=kept
+    )
+    assert calls == [(2, DEFAULT_OFFSETS)] * 2
+    assert report["dice_coeff"] == pytest.approx(1.0)  # scored on the two class channels only
+    assert list(report["instances"]) == methods
+    for method in methods:
+        assert report["instances"][method]["v_rand"] == pytest.approx(1.0), method
+    assert len(kept) == 2 and kept[0].shape == (12, 44, 44)
+    # a method that reads affinities, asked without them: refused before anything is segmented
+    calls.clear()
+    with pytest.raises(ConfigError, match="--affinities mws12"):
+        evaluate_images(None, data, [0, 1], 2, "same", labels=["mws"])
+    assert calls == []
+
+
+def test_evaluate_scores_several_methods_side_by_side(tmp_path, capsys):
+    """The command line on a tiny model with affinities: --labels takes a list, --label-param names whose
+    parameter it sets, and the report holds every method."""
+    from support import write_pairs
+
+    from biounet.model import checkpoint as ckpt_io
+    from biounet.model.unet import build_model
+
+    mask, _ = _grid_cells()
+    rng = np.random.default_rng(0)
+    images = [np.where(mask > 0, 200, 40).astype(np.uint8) + rng.integers(0, 20, mask.shape, dtype=np.uint8)] * 2
+    folder = write_pairs(tmp_path / "pairs", images, [(mask * 255).astype(np.uint8)] * 2)
+    cfg = tiny_config(affinities="mws12")
+    torch.manual_seed(0)
+    model = tmp_path / "last.pt"
+    ckpt_io.atomic_save(ckpt_io.payload(cfg.to_dict(), 4, build_model(cfg).state_dict()), model)
+    out = tmp_path / "report.json"
+    args = ["evaluate", "--model", str(model), "--data", str(folder), "--fold", "none", "--precision", "fp32"]
+    labels = [
+        "--labels",
+        "multicut,mws,gasp-aff",
+        "--label-param",
+        "mws:stride=2",
+        "--label-param",
+        "multicut:beta=0.3",
+    ]
+    assert main([*args, *labels, "--json", str(out), "--progress", "off"]) == 0
+    printed = capsys.readouterr().out
+    assert "multicut" in printed and "gasp-aff" in printed and "mws: stride=2" in printed
+    report = json.loads(out.read_text())
+    assert list(report["instances"]) == ["multicut", "mws", "gasp-aff"]
+    assert report["instances"]["mws"]["params"]["stride"] == 2
+    assert report["instances"]["multicut"]["params"]["beta"] == 0.3
+    assert all(0 <= r["v_rand"] <= 1 for r in report["instances"].values())
+    assert main([*args, "--labels", "multicut,mws", "--label-param", "beta=0.3"]) == 2
+    assert "METHOD:beta=0.3" in capsys.readouterr().err
+    assert main([*args, "--labels", "mws,magic"]) == 2
+    assert "comma-separated instance methods" in capsys.readouterr().err
+
+
+def test_evaluate_gives_a_network_with_context_each_slice_with_its_neighbours(isbi_dir, tmp_path, capsys):
+    from biounet.model import checkpoint as ckpt_io
+    from biounet.model.unet import build_model
+
+    cfg = tiny_config(context=1, fold="1")
+    torch.manual_seed(0)
+    model = tmp_path / "last.pt"
+    ckpt_io.atomic_save(ckpt_io.payload(cfg.to_dict(), 4, build_model(cfg).state_dict()), model)
+    out = tmp_path / "report.json"
+    args = ["evaluate", "--model", str(model), "--data", str(isbi_dir), "--precision", "fp32", "--json", str(out)]
+    assert main([*args, "--progress", "off"]) == 0
+    report = json.loads(out.read_text())
+    assert report["fold"] == "1" and report["n_images"] == 6 and 0 <= report["dice_coeff"] <= 1

@@ -51,3 +51,19 @@ def test_he_initialisation_scale_and_seeded_generator():
 def test_bad_options_raise(kwargs):
     with pytest.raises(ConfigError):
         UNet(**kwargs)
+
+
+def test_build_model_takes_every_section_and_gives_the_classes_then_the_affinities():
+    from support import tiny_config
+
+    from biounet.model.unet import build_model
+
+    plain = build_model(tiny_config())
+    assert (plain.in_channels, plain.num_classes) == (1, 2)
+    # the default network is the one UNet builds from the same seed: nothing of the new options shows
+    direct = UNet(1, 2, base_width=4, depth=2, generator=torch.Generator().manual_seed(0))
+    for (k, a), (_, b) in zip(plain.state_dict().items(), direct.state_dict().items()):
+        assert torch.equal(a, b), k
+    deep = build_model(tiny_config(context=1, affinities="mws12", in_channels=3))
+    assert (deep.in_channels, deep.num_classes) == (9, 14)
+    assert deep(torch.zeros(1, 9, 60, 60)).shape == (1, 14, 20, 20)

@@ -70,3 +70,17 @@ def test_a_box_on_the_stride_runs_only_its_own_valid_tiles_and_tiny_tiles_are_re
     assert sum(seen) == 1  # the tile from 0 reaches 4 pixels in, but the tile from 512 overwrites them
     with pytest.raises(ConfigError, match="use --tile 204"):
         plan_tiles(64, 64, depth=4, tile=188)
+
+
+def test_class_channels_get_the_softmax_and_affinity_channels_the_sigmoid():
+    from biounet.segment.tiling import class_count, probabilities, sigmoid, softmax
+
+    scores = np.random.default_rng(0).normal(0, 30, (2, 5, 3, 4)).astype(np.float32)
+    out = probabilities(scores, 2)
+    np.testing.assert_allclose(out[:, :2], softmax(scores[:, :2]), rtol=1e-6)
+    np.testing.assert_allclose(out[:, 2:], 1 / (1 + np.exp(-scores[:, 2:].astype(np.float64))), rtol=1e-5, atol=1e-30)
+    np.testing.assert_array_equal(probabilities(scores, 5), softmax(scores))  # classes only: as before
+    assert sigmoid(np.float32([-1000.0, 0.0, 1000.0])).tolist() == [0.0, 0.5, 1.0]  # no overflow
+    assert class_count(14, 2, 12) == class_count(14, None, 12) == 2 and class_count(2, None, 0) == 2
+    with pytest.raises(ConfigError, match="returned 14 channels.*3 classes and 12 affinity offsets"):
+        class_count(14, 3, 12)

@@ -9,7 +9,7 @@ from biounet.core.errors import CheckpointError, ConfigError, TrainingDiverged
 from biounet.data import AugmentConfig, TileDataset, TileSampler
 from biounet.model import checkpoint as ckpt_io
 from biounet.model.unet import build_model, tile_geometry
-from biounet.train import engine
+from biounet.train import engine, losses
 from biounet.train.engine import StepBatches, train, train_step
 
 
@@ -53,6 +53,31 @@ def test_gradient_does_not_depend_on_the_micro_batch_split(isbi_data, dice_weigh
             1,
             dice_weight=dice_weight,
         )
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(grads[2], grads[0], rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("affinity_loss", ["dice", "dice+bce"])
+def test_the_affinity_gradient_does_not_depend_on_the_micro_batch_split(isbi_data, affinity_loss):
+    """The affinity dice is a sum over tiles and channels and the BCE a sum over edges, each divided by the
+    global batch's count (docs/training.md): exactly split-invariant, as the class loss."""
+    from biounet.data.affinities import DEFAULT_OFFSETS
+    from biounet.train.losses import AffinityLoss
+
+    cfg = tiny_config(tile_size=92, affinities="mws12", context=1, affinity_loss=affinity_loss)
+    in_tile, out_tile = tile_geometry(cfg)
+    sampler = TileSampler(isbi_data, list(range(24)), in_tile, out_tile, AugmentConfig(), 0, None, 1, DEFAULT_OFFSETS)
+    batch = [torch.stack([torch.as_tensor(a) for a in x]) for x in zip(*[sampler(k) for k in range(4)])]
+    assert [tuple(t.shape) for t in batch[3:]] == [(4, 12, 52, 52)] * 2
+    setting = AffinityLoss(0.8, affinity_loss == "dice+bce")
+    grads = []
+    for micro in (4, 2, 1):
+        model = build_model(cfg)
+        opt = torch.optim.SGD(model.parameters(), lr=0.0)
+        parts = [tuple(t[i : i + micro] for t in batch) for i in range(0, 4, micro)]
+        scaler = torch.amp.GradScaler("cpu", enabled=False)
+        train_step(model, opt, scaler, parts, torch.device("cpu"), "fp32", 1, dice_weight=0.5, affinity=setting)
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-7)
     torch.testing.assert_close(grads[2], grads[0], rtol=1e-4, atol=1e-7)
@@ -149,7 +174,7 @@ def test_atomic_checkpoint_survives_a_crash_mid_write(isbi_data, tmp_path, monke
 
 
 def test_nan_loss_stops_with_a_clear_error(isbi_data, tmp_path, monkeypatch):
-    monkeypatch.setattr(engine, "pixel_loss_sum", lambda *a: torch.tensor(float("nan"), requires_grad=True))
+    monkeypatch.setattr(losses, "pixel_loss_sum", lambda *a: torch.tensor(float("nan"), requires_grad=True))
     with pytest.raises(TrainingDiverged, match="nan at step 1.*--lr"):
         train(tiny_config(out=str(tmp_path / "run")), data=isbi_data, quiet=True)
 
@@ -160,7 +185,7 @@ def test_nan_loss_stops_before_the_optimizer_step_and_keeps_the_checkpoints(isbi
     step_0000002.pt still load and hold step 2."""
     run = tmp_path / "run"
     models, calls = [], {"n": 0}
-    real_build, real_loss = engine.build_model, engine.pixel_loss_sum
+    real_build, real_loss = engine.build_model, losses.pixel_loss_sum
 
     def keep_model(cfg):
         models.append(real_build(cfg))
@@ -172,7 +197,7 @@ def test_nan_loss_stops_before_the_optimizer_step_and_keeps_the_checkpoints(isbi
         return loss * float("nan") if calls["n"] == 3 else loss  # NaN gradients flow back as well
 
     monkeypatch.setattr(engine, "build_model", keep_model)
-    monkeypatch.setattr(engine, "pixel_loss_sum", nan_at_step_3)
+    monkeypatch.setattr(losses, "pixel_loss_sum", nan_at_step_3)
     with pytest.raises(TrainingDiverged, match="nan at step 3"):
         train(tiny_config(out=str(run), steps=4, micro_batch_size=4, checkpoint_every=2), data=isbi_data, quiet=True)
     assert calls["n"] == 3

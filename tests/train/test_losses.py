@@ -18,3 +18,81 @@ def test_soft_dice_loss_is_the_reference_metric():
     # a perfect, confident prediction has no loss
     perfect = torch.nn.functional.one_hot(target, 2).permute(0, 3, 1, 2).float() * 50
     assert losses.soft_dice_loss_sum(perfect, target).item() < 1e-5
+
+
+# --- affinities ---------------------------------------------------------------------------------------
+
+
+def _affinity_batch(n=4, c=3, side=12, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, c, side, side, generator=gen)
+    targets = (torch.rand(n, c, side, side, generator=gen) > 0.4).float()
+    valid = (torch.rand(n, c, side, side, generator=gen) > 0.2).to(torch.uint8)
+    return logits, targets * valid, valid
+
+
+def test_affinity_dice_is_one_minus_the_soft_dice_per_image_and_channel():
+    logits, targets, valid = _affinity_batch()
+    p = torch.sigmoid(logits) * valid
+    want = 0.0
+    for i in range(4):
+        for c in range(3):
+            inter = (p[i, c] * targets[i, c]).sum()
+            want += 1 - (2 * inter + 1) / ((p[i, c] ** 2).sum() + (targets[i, c] ** 2).sum() + 1)
+    assert losses.affinity_dice_loss_sum(logits, targets, valid).item() == pytest.approx(want.item(), rel=1e-5)
+    # confident and right: no loss; an image-channel without valid edges adds nothing either
+    perfect = (targets * 2 - 1) * 50
+    assert losses.affinity_dice_loss_sum(perfect, targets, valid).item() < 1e-4
+    assert losses.affinity_dice_loss_sum(logits, targets, torch.zeros_like(valid)).item() == 0.0
+
+
+@pytest.mark.parametrize("term", ["affinity_dice_loss_sum", "affinity_bce_loss_sum"])
+def test_edges_without_a_target_do_not_count(term):
+    logits, targets, valid = _affinity_batch(seed=1)
+    changed = torch.where(valid > 0, logits, logits + 7.0)
+    fn = getattr(losses, term)
+    assert fn(changed, targets, valid).item() == pytest.approx(fn(logits, targets, valid).item(), rel=1e-6)
+
+
+def test_affinity_bce_is_the_sum_over_valid_edges():
+    logits, targets, valid = _affinity_batch(seed=2)
+    keep = valid > 0
+    want = torch.nn.functional.binary_cross_entropy_with_logits(logits[keep], targets[keep], reduction="sum")
+    assert losses.affinity_bce_loss_sum(logits, targets, valid).item() == pytest.approx(want.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("bce", [False, True])
+def test_the_micro_batch_shares_add_up_to_the_batch_loss(bce):
+    """Dice per tile and channel and BCE per edge are sums: shares of any split add up exactly (up to
+    rounding) to the whole batch's loss, so the gradient does not depend on the split."""
+    from biounet.data.readers import IGNORE
+    from biounet.train.distributed import DistInfo
+
+    aff, targets, valid = _affinity_batch(n=4, c=3, seed=3)
+    gen = torch.Generator().manual_seed(4)
+    logits = torch.cat([torch.randn(4, 2, 12, 12, generator=gen), aff], 1)
+    masks = torch.randint(0, 2, (4, 12, 12), generator=gen)
+    masks[0, :3] = IGNORE
+    weights = torch.ones(4, 12, 12)
+    batch = (None, masks, weights, targets, valid)
+    counts = losses.batch_counts([batch], DistInfo(), torch.device("cpu"))
+    assert (counts.pixels, counts.images, counts.edges) == (4 * 144 - 36, 4, int(valid.sum()))
+    setting = losses.AffinityLoss(0.7, bce)
+    whole = losses.micro_batch_loss(logits, [masks, weights, targets, valid], counts, 0.5, setting)
+    parts = sum(
+        losses.micro_batch_loss(
+            logits[i : i + 1],
+            [masks[i : i + 1], weights[i : i + 1], targets[i : i + 1], valid[i : i + 1]],
+            counts,
+            0.5,
+            setting,
+        )
+        for i in range(4)
+    )
+    assert parts.item() == pytest.approx(whole.item(), rel=1e-6)
+    # the class terms read the first channels only: the affinity scores do not change them
+    classes_only = losses.micro_batch_loss(logits[:, :2], [masks, weights], counts, 0.5)
+    no_affinity = losses.micro_batch_loss(
+        logits, [masks, weights, targets, valid], counts, 0.5, losses.AffinityLoss(0.0)
+    )
+    assert no_affinity.item() == pytest.approx(classes_only.item(), rel=1e-6)

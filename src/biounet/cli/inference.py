@@ -10,8 +10,10 @@ from biounet.cli.options import inference_options, model_options, runtime_option
 from biounet.cli.volumes import add_volume_options, predict_volumes, progress_bar, volume_run, volume_settings
 from biounet.core.config import TrainConfig
 from biounet.core.errors import ConfigError
+from biounet.data.affinities import offsets_for
 from biounet.evaluation.metrics import CHALLENGE_METRICS, REPORTED_METRICS
 from biounet.instances.methods import METHODS as INSTANCE_METHODS
+from biounet.instances.methods import check_inputs
 from biounet.io.fileio import check_output_dir, check_output_file, write_json
 
 COMMANDS = ("evaluate", "predict")
@@ -49,7 +51,12 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     )
     ev.add_argument("--json", metavar="FILE", help="write the report here (default: print only)")
     ev.add_argument("--allow-train-slices", action="store_true", help="score even images the checkpoint was trained on")
-    _label_options(ev, "also score the instances made by METHOD (their one-pixel boundaries, the challenge's way)")
+    _label_options(
+        ev,
+        "also score the instances made by each comma-separated METHOD (their one-pixel boundaries, the "
+        "challenge's way), side by side",
+        several=True,
+    )
     pr = sub.add_parser(
         "predict",
         parents=shared,
@@ -69,22 +76,24 @@ def run(args: argparse.Namespace) -> int:
     return _run_evaluate(args) if args.command == "evaluate" else _run_predict(args)
 
 
-def _label_options(p: argparse.ArgumentParser, what: str) -> None:
+def _label_options(p: argparse.ArgumentParser, what: str, several: bool = False) -> None:
     p.add_argument(
         "--labels",
         nargs="?",
         const="watershed",
         default=None,
-        choices=sorted(INSTANCE_METHODS),
-        metavar="METHOD",
-        help=f"{what} (default watershed; multicut, gasp, objects: docs/instances.md)",
+        choices=None if several else sorted(INSTANCE_METHODS),
+        metavar="METHODS" if several else "METHOD",
+        help=f"{what} (default watershed; multicut, gasp, objects; with a model trained with --affinities mws12 "
+        f"also mws, multicut-aff, gasp-aff: docs/instances.md)",
     )
     p.add_argument(
         "--label-param",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a parameter of the --labels method, e.g. beta=0.4 (repeatable)",
+        help="a parameter of the --labels method, e.g. beta=0.4 (repeatable)"
+        + ("; with several methods, name the method: multicut:beta=0.4" if several else ""),
     )
 
 
@@ -107,8 +116,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     check_input(args.data, "--data", DATA_FITS)
     if args.masks is not None:
         check_input(args.masks, "--masks", MASKS_FITS)
-    label_params = _label_params(args)
+    methods, label_params = _label_methods(args)
     predictor, cfg, ckpt = _open_model(args)
+    check_inputs(methods, offsets_for(cfg.affinities))  # before any image is segmented
     fold = checked_fold(args.fold if args.fold is not None else cfg.fold, cfg.folds)
     data = open_dataset(args.data, cfg.classes, cfg.in_channels, cfg.ignore_value, cfg.mask_threshold, args.masks)
     if fold == "none":  # a separate labelled set: every image the model was not trained on
@@ -121,7 +131,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     if not args.allow_train_slices and not (fold == "none" and ckpt.get("train_digests")):
         check_not_training_slices(ckpt, cfg, data, args.data, val)
     print(f"evaluating {ckpt['path']} (step {ckpt['step']}) on fold {fold}: {len(val)} images", flush=True)
-    report = _score(args, predictor, cfg, data, val, label_params)
+    report = _score(args, predictor, cfg, data, val, methods, label_params)
     report.update(checkpoint=ckpt["path"], step=ckpt["step"], fold=fold, tta=args.tta, **describe_predictor(predictor))
     _print_report(report)
     if args.json:
@@ -131,16 +141,23 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _score(
-    args: argparse.Namespace, predictor: Any, cfg: TrainConfig, data: Any, val: list[int], label_params: dict[str, Any]
+    args: argparse.Namespace,
+    predictor: Any,
+    cfg: TrainConfig,
+    data: Any,
+    val: list[int],
+    methods: list[str],
+    label_params: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
     """Segment and score the images ``val`` of ``data``, on a progress bar where one shows."""
+    from biounet.data.context import with_context_data
     from biounet.evaluation.evaluate import evaluate_images
 
     bar = progress_bar(len(val), "image", args.progress)
     try:
         return evaluate_images(
             predictor,
-            data,
+            with_context_data(data, cfg.context),  # a network trained with --context takes neighbouring sections
             val,
             cfg.depth,
             cfg.padding,
@@ -148,8 +165,10 @@ def _score(
             args.tile_batch,
             args.tta,
             progress=(lambda n: bar.update(n - bar.n)) if bar else None,
-            labels=args.labels,
+            labels=methods,
             label_params=label_params,
+            num_classes=cfg.classes,
+            offsets=offsets_for(cfg.affinities),
         )
     finally:
         if bar:
@@ -163,12 +182,22 @@ def _print_report(report: dict[str, Any]) -> None:
     if "thresholds" in report:
         print("thresholds     ", ", ".join(f"{k} {v}" for k, v in report["thresholds"].items()))
     if "instances" in report:
-        inst = report["instances"]
+        _print_instances(report["instances"])
+
+
+def _print_instances(by_method: dict[str, dict[str, Any]]) -> None:
+    """Every method's scores side by side (a column each), then each method's parameters."""
+    keys = [*CHALLENGE_METRICS, "object_f1", "object_matched_iou", "object_foreground_iou"]
+    keys = [k for k in keys if any(k in inst for inst in by_method.values())]
+    width = max(12, *(len(m) for m in by_method))
+    print("instances      " + " ".join(f"{m:>{width}s}" for m in by_method))
+    for key in keys:
+        cells = [f"{inst[key]:{width}.4f}" if key in inst else " " * (width - 1) + "-" for inst in by_method.values()]
+        print(f"  {key:13s}" + " ".join(cells))
+    for method, inst in by_method.items():
         params = ", ".join(f"{k}={v}" for k, v in inst["params"].items())
-        print(f"instances by {inst['method']}" + (f" ({params})" if params else "") + ":")
-        for key in [*CHALLENGE_METRICS, "object_f1", "object_matched_iou", "object_foreground_iou"]:
-            if key in inst:
-                print(f"  {key:13s} {inst[key]:.4f}")
+        if params:
+            print(f"  {method}: {params}")
 
 
 def _run_predict(args: argparse.Namespace) -> int:
@@ -177,7 +206,8 @@ def _run_predict(args: argparse.Namespace) -> int:
 
     check_inference_options(args)
     check_output_dir(args.out, "--out")
-    label_params = _label_params(args)
+    methods, by_method = _label_methods(args)
+    label_params = by_method[methods[0]] if methods else {}
     volumes = [item for item in args.inputs if output_format(item, args.format) == "ome-zarr"]
     files = list_inputs([item for item in args.inputs if item not in volumes])
     if not volumes and (args.dask_workers or args.scheduler):
@@ -185,6 +215,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     settings = volume_settings(args, label_params) if volumes else None
     opened = open_volumes(volumes, volume_run(args)) if volumes else []  # every input checked before any work
     predictor, cfg, ckpt = _open_model(args)
+    check_inputs(methods, offsets_for(cfg.affinities))  # before any slice is segmented
     if opened:
         predict_volumes(opened, predictor, cfg, ckpt, args, settings)
     if files:
@@ -219,9 +250,11 @@ def _predict_files(
             bar.close()
 
 
-def _label_params(args: argparse.Namespace) -> dict[str, Any]:
-    from biounet.instances.methods import parse_params
+def _label_methods(args: argparse.Namespace) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """(the --labels methods, per method its parameters from --label-param), checked."""
+    from biounet.instances.methods import parse_method_params, parse_methods
 
     if args.label_param and not args.labels:
         raise ConfigError("--label-param sets a parameter of the --labels method; add --labels METHOD")
-    return parse_params(args.labels, args.label_param) if args.labels else {}
+    methods = parse_methods(args.labels) if args.labels else []
+    return methods, parse_method_params(methods, args.label_param)

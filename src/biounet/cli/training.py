@@ -86,9 +86,10 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
         "--labels",
         default=None,
         metavar="METHODS",
-        help="also score the instances of each comma-separated METHOD (watershed, multicut, gasp, objects) with "
-        "its parameters chosen on the other folds' held-out slices: OUT/cv-labels-METHOD.json, .md and "
-        "-worst.png, and OUT/cv-labels.md comparing them with the thresholded baseline",
+        help="also score the instances of each comma-separated METHOD (watershed, multicut, gasp, objects; with "
+        "--affinities mws12 also mws, multicut-aff, gasp-aff) with its parameters chosen on the other folds' "
+        "held-out slices: OUT/cv-labels-METHOD.json, .md and -worst.png, and OUT/cv-labels.md comparing them "
+        "with the thresholded baseline",
     )
 
 
@@ -125,7 +126,8 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_cv(args: argparse.Namespace) -> int:
-    from biounet.train.crossval import parse_folds, parse_methods, run_cv
+    from biounet.instances.methods import parse_methods
+    from biounet.train.crossval import parse_folds, run_cv
 
     fold_list, labels = args.fold_list, args.labels
     del args.fold_list, args.labels

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from biounet.core.config import TrainConfig
 from biounet.core.errors import ConfigError, DataError
 from biounet.data.readers import IGNORE
 from biounet.data.symmetry import untransform
@@ -46,8 +47,24 @@ DEFAULT_OFFSETS: Offsets = (
     (-27, 0),
     (0, -27),
 )
+# The offset sets a network can be trained for, by the name ``--affinities`` takes (core/fields.py lists the
+# same names as its choices: core cannot import data).
+OFFSET_SETS: dict[str, Offsets] = {"none": (), "mws12": DEFAULT_OFFSETS}
 SYMMETRIES: tuple[Symmetry, ...] = tuple((k, flip) for flip in (False, True) for k in range(4))
 MEMBRANE_MODES = ("grow", "keep")
+
+
+def offsets_for(name: str) -> Offsets:
+    """The offsets of the set ``name`` (``--affinities``): ``()`` for "none", a network without affinities."""
+    if name not in OFFSET_SETS:
+        raise ConfigError(f"--affinities {name!r} is not an offset set; choose one of {', '.join(OFFSET_SETS)}")
+    return OFFSET_SETS[name]
+
+
+def output_channels(cfg: TrainConfig) -> int:
+    """The channels of the network ``cfg`` describes: ``cfg.classes`` class scores first, then one affinity
+    score per offset of ``cfg.affinities``."""
+    return cfg.classes + len(offsets_for(cfg.affinities))
 
 
 def check_offsets(offsets: Sequence[Sequence[int]]) -> Offsets:

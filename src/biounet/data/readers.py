@@ -36,11 +36,15 @@ class SegmentationData:
     """Images and (optionally) masks of one dataset: lists in memory, or lazy sequences (data/volume_data.py).
 
     images: (C, H, W) float32 in [-1, 1] each; masks: (H, W) int16 class indices (IGNORE for ignored
-    pixels) each, or None for unlabelled data; names: one per image."""
+    pixels) each, or None for unlabelled data; names: one per image. ``sections``: the stack the images are
+    sections of, in z order (their neighbours for --context, data/context.py), None for independent images;
+    ``section_of[i]``: the z of image i in it (None: i)."""
 
     images: Sequence[np.ndarray]
     masks: Sequence[np.ndarray] | None
     names: list[str]
+    sections: Sequence[np.ndarray] | None = None
+    section_of: Sequence[int] | None = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -279,11 +283,8 @@ def read_isbi(
     folder = Path(folder)
     if split == "test":
         stack = _isbi_stack(folder / ISBI_FILES["test"], "test images")
-        return SegmentationData(
-            [scale_image(s, in_channels, f"test slice {i}") for i, s in enumerate(stack)],
-            None,
-            [f"test-{i:02d}" for i in range(len(stack))],
-        )
+        tests = [scale_image(s, in_channels, f"test slice {i}") for i, s in enumerate(stack)]
+        return SegmentationData(tests, None, [f"test-{i:02d}" for i in range(len(stack))], sections=tests)
     images = _isbi_stack(folder / ISBI_FILES["images"], "training images")
     label_path = folder / ISBI_FILES["labels"]
     if not label_path.is_file():
@@ -298,13 +299,15 @@ def read_isbi(
             f"{images.shape}: every slice needs a label slice of the same size"
         )
     names = [f"slice-{i:02d}" for i in range(len(images))]
+    scaled = [scale_image(s, in_channels, n) for s, n in zip(images, names)]
     return SegmentationData(
-        [scale_image(s, in_channels, n) for s, n in zip(images, names)],
+        scaled,
         [
             mask_to_classes(m, classes, ignore_value, f"{label_path.name} slice {i}", mask_threshold)
             for i, m in enumerate(labels)
         ],
         names,
+        sections=scaled,  # one stack: slice i's neighbours are slices i - 1 and i + 1
     )
 
 

@@ -211,11 +211,15 @@ def read_volumes(
     check_fits_in_memory((*image_vol.shape[1:], image_vol.channels), image_vol.dtype, f"a slice of {images}")
     zs = labelled_slices(label_vol, classes, ignore_value, mask_threshold)
     width = max(4, len(str(image_vol.shape[0] - 1)))
-    names = [f"z{z:0{width}d}" for z in zs]
+    every = [f"z{z:0{width}d}" for z in range(image_vol.shape[0])]
+    names = [every[z] for z in zs]
     return SegmentationData(
         ImageSlices(image_vol, zs, names, in_channels),
         MaskSlices(label_vol, zs, names, classes, ignore_value, mask_threshold),
         names,
+        # every slice, labelled or not, is a neighbour for --context (read only when asked for)
+        sections=ImageSlices(image_vol, range(image_vol.shape[0]), every, in_channels),
+        section_of=zs,
     )
 
 

@@ -54,6 +54,7 @@ from biounet.deploy.bioimageio_rdf import (
     TEST_INPUT,
     TEST_OUTPUT,
     input_sides,
+    output_id,
     rdf_content,
     same_padding_halo,
     trained_on_isbi,
@@ -149,7 +150,7 @@ def _test_pixels(cfg: TrainConfig, side: int, sample: str | Path | None) -> np.n
         from biounet.data.synthetic import synthetic_em_image
 
         grey, _ = synthetic_em_image(np.random.default_rng(0), size=side)
-        return np.repeat(grey[None], cfg.in_channels, axis=0)
+        return np.repeat(grey[None], cfg.in_channels, axis=0)  # with --context, one section: sample_tensors
     pixels = _sample_channels(read_image_file(sample), cfg.in_channels, sample)
     if pixels.dtype != np.uint8:
         raise DataError(
@@ -164,7 +165,9 @@ def _test_pixels(cfg: TrainConfig, side: int, sample: str | Path | None) -> np.n
 
 def sample_tensors(model: Any, cfg: TrainConfig, sample: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(input uint8 (1, C, N, N), output float32 (1, K, N', N') class probabilities) of the network
-    on a test image, computed by biounet's predictor in float32."""
+    on a test image, computed by biounet's predictor in float32. A network with affinity channels gives
+    its raw scores (the package's output is not postprocessed); one with --context takes the test
+    image as every section (a stack of one section, repeated)."""
     from biounet.data.readers import scale_image
     from biounet.model.geometry import valid_input_size
     from biounet.segment.inference import torch_predictor
@@ -177,14 +180,25 @@ def sample_tensors(model: Any, cfg: TrainConfig, sample: str | Path | None = Non
         side = -(-TEST_OUTPUT_SIDE // step) * step
     pixels = _test_pixels(cfg, side, sample)
     image = scale_image(np.moveaxis(pixels, 0, -1) if cfg.in_channels > 1 else pixels[0], cfg.in_channels)
+    sections = 2 * cfg.context + 1
+    pixels, image = np.concatenate([pixels] * sections), np.concatenate([image] * sections)
     logits = torch_predictor(model, "cpu", "fp32")(image[None])
-    return pixels[None], np.ascontiguousarray(softmax(logits, axis=1), dtype=np.float32)
+    out = softmax(logits, axis=1) if cfg.affinities == "none" else logits
+    return pixels[None], np.ascontiguousarray(out, dtype=np.float32)
 
 
-def cover_png(test_input: np.ndarray, test_output: np.ndarray, path: Path) -> None:
-    """A 2:1 PNG: the test input (cropped to the output) beside it with the predicted class 0 in colour."""
+def cover_png(test_input: np.ndarray, test_output: np.ndarray, path: Path, cfg: TrainConfig | None = None) -> None:
+    """A 2:1 PNG: the test input (cropped to the output) beside it with the predicted class 0 in colour
+    (``cfg``: the network's, for one with --context or affinity channels: the middle section, the classes'
+    softmax)."""
     from biounet.segment.predict import overlay
+    from biounet.segment.tiling import softmax
 
+    if cfg is not None:
+        first = cfg.context * cfg.in_channels  # the middle section's channels
+        test_input = test_input[:, first : first + cfg.in_channels]
+        if cfg.affinities != "none":
+            test_output = softmax(test_output[:, : cfg.classes], axis=1)
     pixels = test_input[0].astype(np.float32)
     m = (pixels.shape[-1] - test_output.shape[-1]) // 2
     pixels = pixels[:, m : pixels.shape[1] - m, m : pixels.shape[2] - m]
@@ -219,7 +233,6 @@ def _readme(about: dict[str, Any], cfg: TrainConfig, meta: dict[str, Any]) -> st
     sides = (
         f"{smallest} + {step}·k pixels (k = 0, 1, ...: {', '.join(str(smallest + step * j) for j in range(3))}, ...)"
     )
-    classes = "class 0 membrane (background), class 1 cell (foreground)" if cfg.classes == 2 else "one per class"
     onnx = f", and `{ONNX}`, the same network as `biounet export --format onnx` writes it" if about["onnx"] else ""
     terms = ISBI_TERMS if about["isbi"] else "The weights are under the MIT license, as the code."
     return f"""# {about["name"]}
@@ -231,9 +244,8 @@ Written by biounet {__version__} (`biounet export --format bioimageio`) from `{m
 ## Inputs and outputs
 
 - `{INPUT_ID}`: (batch, channel, y, x) uint8, scaled to [-1, 1] by the preprocessing (x / 127.5 - 1) as
-  biounet scales 8-bit images; y and x of {sides}.
-- `{OUTPUT_ID}`: (batch, channel, y, x) float32, {cfg.classes} channels ({classes}): the softmax of
-  the network's scores (the postprocessing); {size}.
+  biounet scales 8-bit images; y and x of {sides}{_input_channels(cfg)}.
+{_output_line(cfg, size)}
 - Weights: `{STATE}`, the float32 state dict of `UNet` in `{ARCH}` (biounet's model source made
   standalone){onnx}.
 
@@ -249,6 +261,36 @@ images: `biounet evaluate --model PACKAGE.zip --data FOLDER --fold none` (a fold
 
 Code (including `{ARCH}`): MIT. {terms}
 """
+
+
+def _input_channels(cfg: TrainConfig) -> str:
+    if not cfg.context:
+        return ""
+    return (
+        f"; its {2 * cfg.context + 1} sections z - {cfg.context} .. z + {cfg.context} of a stack as channels, "
+        f"{cfg.in_channels} each, in that order (mirrored at the stack's ends)"
+    )
+
+
+def _output_line(cfg: TrainConfig, size: str) -> str:
+    """The README's line on the output: class probabilities, or the scores of classes and affinities."""
+    from biounet.data.affinities import offsets_for
+
+    classes = "class 0 membrane (background), class 1 cell (foreground)" if cfg.classes == 2 else "one per class"
+    offsets = offsets_for(cfg.affinities)
+    if not offsets:
+        return (
+            f"- `{OUTPUT_ID}`: (batch, channel, y, x) float32, {cfg.classes} channels ({classes}): the softmax of\n"
+            f"  the network's scores (the postprocessing); {size}."
+        )
+    listed = ", ".join(f"({dy}, {dx})" for dy, dx in offsets)
+    return (
+        f"- `{output_id(cfg)}`: (batch, channel, y, x) float32, the network's scores, not postprocessed (one softmax "
+        f"over every channel would mix two kinds): {cfg.classes} class scores ({classes}; their softmax gives the "
+        f"class probabilities), then {len(offsets)} affinity scores, channel {cfg.classes} + j for offset j of "
+        f"{listed} (dy, dx): the sigmoid of channel {cfg.classes} + j at (y, x) is the probability that pixels "
+        f"(y, x) and (y + dy, x + dx) lie in the same cell; {size}."
+    )
 
 
 def write_package(
@@ -280,7 +322,9 @@ def write_package(
     isbi = trained_on_isbi(cfg, builtin)
     description = info.get("description") or (
         f"biounet U-Net for 2D segmentation: {cfg.in_channels} channel(s) in, {cfg.classes} classes out, "
-        f"trained {ckpt['step']} steps."
+        + (f"{cfg.context} section(s) of context on each side, " if cfg.context else "")
+        + (f"affinities ({cfg.affinities}), " if cfg.affinities != "none" else "")
+        + f"trained {ckpt['step']} steps."
     )
     about = {
         "name": re.sub(r"[^A-Za-z0-9_+() -]", "-", f"biounet U-Net {stem}")[:64],  # the characters the spec admits
@@ -326,7 +370,7 @@ def _write_files(folder: Path, model: Any, cfg: TrainConfig, checkpoint: Path, o
     np.save(folder / TEST_OUTPUT, test_output)
     tifffile.imwrite(folder / SAMPLE_INPUT, test_input[0, 0] if test_input.shape[1] == 1 else test_input[0])
     tifffile.imwrite(folder / SAMPLE_OUTPUT, test_output[0])
-    cover_png(test_input, test_output, folder / COVER)
+    cover_png(test_input, test_output, folder / COVER, cfg)
 
 
 def _zip(folder: Path, target: Path) -> None:

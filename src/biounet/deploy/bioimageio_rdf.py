@@ -12,7 +12,6 @@ import hashlib
 import io
 import tempfile
 import zipfile
-from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,8 @@ import yaml
 
 from biounet.core.config import TrainConfig, from_dict
 from biounet.core.errors import BiounetError, ConfigError
+from biounet.data.affinities import output_channels
+from biounet.data.context import input_channels
 
 PACKAGE_FORMAT = 1  # the version of config.biounet
 SPEC_VERSION = "0.5.12"
@@ -28,7 +29,7 @@ RDF_NAME = "rdf.yaml"
 ARCH, STATE, ONNX = "unet.py", "weights.pt", "weights.onnx"
 TEST_INPUT, TEST_OUTPUT, COVER, README = "test_input.npy", "test_output.npy", "cover.png", "README.md"
 SAMPLE_INPUT, SAMPLE_OUTPUT = "sample_input.tif", "sample_output.tif"  # the test tensors, for people
-INPUT_ID, OUTPUT_ID = "image", "probabilities"
+INPUT_ID, OUTPUT_ID, SCORES_ID = "image", "probabilities", "scores"
 ISBI_TERMS = (
     "The weights were trained on the ISBI 2012 EM segmentation challenge data (Cardona et al. 2010, "
     "Drosophila first instar larva ventral nerve cord), free to use for generating or testing "
@@ -58,10 +59,11 @@ class PackageError(BiounetError):
 
 
 def unet_kwargs(cfg: TrainConfig) -> dict[str, Any]:
-    """The keyword arguments of ``UNet`` for the network ``cfg`` describes."""
+    """The keyword arguments of ``UNet`` for the network ``cfg`` describes (its input channels hold every
+    section of --context, its output the classes and the affinities: ``num_classes`` counts both)."""
     return {
-        "in_channels": cfg.in_channels,
-        "num_classes": cfg.classes,
+        "in_channels": input_channels(cfg),
+        "num_classes": output_channels(cfg),
         "base_width": cfg.base_width,
         "depth": cfg.depth,
         "padding": cfg.padding,
@@ -86,10 +88,6 @@ def trained_on_isbi(cfg: TrainConfig, builtin: str | None) -> bool:
     return data is not None and (data.name.lower().startswith("isbi") or (data / "train-volume.tif").is_file())
 
 
-def _channel_names(count: int, names: Sequence[str]) -> list[str]:
-    return list(names) if count == len(names) else [f"channel{i}" for i in range(count)]
-
-
 def same_padding_halo(depth: int) -> int:
     """The border a same-padding network's tile should lose when tiles are stitched: its zero padding
     moves the built-in model's (depth 4) membrane probability by up to 0.57 within 24 pixels of a tile
@@ -109,19 +107,23 @@ def input_sides(cfg: TrainConfig) -> tuple[int, int]:
 
 
 def _tensor_descriptions(cfg: TrainConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(inputs, outputs) of rdf.yaml without their test tensors."""
+    """(inputs, outputs) of rdf.yaml without their test tensors. A network with affinity channels has no
+    postprocessing (one softmax over every channel would mix them): its output is the raw scores, each
+    channel described (README.md, config.biounet.contract.offsets)."""
+    from biounet.deploy.export import channel_names
     from biounet.model.geometry import valid_margin
 
     smallest, step = input_sides(cfg)
     margin = valid_margin(cfg.depth) if cfg.padding == "valid" else 0
     halo = same_padding_halo(cfg.depth) if cfg.padding == "same" else 0
-    grey_or_rgb = ["grey"] if cfg.in_channels == 1 else ["red", "green", "blue"]
+    in_names, out_names = channel_names(cfg)
+    sections = f"; sections z-{cfg.context}..z+{cfg.context} of a stack as channels" if cfg.context else ""
     image = {
         "id": INPUT_ID,
-        "description": "8-bit image; the preprocessing scales it to [-1, 1] (x / 127.5 - 1) as biounet does",
+        "description": "8-bit image; the preprocessing scales it to [-1, 1] (x / 127.5 - 1) as biounet does" + sections,
         "axes": [
             {"type": "batch"},
-            {"type": "channel", "channel_names": _channel_names(cfg.in_channels, grey_or_rgb)},
+            {"type": "channel", "channel_names": in_names},
             *({"type": "space", "id": a, "size": {"min": smallest, "step": step}} for a in ("y", "x")),
         ],
         "data": {"type": "uint8"},
@@ -133,11 +135,13 @@ def _tensor_descriptions(cfg: TrainConfig) -> tuple[list[dict[str, Any]], list[d
     }
     same = f"the input's size; crop {halo} pixels of tile borders" if halo else f"the input's size - {2 * margin}"
     probabilities = {
-        "id": OUTPUT_ID,
-        "description": f"class probabilities (softmax of the network's scores); y and x: {same}",
+        "id": output_id(cfg),
+        "description": f"class probabilities (softmax of the network's scores); y and x: {same}"
+        if cfg.affinities == "none"
+        else f"{cfg.classes} class scores (softmax: probabilities), one affinity score per offset (sigmoid); README",
         "axes": [
             {"type": "batch"},
-            {"type": "channel", "channel_names": _channel_names(cfg.classes, ["membrane", "cell"])},
+            {"type": "channel", "channel_names": out_names},
             *(
                 {
                     "type": "space",
@@ -151,7 +155,16 @@ def _tensor_descriptions(cfg: TrainConfig) -> tuple[list[dict[str, Any]], list[d
         "data": {"type": "float32", "range": [0.0, 1.0]},
         "postprocessing": [{"id": "softmax", "kwargs": {"axis": "channel"}}],
     }
+    if cfg.affinities != "none":
+        probabilities["data"] = {"type": "float32"}
+        del probabilities["postprocessing"]
     return [image], [probabilities]
+
+
+def output_id(cfg: TrainConfig) -> str:
+    """The output's id: "probabilities" (the softmax of the classes), or "scores" for a network with affinity
+    channels, whose output is not postprocessed."""
+    return OUTPUT_ID if cfg.affinities == "none" else SCORES_ID
 
 
 def _training_data() -> dict[str, Any]:

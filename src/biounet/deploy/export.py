@@ -3,16 +3,18 @@
 Two formats, both from one ``torch.export`` trace with a dynamic batch and dynamic height and width:
 
 - ``onnx``: an ONNX model for onnxruntime (CPU or GPU), input ``image`` (N, C, H, W) float32 in
-  [-1, 1], output ``logits`` (N, K, H', W'). Running it needs onnxruntime and NumPy only: this
+  [-1, 1], output ``logits`` (N, K, H', W'): the K class scores, then one affinity score per offset for a
+  network trained with ``--affinities``; a network trained with ``--context`` takes each image's
+  neighbouring sections as more input channels. Running it needs onnxruntime and NumPy only: this
   module, the tiler and the metrics import no PyTorch on that path.
 - ``program``: a ``torch.export`` program (``.pt2``), PyTorch's successor to TorchScript, loaded
   with ``torch.export.load`` without biounet's model code.
 
 Both carry the preprocessing contract as metadata (key ``biounet``, a JSON object): the
-format version, input scaling, channels, classes, depth, padding, the sizes the network takes,
-and the training configuration. A valid-padding network takes sides ``step * k + offset`` (572,
-556, 588, ...: every 16 pixels at depth 4) and returns ``side - 2 * margin``; a same-padding one
-takes multiples of ``2**depth`` and returns the same size.
+format version, input scaling, channels (and what they hold: sections, classes, affinity offsets),
+depth, padding, the sizes the network takes, and the training configuration. A valid-padding
+network takes sides ``step * k + offset`` (572, 556, 588, ...: every 16 pixels at depth 4) and returns
+``side - 2 * margin``; a same-padding one takes multiples of ``2**depth`` and returns the same size.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import numpy as np
 
 from biounet.core.config import TrainConfig, from_dict
 from biounet.core.errors import BiounetError, ConfigError
+from biounet.data.affinities import offsets_for, output_channels
+from biounet.data.context import input_channels
 from biounet.io.fileio import atomic_write
 from biounet.model.geometry import output_or_none, valid_margin
 
@@ -48,21 +52,50 @@ def size_rule(depth: int, padding: str) -> tuple[int, int, int]:
     return step, smallest % step, smallest
 
 
+def channel_names(cfg: TrainConfig) -> tuple[list[str], list[str]]:
+    """(input, output) channel names: grey or red/green/blue (channelN for other counts), suffixed with the
+    section (``grey_z-1``, ``grey_z+0``, ``grey_z+1``) with --context; membrane and cell for two classes
+    (channelN for more), then ``affinity_dy-1_dx0`` for the affinity channel of offset (-1, 0)."""
+    colours = {1: ["grey"], 3: ["red", "green", "blue"]}.get(cfg.in_channels)
+    colours = colours or [f"channel{i}" for i in range(cfg.in_channels)]
+    sections = range(-cfg.context, cfg.context + 1)
+    inputs = [f"{c}_z{d:+d}" for d in sections for c in colours] if cfg.context else colours
+    classes = ["membrane", "cell"] if cfg.classes == 2 else [f"channel{i}" for i in range(cfg.classes)]
+    return inputs, classes + [f"affinity_dy{dy}_dx{dx}" for dy, dx in offsets_for(cfg.affinities)]
+
+
 def contract(cfg: TrainConfig) -> dict[str, Any]:
-    """The preprocessing contract stored in an export."""
+    """The preprocessing contract stored in an export: what the network's input and output channels are
+    (``in_channels`` and ``out_channels`` count them; a 2.5D network's input holds ``context`` sections on
+    each side, an affinity network's output one channel per ``offsets`` entry after the classes)."""
     step, offset, smallest = size_rule(cfg.depth, cfg.padding)
     margin = valid_margin(cfg.depth) if cfg.padding == "valid" else 0
+    offsets = offsets_for(cfg.affinities)
     return {
         "format": EXPORT_FORMAT,
         "input": INPUT_NAME,
         "output": OUTPUT_NAME,
         "input_scaling": "images scaled to [-1, 1]: 8-bit x / 127.5 - 1 (16-bit x / 32767.5 - 1), "
         "as biounet.data.readers.scale_image",
-        "in_channels": cfg.in_channels,
+        "in_channels": input_channels(cfg),
+        "image_channels": cfg.in_channels,
+        "context": cfg.context,
+        "input_channels": f"sections z - {cfg.context} .. z + {cfg.context} of a stack, {cfg.in_channels} channel(s) "
+        "each, in that order (mirrored at the stack's ends; biounet.data.context.with_context)"
+        if cfg.context
+        else f"the image's {cfg.in_channels} channel(s)",
         "classes": cfg.classes,
+        "affinities": cfg.affinities,
+        "offsets": [list(o) for o in offsets],
+        "out_channels": output_channels(cfg),
+        "channel_names": dict(zip(("input", "output"), channel_names(cfg))),
         "depth": cfg.depth,
         "padding": cfg.padding,
-        "output_shape": "logits (N, classes, H - 2 * margin, W - 2 * margin); softmax over axis 1 gives probabilities",
+        "output_shape": "logits (N, classes, H - 2 * margin, W - 2 * margin); softmax over axis 1 gives probabilities"
+        if not offsets
+        else "logits (N, classes + len(offsets), H - 2 * margin, W - 2 * margin): channels 0 .. classes - 1 are "
+        "class scores (softmax over them gives probabilities), channel classes + j the affinity score of "
+        "offsets[j] = (dy, dx) (its sigmoid: the probability that pixel p and p + (dy, dx) lie in the same cell)",
         "margin": margin,
         "sizes": f"H and W each {offset} + {step} * k, at least {smallest} (e.g. "
         f"{', '.join(str(smallest + step * j) for j in range(3))}, ...)",
@@ -82,7 +115,7 @@ def _exported_program(model, cfg: TrainConfig):
     k_h, k_w = Dim("k_h", min=k_min, max=k_max), Dim("k_w", min=k_min, max=k_max)
     batch = Dim("batch", min=1, max=4096)
     side = smallest + step * 2
-    example = torch.zeros(2, cfg.in_channels, side, side)
+    example = torch.zeros(2, input_channels(cfg), side, side)
     shapes = {"x": {0: batch, 2: step * k_h + offset, 3: step * k_w + offset}}
     model = model.float().eval().to(memory_format=torch.contiguous_format)
     with torch.no_grad():

@@ -6,7 +6,8 @@ is what ``predict`` (predict.py) writes. No PyTorch: the predictor may be an exp
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,10 @@ from biounet.data.readers import SegmentationData, image_digest, read_image_file
 from biounet.data.split import kfold_split
 from biounet.evaluation.challenge import SPLIT_MERGE, challenge_scores, truth_segmentation
 from biounet.evaluation.metrics import CHALLENGE_METRICS, IMAGE_METRICS, dice_coeff, dice_coeff_388, hard_scores
-from biounet.instances.methods import boundary_map, instance_labels, method_params, object_scores
-from biounet.segment.inference import Predictor, segment
+from biounet.instances.methods import check_inputs, instance_labels, method_params, needs_affinities
+from biounet.instances.scoring import boundary_map, object_scores
+from biounet.segment.inference import Predictor
+from biounet.segment.predict import segment_outputs
 
 
 def evaluate_images(
@@ -32,33 +35,33 @@ def evaluate_images(
     batch_size: int = 4,
     tta: bool = False,
     progress: Callable[[int], None] | None = None,
-    labels: str | None = None,
-    label_params: dict[str, Any] | None = None,
+    labels: Sequence[str] | None = None,
+    label_params: Mapping[str, Mapping[str, Any]] | None = None,
     cell_probs_out: list[np.ndarray] | None = None,
+    *,
+    num_classes: int = 2,
+    offsets: Sequence[Sequence[int]] = (),
+    affinities_out: list[np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Segment ``data`` images ``indices`` at full resolution and score them (a lazy dataset's slices are read
     one at a time; the cell probabilities of every scored image are kept for the challenge's measures).
 
     Returns the report: means of ``dice_coeff``, ``dice_coeff_388``, ``pixel_mismatch`` and,
     for two classes, the challenge's ``pixel_error``, ``v_rand`` and ``v_info`` with their
-    thresholds; ``per_image`` holds every image's values.
+    thresholds; ``per_image`` holds every image's values. ``labels`` (instance methods, each with its
+    ``label_params[method]``) adds ``instances``: per method the scores of :func:`score_instances`.
+    A model that predicts affinities after its ``num_classes`` classes passes their ``offsets``: the
+    classes are scored, the affinities feed the methods that read them (and ``affinities_out``).
     """
     if data.masks is None:
         raise DataError("evaluation needs masks, but the dataset has none")
     if not indices:
         raise ConfigError("no images to evaluate: the fold's validation set is empty (--fold all has none)")
-    per_image: list[dict[str, Any]] = []
-    cell_probs: list[np.ndarray] = []
-    masks: list[np.ndarray] = []
-    for n, i in enumerate(indices):
-        probs = segment(data.images[i], predictor, depth, padding, tile, batch_size, tta)
-        mask = data.masks[i]
-        per_image.append(_image_scores(data.names[i], i, probs, mask))
-        if probs.shape[0] == 2:
-            cell_probs.append(probs[1].copy())  # not a view that would keep every class's map alive
-            masks.append(mask)
-        if progress:
-            progress(n + 1)
+    check_inputs(labels or [], offsets)
+    run: dict[str, Any] = {"depth": depth, "padding": padding, "tile": tile, "batch_size": batch_size, "tta": tta}
+    seg = partial(segment_outputs, predictor=predictor, num_classes=num_classes, offsets=offsets, **run)
+    keep_affinities = affinities_out is not None or any(needs_affinities(m) for m in labels or [])
+    per_image, cell_probs, masks, affinities = _segment_all(seg, data, indices, keep_affinities, progress)
     report: dict[str, Any] = {"n_images": len(indices)}
     for key in IMAGE_METRICS:
         values = [r[key] for r in per_image if key in r]
@@ -67,11 +70,44 @@ def evaluate_images(
     if masks:
         _add_challenge_scores(report, per_image, cell_probs, masks)
     if masks and labels:
-        report["instances"] = score_instances(cell_probs, masks, labels, label_params or {})
+        params = label_params or {}
+        report["instances"] = {
+            m: score_instances(cell_probs, masks, m, params.get(m, {}), affinities or None, offsets) for m in labels
+        }
     if cell_probs_out is not None:  # for a caller that scores them again (cv --labels)
         cell_probs_out.extend(cell_probs)
+    if affinities_out is not None:
+        affinities_out.extend(affinities)
     report["per_image"] = per_image
     return report
+
+
+def _segment_all(
+    seg: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]],
+    data: SegmentationData,
+    indices: list[int],
+    keep_affinities: bool,
+    progress: Callable[[int], None] | None,
+) -> tuple[list[dict[str, Any]], list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """Every image segmented by ``seg`` and scored: (rows of the report, and for two classes the cell
+    probabilities, masks and, when kept, affinities)."""
+    per_image: list[dict[str, Any]] = []
+    cell_probs: list[np.ndarray] = []
+    masks: list[np.ndarray] = []
+    affinities: list[np.ndarray] = []
+    assert data.masks is not None
+    for n, i in enumerate(indices):
+        probs, aff = seg(data.images[i])
+        mask = data.masks[i]
+        per_image.append(_image_scores(data.names[i], i, probs, mask))
+        if probs.shape[0] == 2:
+            cell_probs.append(probs[1].copy())  # not a view that would keep every class's map alive
+            masks.append(mask)
+            if aff is not None and keep_affinities:
+                affinities.append(aff)
+        if progress:
+            progress(n + 1)
+    return per_image, cell_probs, masks, affinities
 
 
 def _image_scores(name: str, index: int, probs: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
@@ -106,14 +142,24 @@ def _add_challenge_scores(
 
 
 def score_instances(
-    cell_probs: list[np.ndarray], masks: list[np.ndarray], method: str, params: dict[str, Any]
+    cell_probs: list[np.ndarray],
+    masks: list[np.ndarray],
+    method: str,
+    params: Mapping[str, Any],
+    affinities: list[np.ndarray] | None = None,
+    offsets: Sequence[Sequence[int]] = (),
 ) -> dict[str, Any]:
     """The challenge's measures of instance maps made by ``method``: each map's one-pixel boundary map
-    (:func:`biounet.instances.methods.boundary_map`) is the proposal, scored at one threshold (an instance map
-    has no threshold to sweep); per image and the mean, with the split and merge parts of V_rand and
-    V_info per image (``v_rand_split_per_image``, ...). ``objects`` adds object-level scores (matched
+    (:func:`biounet.instances.scoring.boundary_map`) is the proposal, scored at one threshold (an instance
+    map has no threshold to sweep); per image and the mean, with the split and merge parts of V_rand and
+    V_info per image (``v_rand_split_per_image``, ...). A method that reads affinities takes image k's
+    from ``affinities[k]`` (channels of ``offsets``). ``objects`` adds object-level scores (matched
     F1 at IoU 0.5, mean IoU of the matched objects, foreground IoU), means over the images."""
-    maps = [instance_labels(p, method, **params) for p in cell_probs]
+    check_inputs([method], offsets if affinities else ())
+    maps = [
+        instance_labels(p, method, affinities=affinities[k] if affinities else None, offsets=offsets, **params)
+        for k, p in enumerate(cell_probs)
+    ]
     cells = [1.0 - boundary_map(m).astype(np.float32) for m in maps]
     scores = challenge_scores(cells, masks, thresholds=(0.5,), parts=True)
     out: dict[str, Any] = {"method": method, "params": method_params(method, **params)}

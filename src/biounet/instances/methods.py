@@ -1,40 +1,56 @@
-"""Instance segmentation of a cell probability map: a registry of methods, the one-pixel boundary
-map the ISBI 2012 challenge scores, and object-level scores.
+"""Instance segmentation of a model's prediction: a registry of methods, the one-pixel boundary map
+the ISBI 2012 challenge scores, and object-level scores.
 
-Every method takes the (H, W) probability that a pixel is inside a cell (class 1; the membrane
-probability is ``1 - cell_prob``) and returns (H, W) uint32 labels, 0 where it leaves background
-or boundary, ids 1..n. The graph methods run python-elf on its bioimage-cpp backend (Beier et al.,
-Nature Methods 2017; Bailoni et al., GASP, 2022): superpixels from a distance-transform watershed
-of the membrane probability, their region adjacency graph, the mean membrane probability on each
-edge, then a partition of the graph. Defaults are the literature's (elf's ``DEFAULT_WS_KWARGS``,
-boundary bias 0.5) until they are chosen on training folds. No PyTorch.
+A method reads one of two inputs (``InstanceMethod.inputs``). "boundary" methods (watershed,
+multicut, gasp, objects) take the (H, W) probability that a pixel is inside a cell (class 1; the
+membrane probability is ``1 - cell_prob``); "affinities" methods (mws, multicut-aff, gasp-aff) take
+the (C, H, W) affinities of a model trained with ``--affinities`` (1 = the two pixels of an edge are
+in the same object; one channel per offset, the nearest neighbours first), with their offsets. Every
+method returns (H, W) uint32 labels, 0 where it leaves background or boundary, ids 1..n. The graph
+methods run python-elf on its bioimage-cpp backend (instances.graphs): superpixels from a
+distance-transform watershed of a boundary map, their region adjacency graph, the evidence on each
+edge, then a partition of the graph. Defaults are those cv chose where a cv run records them, else
+the literature's (the constants below say which). No PyTorch.
 """
 
 from __future__ import annotations
 
 import numbers
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from biounet.core.errors import ConfigError, DataError
+from biounet.data.affinities import Offsets, boundary_from_affinities, check_affinities, check_offsets
+from biounet.instances.graphs import (
+    LINKAGES,
+    SOLVERS,
+    WEIGHTINGS,
+    affinity_edges,
+    gasp_partition,
+    membrane_edges,
+    multicut_partition,
+    superpixels,
+)
 from biounet.instances.labels import relabel
+from biounet.instances.mws import mutex_watershed
 
 ParamValue = float | int | str
-# elf parallelises within one image; the volume path parallelises across slices and blocks instead
-_THREADS = 1
+INPUTS = ("boundary", "affinities")  # what a method reads: the cell probability, or the affinities
 
 
 @dataclass(frozen=True)
 class InstanceMethod:
-    """One instance method: ``fn(cell_prob, **params)`` with every parameter of ``defaults``."""
+    """One instance method. ``inputs`` "boundary": ``fn(cell_prob, **params)``; "affinities":
+    ``fn(affinities, offsets, **params)``; with every parameter of ``defaults``."""
 
     name: str
     description: str
     defaults: dict[str, ParamValue]
     fn: Callable[..., np.ndarray]
+    inputs: str = "boundary"
 
 
 # What each parameter may be (a name means the same in every method that has it).
@@ -46,20 +62,10 @@ _RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
     "sigma_seeds": (lambda v: 0 <= v <= 50, "in [0, 50] pixels"),
     "sigma_weights": (lambda v: 0 <= v <= 50, "in [0, 50] pixels"),
     "min_size": (lambda v: v >= 0, "at least 0 pixels"),
+    "stride": (lambda v: v >= 1, "at least 1 (1 keeps every repulsive edge)"),
+    "attractive_bias": (lambda v: -1 <= v <= 1, "in [-1, 1]"),
 }
-_SOLVERS = ("gaec", "kernighan-lin")
-# our linkage names -> elf's (run_GASP); "single" and "mutex_watershed" take elf's fast paths
-_LINKAGES = {
-    "average": "average",
-    "single": "single_linkage",
-    "complete": "complete_linkage",
-    "sum": "sum",
-    "mutex_watershed": "mutex_watershed",
-}
-# multicut edge costs: each edge's alone ("none"), or scaled by its length relative to the longest
-# ("length": elf's weighting scheme "all"), so a few pixels of boundary weigh less than a long one
-_WEIGHTINGS = ("none", "length")
-_CHOICES: dict[str, tuple[str, ...]] = {"solver": _SOLVERS, "linkage": tuple(_LINKAGES), "weighting": _WEIGHTINGS}
+_CHOICES: dict[str, tuple[str, ...]] = {"solver": SOLVERS, "linkage": tuple(LINKAGES), "weighting": WEIGHTINGS}
 
 # the superpixels of multicut and gasp: elf's DEFAULT_WS_KWARGS (threshold on the membrane probability),
 # but min_size 25, not 100: a cell under min_size cannot be a segment, and about 10% of the cell profiles
@@ -71,10 +77,21 @@ _SUPERPIXELS: dict[str, ParamValue] = {
     "alpha": 0.9,
     "min_size": 25,
 }
+# The boundary biases cv chose on the recorded 5-fold run of the CPU recipe (docs/instances.md, "Five
+# folds of ISBI 2012"; docs/results/cv-cpu-labels/cv-labels-{multicut,gasp}.json, 2026-11-29):
+# multicut chose beta 0.4 on every fold; gasp 0.5 on folds 0, 1 and 3, 0.4 on folds 2 and 4.
+_MULTICUT_BETA, _GASP_BETA = 0.4, 0.5
+# The affinity methods have no cv record yet (no affinity model has been cross-validated): the mutex
+# watershed's are the paper's parameter-free setting (every repulsive edge, no bias) with the superpixels'
+# size filter; the graph methods' beta is elf's 0.5. Replace them with what cv chooses once it has run.
+_MWS = {"stride": 1, "attractive_bias": 0.0, "min_size": 25}
+_AFFINITY_BETA = 0.5
 
 
-def _check_prob(cell_prob: np.ndarray) -> np.ndarray:
+def _check_prob(cell_prob: np.ndarray | None) -> np.ndarray:
     """(H, W) float32 in [0, 1], or a DataError naming what is wrong."""
+    if cell_prob is None:
+        raise DataError("this instance method reads the (H, W) cell probability map; pass it (class 1 of the model)")
     a = np.asarray(cell_prob)
     if a.ndim != 2:
         raise DataError(f"instance methods take one (H, W) cell probability map, got shape {a.shape}; pass one slice")
@@ -95,63 +112,48 @@ def _watershed(cell_prob: np.ndarray) -> np.ndarray:
     return watershed(-cell_prob, cores, mask=cell_prob > 0.5).astype(np.uint32)
 
 
-def _superpixel_graph(membrane: np.ndarray, boundary_threshold, sigma_seeds, sigma_weights, alpha, min_size):
-    """(superpixels, RAG, mean membrane probability per edge, edge sizes), or None where no pixel is
-    below ``boundary_threshold`` (a map of membrane only has no cell to find)."""
-    from elf.segmentation.features import compute_boundary_mean_and_length, compute_rag
-    from elf.segmentation.watershed import distance_transform_watershed
-
-    if not (membrane <= boundary_threshold).any():
-        return None
-    superpixels, _ = distance_transform_watershed(
-        membrane, boundary_threshold, sigma_seeds, sigma_weights=sigma_weights, min_size=min_size, alpha=alpha
-    )
-    superpixels = superpixels.astype(np.uint32)
-    rag = compute_rag(superpixels, n_threads=_THREADS)
-    features = compute_boundary_mean_and_length(rag, superpixels, membrane, n_threads=_THREADS)
-    return superpixels, rag, features[:, 0], features[:, 1]
-
-
-def _to_pixels(rag, superpixels: np.ndarray, node_labels: np.ndarray) -> np.ndarray:
-    from elf.segmentation.features import project_node_labels_to_pixels
-
-    labels = project_node_labels_to_pixels(rag, superpixels, np.asarray(node_labels), n_threads=_THREADS)
-    labels = labels.astype(np.int64) + 1
-    labels[superpixels == 0] = 0  # pixels no superpixel took stay background
-    return labels
-
-
-def _multicut(cell_prob: np.ndarray, *, beta: float, solver: str, weighting: str, **superpixels) -> np.ndarray:
-    """Multicut of the superpixel graph: costs log((1-p)/p) + log((1-beta)/beta) of the mean membrane
-    probability p of each edge (higher ``beta``: more cuts), with ``weighting`` "length" scaled by
-    the edge's length over the longest edge's, solved by GAEC or Kernighan-Lin."""
-    from elf.segmentation.multicut import compute_edge_costs, multicut_gaec, multicut_kernighan_lin
-
-    problem = _superpixel_graph(1.0 - cell_prob, **superpixels)
-    if problem is None:
+def _multicut(cell_prob: np.ndarray, *, beta: float, solver: str, weighting: str, **superpixel_args) -> np.ndarray:
+    """Multicut of the superpixel graph of the membrane probability, on each edge's mean membrane probability."""
+    membrane = 1.0 - cell_prob
+    sp = superpixels(membrane, **superpixel_args)
+    if sp is None:
         return np.zeros(cell_prob.shape, np.uint32)
-    sp, rag, edge_probs, edge_sizes = problem
-    if not len(edge_probs):  # one superpixel: nothing to cut
-        return sp
-    scheme = "all" if weighting == "length" else None
-    costs = compute_edge_costs(edge_probs, edge_sizes=edge_sizes, beta=beta, weighting_scheme=scheme)
-    solve = multicut_gaec if solver == "gaec" else multicut_kernighan_lin  # KL warm-starts from GAEC
-    return _to_pixels(rag, sp, solve(rag, costs))
+    return multicut_partition(sp, *membrane_edges(sp, membrane), beta=beta, solver=solver, weighting=weighting)
 
 
-def _gasp(cell_prob: np.ndarray, *, beta: float, linkage: str, **superpixels) -> np.ndarray:
-    """GASP on the same graph: signed weights (1 - p) - beta (elf's GaspFromAffinities weights),
-    edges averaged by their lengths."""
-    from elf.segmentation.gasp import run_GASP
-
-    problem = _superpixel_graph(1.0 - cell_prob, **superpixels)
-    if problem is None:
+def _gasp(cell_prob: np.ndarray, *, beta: float, linkage: str, **superpixel_args) -> np.ndarray:
+    """GASP on the multicut's graph and edge evidence."""
+    membrane = 1.0 - cell_prob
+    sp = superpixels(membrane, **superpixel_args)
+    if sp is None:
         return np.zeros(cell_prob.shape, np.uint32)
-    sp, rag, edge_probs, edge_sizes = problem
-    node_labels, _ = run_GASP(
-        rag, (1.0 - edge_probs) - beta, linkage_criteria=_LINKAGES[linkage], edge_sizes=edge_sizes
+    return gasp_partition(sp, *membrane_edges(sp, membrane), beta=beta, linkage=linkage)
+
+
+def _mws(affinities: np.ndarray, offsets: Offsets, *, stride: int, attractive_bias: float, min_size: int) -> np.ndarray:
+    """The mutex watershed of the affinities (instances.mws), repulsive edges kept every ``stride`` pixels."""
+    return mutex_watershed(
+        affinities, offsets, strides=(stride, stride), attractive_bias=attractive_bias, min_size=min_size
     )
-    return _to_pixels(rag, sp, node_labels)
+
+
+def _multicut_aff(
+    affinities: np.ndarray, offsets: Offsets, *, beta: float, solver: str, weighting: str, **superpixel_args
+) -> np.ndarray:
+    """Multicut of the superpixels of the affinities' boundary map, on each edge's mean affinity."""
+    sp = superpixels(boundary_from_affinities(affinities, offsets), **superpixel_args)
+    if sp is None:
+        return np.zeros(affinities.shape[1:], np.uint32)
+    edges = affinity_edges(sp, affinities, offsets)
+    return multicut_partition(sp, *edges, beta=beta, solver=solver, weighting=weighting)
+
+
+def _gasp_aff(affinities: np.ndarray, offsets: Offsets, *, beta: float, linkage: str, **superpixel_args) -> np.ndarray:
+    """GASP on the multicut-aff's graph and edge evidence."""
+    sp = superpixels(boundary_from_affinities(affinities, offsets), **superpixel_args)
+    if sp is None:
+        return np.zeros(affinities.shape[1:], np.uint32)
+    return gasp_partition(sp, *affinity_edges(sp, affinities, offsets), beta=beta, linkage=linkage)
 
 
 def _objects(
@@ -189,13 +191,13 @@ METHODS: dict[str, InstanceMethod] = {
             "multicut",
             "distance-transform watershed superpixels, their adjacency graph, multicut of the mean membrane "
             "probability per edge with a boundary bias (elf, bioimage-cpp)",
-            {**_SUPERPIXELS, "beta": 0.5, "solver": "gaec", "weighting": "none"},
+            {**_SUPERPIXELS, "beta": _MULTICUT_BETA, "solver": "gaec", "weighting": "none"},
             _multicut,
         ),
         InstanceMethod(
             "gasp",
             "the multicut's superpixel graph and edge evidence, partitioned by GASP agglomeration (elf, bioimage-cpp)",
-            {**_SUPERPIXELS, "beta": 0.5, "linkage": "average"},
+            {**_SUPERPIXELS, "beta": _GASP_BETA, "linkage": "average"},
             _gasp,
         ),
         InstanceMethod(
@@ -204,6 +206,30 @@ METHODS: dict[str, InstanceMethod] = {
             "minimum size (elf, bioimage-cpp)",
             {"threshold": 0.5, "sigma_seeds": 2.0, "sigma_weights": 2.0, "alpha": 0.9, "min_size": 100},
             _objects,
+        ),
+        InstanceMethod(
+            "mws",
+            "the mutex watershed of the affinities (Wolf et al. 2018): nearest-neighbour edges attract, "
+            "long-range ones repel, no seeds, no threshold; small segments merged into a neighbour (bioimage-cpp)",
+            dict(_MWS),
+            _mws,
+            "affinities",
+        ),
+        InstanceMethod(
+            "multicut-aff",
+            "multicut's superpixels and graph on the affinities' boundary map, each edge's evidence one minus "
+            "the mean affinity of every pixel pair (every offset) linking its two superpixels (elf, bioimage-cpp)",
+            {**_SUPERPIXELS, "beta": _AFFINITY_BETA, "solver": "gaec", "weighting": "none"},
+            _multicut_aff,
+            "affinities",
+        ),
+        InstanceMethod(
+            "gasp-aff",
+            "multicut-aff's superpixel graph and affinity evidence, partitioned by GASP agglomeration (elf, "
+            "bioimage-cpp)",
+            {**_SUPERPIXELS, "beta": _AFFINITY_BETA, "linkage": "average"},
+            _gasp_aff,
+            "affinities",
         ),
     )
 }
@@ -249,6 +275,40 @@ def method_params(method: str, **params: object) -> dict[str, ParamValue]:
     return {k: _check_value(method, k, params.get(k, d), d) for k, d in m.defaults.items()}
 
 
+def parse_methods(text: str) -> list[str]:
+    """'multicut,gasp' (command-line text) -> ['multicut', 'gasp'], each a known method, none twice."""
+    out = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [t for t in out if t not in METHODS]
+    if not out or unknown or len(set(out)) != len(out):
+        raise ConfigError(
+            f"--labels takes comma-separated instance methods, each once ({', '.join(METHODS)}), got {text!r}"
+        )
+    return out
+
+
+def parse_method_params(methods: Sequence[str], items: list[str]) -> dict[str, dict[str, ParamValue]]:
+    """``--label-param`` items for ``methods`` -> per method its checked parameters (:func:`parse_params`).
+    An item is ``METHOD:KEY=VALUE`` (``multicut:beta=0.4``), or ``KEY=VALUE`` when there is one method."""
+    given: dict[str, list[str]] = {m: [] for m in methods}
+    for item in items:
+        head, colon, rest = item.partition(":")
+        if colon:
+            if head.strip() not in given:
+                raise ConfigError(
+                    f"--label-param {item!r} names {head.strip()!r}, which is not a --labels method "
+                    f"({', '.join(methods)}); write METHOD:KEY=VALUE for one of them"
+                )
+            given[head.strip()].append(rest)
+        elif len(given) == 1:
+            given[next(iter(given))].append(item)
+        else:
+            raise ConfigError(
+                f"--label-param {item!r}: with several --labels methods, say whose parameter it is, "
+                f"METHOD:{item} (e.g. {next(iter(given))}:{item})"
+            )
+    return {m: parse_params(m, given[m]) for m in methods}
+
+
 def parse_params(method: str, items: list[str]) -> dict[str, ParamValue]:
     """``["beta=0.4", "solver=kernighan-lin"]`` (command-line text) -> checked, typed parameters."""
     m = _method(method)
@@ -267,84 +327,48 @@ def parse_params(method: str, items: list[str]) -> dict[str, ParamValue]:
     return method_params(method, **parsed)
 
 
-def instance_labels(cell_prob: np.ndarray, method: str = DEFAULT_METHOD, **params: object) -> np.ndarray:
+def needs_affinities(method: str) -> bool:
+    """Whether ``method`` reads the affinities rather than the cell probability."""
+    return _method(method).inputs == "affinities"
+
+
+def _no_affinities(methods: Sequence[str], why: str) -> ConfigError:
+    boundary = ", ".join(name for name, m in METHODS.items() if m.inputs == "boundary")
+    return ConfigError(
+        f"instance method {', '.join(methods)} reads predicted affinities, but {why}; train a model with "
+        f"--affinities mws12, or choose a method that reads the cell probability: {boundary}"
+    )
+
+
+def check_inputs(methods: Sequence[str], offsets: Sequence[Sequence[int]]) -> None:
+    """A ConfigError naming the fix when a method of ``methods`` reads affinities and the model predicts
+    none (``offsets`` empty): what a command checks before it segments anything."""
+    need = [m for m in methods if needs_affinities(m)]
+    if need and not len(offsets):
+        raise _no_affinities(need, "the model predicts none (it was trained with --affinities none)")
+
+
+def instance_labels(
+    cell_prob: np.ndarray | None,
+    method: str = DEFAULT_METHOD,
+    *,
+    affinities: np.ndarray | None = None,
+    offsets: Sequence[Sequence[int]] = (),
+    **params: object,
+) -> np.ndarray:
     """(H, W) cell probability (1 = cell) -> (H, W) uint32 instances, 0 = background/boundary, ids 1..n.
 
-    ``method`` is a key of ``METHODS``; ``params`` override its ``defaults`` (``method_params``).
+    ``method`` is a key of ``METHODS``; ``params`` override its ``defaults`` (``method_params``). A
+    method whose ``inputs`` are "affinities" reads ``affinities`` instead: (C, H, W) in [0, 1], 1 =
+    same object, channel c for the edge (p, p + offsets[c]), the nearest neighbours first (then
+    ``cell_prob`` may be None); without them it is a ConfigError naming the fix (:func:`check_inputs`).
+    A "boundary" method ignores ``affinities``.
     """
     settings = method_params(method, **params)
-    prob = _check_prob(cell_prob)
-    return relabel(METHODS[method].fn(prob, **settings))
-
-
-def boundary_map(labels: np.ndarray) -> np.ndarray:
-    """(H, W) instances -> (H, W) uint8 one-pixel boundary map (1 = boundary) for the challenge's scoring.
-
-    Background (0) is boundary. Of two 4-neighbours with different nonzero labels the left (or upper)
-    one is boundary, so lines are one pixel wide and no two labels touch across the cell pixels
-    (0); a labelled pixel beside background stays cell. The challenge scores ``1 - boundary_map``
-    as a cell probability at any threshold in (0, 1): ``challenge.challenge_scores([1 - b], [mask],
-    thresholds=(0.5,))``, no sweep.
-    """
-    a = np.asarray(labels)
-    if a.ndim != 2 or not np.issubdtype(a.dtype, np.integer):
-        raise DataError(f"boundary_map takes an (H, W) integer instance map, got {a.dtype} of shape {a.shape}")
-    edge = a == 0
-    right = (a[:, :-1] != a[:, 1:]) & (a[:, :-1] != 0) & (a[:, 1:] != 0)
-    down = (a[:-1] != a[1:]) & (a[:-1] != 0) & (a[1:] != 0)
-    edge[:, :-1] |= right
-    edge[:-1] |= down
-    return edge.astype(np.uint8)
-
-
-def _ious(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
-    """(true index, predicted index, IoU) of every overlapping pair of objects (indices from 0),
-    and the numbers of true and predicted objects."""
-    t, p = relabel(truth).ravel().astype(np.int64), relabel(pred).ravel().astype(np.int64)
-    n_true, n_pred = int(t.max(initial=0)), int(p.max(initial=0))
-    both = (t > 0) & (p > 0)
-    pairs, inter = np.unique(t[both] * (n_pred + 1) + p[both], return_counts=True)
-    ti, pi = pairs // (n_pred + 1), pairs % (n_pred + 1)
-    size_t, size_p = np.bincount(t, minlength=n_true + 1), np.bincount(p, minlength=n_pred + 1)
-    iou = inter / (size_t[ti] + size_p[pi] - inter)
-    return ti - 1, pi - 1, iou, n_true, n_pred
-
-
-def object_scores(pred: np.ndarray, truth: np.ndarray, iou: float = 0.5) -> dict[str, float]:
-    """Object-level scores of an instance map against true instances (both (H, W) integer, 0 = background).
-
-    Objects are matched one to one (Hungarian, most total IoU) among pairs with IoU >= ``iou``.
-    ``f1`` = 2 matched / (true + predicted objects), ``precision``, ``recall``; ``matched_iou`` the
-    mean IoU of the matched pairs (0 without a match); ``foreground_iou`` the IoU of pred > 0 and
-    truth > 0. With no object on either side every score is 1 (nothing to get wrong).
-    """
-    from scipy.optimize import linear_sum_assignment
-
-    pred, truth = np.asarray(pred), np.asarray(truth)
-    if pred.shape != truth.shape or pred.ndim != 2:
-        raise DataError(f"instance maps {pred.shape} and {truth.shape} do not match: expected two (H, W) arrays")
-    for name, a in (("predicted", pred), ("true", truth)):
-        if not np.issubdtype(a.dtype, np.integer) or (a.size and a.min() < 0):
-            raise DataError(f"the {name} instance map must hold non-negative integer ids, got {a.dtype}")
-    if not 0 < iou <= 1:
-        raise ConfigError(f"object_scores iou={iou} must be in (0, 1]")
-    ti, pi, overlap, n_true, n_pred = _ious(pred, truth)
-    keep = overlap >= iou
-    ti, pi, overlap = ti[keep], pi[keep], overlap[keep]
-    rows, cols = np.unique(ti), np.unique(pi)
-    matrix = np.zeros((len(rows), len(cols)))
-    matrix[np.searchsorted(rows, ti), np.searchsorted(cols, pi)] = overlap
-    r, c = linear_sum_assignment(matrix, maximize=True)
-    matched_ious = matrix[r, c][matrix[r, c] > 0]
-    matched = len(matched_ious)
-    fg_union = int(((pred > 0) | (truth > 0)).sum())
-    return {
-        "f1": 2 * matched / (n_true + n_pred) if n_true + n_pred else 1.0,
-        "precision": matched / n_pred if n_pred else 1.0,
-        "recall": matched / n_true if n_true else 1.0,
-        "matched_iou": float(matched_ious.mean()) if matched else (1.0 if n_true + n_pred == 0 else 0.0),
-        "foreground_iou": int(((pred > 0) & (truth > 0)).sum()) / fg_union if fg_union else 1.0,
-        "true_objects": float(n_true),
-        "predicted_objects": float(n_pred),
-        "matched": float(matched),
-    }
+    m = METHODS[method]
+    if m.inputs == "affinities":
+        if affinities is None:
+            raise _no_affinities([method], "none were given (pass affinities= and offsets=)")
+        offs = check_offsets(offsets)
+        return relabel(m.fn(check_affinities(affinities, offs), offs, **settings))
+    return relabel(m.fn(_check_prob(cell_prob), **settings))

@@ -223,7 +223,7 @@ def load_model(path: str | Path, device: str = "auto") -> tuple[UNet, TrainConfi
 
 def load_init(model: UNet, path: str) -> list[str]:
     """Copy weights from a checkpoint (or a built-in model's name) for fine-tuning; skips the output
-    layer if classes differ."""
+    layer if its channels differ (classes, affinities)."""
     from biounet.model.pretrained import builtin_path, is_builtin
 
     ckpt = load(builtin_path(path) if is_builtin(path) else path)
@@ -240,8 +240,9 @@ def load_init(model: UNet, path: str) -> list[str]:
         src = ckpt.get("config", {})
         raise CheckpointError(
             f"--init-from {path}: its network (base_width={src.get('base_width')}, depth={src.get('depth')}, "
-            f"in_channels={src.get('in_channels')}, batch_norm={src.get('batch_norm')}) does not fit this one; "
-            f"set the same architecture options (only --classes may differ)"
+            f"in_channels={src.get('in_channels')}, context={src.get('context', 0)}, "
+            f"batch_norm={src.get('batch_norm')}) does not fit this one; set the same architecture options (only "
+            f"--classes and --affinities may differ)"
         )
     model.load_state_dict(state, strict=False)
     return skipped

@@ -20,6 +20,8 @@ from torch import nn
 
 from biounet.core.config import TrainConfig
 from biounet.core.errors import ConfigError
+from biounet.data.affinities import output_channels
+from biounet.data.context import input_channels
 from biounet.model.geometry import Padding, check_input_size, output_size, valid_margin
 
 
@@ -70,7 +72,8 @@ class UNet(nn.Module):
     """U-Net for 2D segmentation.
 
     Input: (N, in_channels, H, W) float, images scaled to [-1, 1].
-    Output: (N, num_classes, H', W') unnormalised class scores (logits), where
+    Output: (N, num_classes, H', W') unnormalised scores (logits: class scores, then any affinity
+    scores, see :func:`build_model`), where
     H' = output_size(H) for ``padding="valid"`` and H' = H for ``padding="same"``.
     """
 
@@ -143,11 +146,14 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def build_model(cfg: TrainConfig) -> UNet:
-    """The U-Net described by ``cfg``, its weights drawn from a generator seeded by ``cfg.seed``."""
+    """The U-Net described by ``cfg``, its weights drawn from a generator seeded by ``cfg.seed``: input
+    ``input_channels(cfg)`` (the image's channels for every section of ``--context``), output
+    ``output_channels(cfg)``: the ``cfg.classes`` class scores first, then one affinity score per offset of
+    ``--affinities`` (data/affinities.py). With the defaults, the paper's network."""
     gen = torch.Generator().manual_seed(cfg.seed)
     return UNet(
-        in_channels=cfg.in_channels,
-        num_classes=cfg.classes,
+        in_channels=input_channels(cfg),
+        num_classes=output_channels(cfg),
         base_width=cfg.base_width,
         depth=cfg.depth,
         padding=cast(Padding, cfg.padding),  # UNet checks the value

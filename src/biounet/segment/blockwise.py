@@ -11,7 +11,8 @@ blocks are skipped, the others computed again (a block half-written when the run
 rewritten whole). A store written with another model or other settings is refused, never mixed.
 
 With instances (``--labels``) the unit of work is a whole slice, since the watershed needs the
-whole slice: its probabilities stay in memory in float32 until its cells are written, and the
+whole slice: its probabilities (and a model's affinities) stay in memory in float32 until its cells
+are written, and the
 cells of slice z get ids from ``z * (H * W + 1) + 1`` on, unique across the volume without any
 coordination between slices.
 
@@ -37,8 +38,10 @@ import numpy as np
 
 from biounet.core.config import TrainConfig
 from biounet.core.errors import BiounetError, ConfigError, DataError
+from biounet.data.affinities import offsets_for
+from biounet.data.context import context_reader
 from biounet.data.readers import scale_image
-from biounet.instances.methods import instance_labels
+from biounet.instances.methods import check_inputs, instance_labels
 from biounet.io.metadata import known_unit
 from biounet.io.omezarr import OutputSpec, OutputStore, output_path
 from biounet.io.volumes import Volume, parse_roi
@@ -152,6 +155,8 @@ def _output_spec(
 
 
 def _check(volume: Volume, cfg: TrainConfig, settings: VolumeSettings) -> None:
+    if settings.labels:  # a method that reads affinities needs a model that predicts them
+        check_inputs([settings.labels], offsets_for(cfg.affinities))
     if cfg.classes != 2:
         raise ConfigError(
             f"{volume.spec}: block-wise prediction writes a membrane probability and needs a 2-class model; "
@@ -223,10 +228,14 @@ def prepare_volume(
     _check(volume, cfg, settings)
     roi = parse_roi(settings.roi, volume.shape) if settings.roi else tuple(slice(0, n) for n in volume.shape)
     h, w = roi[1].stop - roi[1].start, roi[2].stop - roi[2].start
-    if settings.labels and h * w > MAX_LABEL_SLICE:
+    # a slice's class and affinity channels are held whole: the same memory as 16384 x 16384 pixels of two classes
+    channels = cfg.classes + len(offsets_for(cfg.affinities))
+    limit = MAX_LABEL_SLICE * 2 // channels
+    if settings.labels and h * w > limit:
         raise ConfigError(
             f"{volume.spec}: slices of {h}x{w} are too large for --labels (each slice's instances are "
-            f"computed whole, up to 16384x16384 pixels); drop --labels or restrict y and x with --roi"
+            f"computed whole from its {channels} channels, up to {limit} pixels); drop --labels or restrict y and x "
+            f"with --roi"
         )
     fingerprint = {
         "model_sha256": model_digest,
@@ -295,20 +304,35 @@ def _run_block(
     region: tuple[slice, ...],
 ) -> None:
     """Segment one block (store coordinates ``region``) and write its probability, mask and cells."""
+    offsets = offsets_for(cfg.affinities)  # a model's affinity channels follow its classes
     _, h, w = volume.shape
     zs, ys, xs = region
     oz, oy, ox = (s.start for s in roi)  # the store's origin in the volume
     box = (ys.start + oy, ys.stop + oy, xs.start + ox, xs.stop + ox)
     for z in range(zs.start, zs.stop):
-        read = slice_reader(volume, z + oz, cfg.in_channels)
-        probs = segment_box(
-            read, (h, w), box, predictor, cfg.depth, cfg.padding, settings.tile, settings.batch_size, settings.tta
+        # a network trained with --context reads the neighbouring sections too (mirrored at the volume's ends)
+        read = context_reader(lambda s: slice_reader(volume, s, cfg.in_channels), z + oz, volume.shape[0], cfg.context)
+        out = segment_box(
+            read,
+            (h, w),
+            box,
+            predictor,
+            cfg.depth,
+            cfg.padding,
+            settings.tile,
+            settings.batch_size,
+            settings.tta,
+            num_classes=cfg.classes,
+            offsets=offsets,
         )
+        probs, aff = out[: cfg.classes], (out[cfg.classes :] if offsets else None)
         one = (slice(z, z + 1), ys, xs)
         store.write("image", one, probs[0][None])
         store.write("mask", one, (probs[0] > 0.5).astype(np.uint8)[None])
         if settings.labels:
-            cells = instance_labels(probs[1], settings.labels, **dict(settings.label_params)).astype(np.uint64)
+            params = dict(settings.label_params)
+            cells = instance_labels(probs[1], settings.labels, affinities=aff, offsets=offsets, **params)
+            cells = cells.astype(np.uint64)
             base = z * (h * w + 1)  # ids unique across the volume, whatever order the slices run in
             cells[cells > 0] += base
             store.write("cells", one, cells.astype(store.spec.cells_dtype)[None])

@@ -4,7 +4,7 @@ instances and overlays, each written atomically. No PyTorch: the predictor may b
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -13,8 +13,10 @@ import numpy as np
 
 from biounet.core.config import TrainConfig
 from biounet.core.errors import ConfigError, DataError
+from biounet.data.affinities import offsets_for
+from biounet.data.context import with_context
 from biounet.data.readers import IMAGE_SUFFIXES, is_channels_last, read_image_file, scale_image
-from biounet.instances.methods import instance_labels
+from biounet.instances.methods import check_inputs, instance_labels
 from biounet.io.fileio import atomic_write, write_png
 from biounet.io.metadata import PixelSize, imagej_unit, ome_unit, read_pixel_size
 from biounet.segment.inference import Predictor, segment
@@ -103,6 +105,55 @@ def _write_tiff(path: Path, array: np.ndarray, axes: str, pixel_size: PixelSize 
     atomic_write(path, write)
 
 
+def segment_outputs(
+    image: np.ndarray,
+    predictor: Predictor,
+    depth: int,
+    padding: str,
+    tile: int | None = None,
+    batch_size: int = 4,
+    tta: bool = False,
+    *,
+    num_classes: int = 2,
+    offsets: Sequence[Sequence[int]] = (),
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(class probabilities (K, H, W), affinities (C, H, W) or None) of one (C_in, H, W) image: the
+    output of :func:`segment` split after the model's ``num_classes`` classes, when it predicts
+    affinities for ``offsets`` (channel K + j for offsets[j]); without offsets, (probabilities, None)."""
+    if not len(offsets):
+        return segment(image, predictor, depth, padding, tile, batch_size, tta), None
+    # segment refuses a predictor whose channels are not num_classes + len(offsets)
+    out = segment(image, predictor, depth, padding, tile, batch_size, tta, num_classes=num_classes, offsets=offsets)
+    return out[:num_classes], out[num_classes:]
+
+
+def _segment_stack(
+    stack: np.ndarray,
+    predictor: Predictor,
+    cfg: TrainConfig,
+    settings: dict[str, Any],
+    labels: str | None,
+    label_params: dict[str, Any],
+    progress: Callable[[int], None] | None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(Z, K, H, W) class probabilities of every slice of a (Z, C, H, W) stack (each with its neighbouring
+    sections for a network trained with ``--context``), and (Z, H, W) uint32 instances by ``labels`` (None
+    without, or for more than two classes), each slice's affinities dropped once its instances are made."""
+    offsets = offsets_for(cfg.affinities)
+    slices, cells = [], []
+    for z in range(len(stack)):
+        img = with_context(stack, z, cfg.context)  # a network trained with --context takes neighbouring sections
+        probs, aff = segment_outputs(
+            img, predictor, cfg.depth, cfg.padding, **settings, num_classes=cfg.classes, offsets=offsets
+        )
+        slices.append(probs)
+        if labels and probs.shape[0] == 2:
+            cells.append(instance_labels(probs[1], labels, affinities=aff, offsets=offsets, **label_params))
+        if progress:
+            progress(1)
+    return np.stack(slices), (np.stack(cells) if cells else None)
+
+
 def predict_files(
     files: list[Path],
     predictor: Predictor,
@@ -120,16 +171,14 @@ def predict_files(
     """Segment every file and write the outputs (atomically); returns the paths written. ``labels``
     names an instance method (:mod:`biounet.instances.methods`), run with ``label_params``."""
     out_dir = Path(out_dir)
+    if labels:  # before any slice is segmented: a method that reads affinities needs a model that predicts them
+        check_inputs([labels], offsets_for(cfg.affinities))
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
+    settings = {"tile": tile, "batch_size": batch_size, "tta": tta}
     for f in files:
         stack = read_stack(f, cfg.in_channels)
-        slices = []
-        for img in stack:
-            slices.append(segment(img, predictor, cfg.depth, cfg.padding, tile, batch_size, tta))
-            if progress:
-                progress(1)
-        probs = np.stack(slices)
+        probs, inst = _segment_stack(stack, predictor, cfg, settings, labels, label_params or {}, progress)
         tiff = partial(_write_tiff, pixel_size=read_pixel_size(f))
         outputs: dict[Path, Callable[[Path], object]] = {}  # each writes its file atomically
         if probs.shape[1] == 2:
@@ -140,8 +189,7 @@ def predict_files(
         # two classes: the labels' convention (255 = cell, 0 = membrane), cut where membrane > 0.5
         hard = np.where(probs[:, 0] > 0.5, 0, 255) if probs.shape[1] == 2 else probs.argmax(1)
         outputs[out_dir / f"{f.stem}_mask.tif"] = partial(tiff, array=hard.astype(np.uint8), axes="ZYX")
-        if labels and probs.shape[1] == 2:
-            inst = np.stack([instance_labels(p[1], labels, **(label_params or {})) for p in probs])
+        if inst is not None:
             outputs[out_dir / f"{f.stem}_labels.tif"] = partial(tiff, array=inst, axes="ZYX")
         if overlays and probs.shape[1] == 2:
             for z, (img, pr) in enumerate(zip(stack, probs)):

@@ -17,7 +17,7 @@ outside the image are its mirror image (:mod:`biounet.data.mirror`, as training 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -134,6 +134,31 @@ def softmax(scores: np.ndarray, axis: int = 1) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True)
 
 
+def sigmoid(scores: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-x)), without overflow for large negative scores."""
+    return np.exp(-np.logaddexp(np.float32(0), -scores)).astype(scores.dtype, copy=False)
+
+
+def class_count(channels: int, num_classes: int | None, n_offsets: int) -> int:
+    """How many of a predictor's ``channels`` are classes (the first ones): ``num_classes``, or, when None,
+    all but the ``n_offsets`` affinity channels; a ConfigError when the channels do not add up."""
+    classes = channels - n_offsets if num_classes is None else num_classes
+    if classes < 1 or classes + n_offsets != channels:
+        raise ConfigError(
+            f"the predictor returned {channels} channels, but the model was described with "
+            f"{num_classes if num_classes is not None else 'its'} classes and {n_offsets} affinity offsets; pass "
+            f"the num_classes and offsets of the model's own configuration (cfg.classes, offsets_for(cfg.affinities))"
+        )
+    return classes
+
+
+def probabilities(scores: np.ndarray, classes: int) -> np.ndarray:
+    """(N, K + C, h, w) scores -> the softmax over the first ``classes`` channels, the sigmoid of the others."""
+    if classes == scores.shape[1]:
+        return softmax(scores)
+    return np.concatenate([softmax(scores[:, :classes]), sigmoid(scores[:, classes:])], axis=1)
+
+
 def _covering(starts: list[int], lo: int, hi: int, reach: int) -> list[int]:
     """The tiles whose values land in [lo, hi): a valid tile's last few pixels are overwritten by the
     next tile (``reach`` = its stride), a blended same-padding tile counts over its whole side."""
@@ -148,9 +173,15 @@ def predict_box(
     plan: TilePlan,
     batch_size: int = 4,
     apply_softmax: bool = True,
+    *,
+    num_classes: int | None = None,
+    offsets: Sequence[Sequence[int]] = (),
 ) -> np.ndarray:
-    """(K, y1 - y0, x1 - x0) float32 scores/probabilities of ``box`` of an image of ``shape``,
-    computed by the image's tiles that cover the box (:func:`tile_starts`)."""
+    """(K + C, y1 - y0, x1 - x0) float32 scores/probabilities of ``box`` of an image of ``shape``,
+    computed by the image's tiles that cover the box (:func:`tile_starts`). The predictor's channels are
+    ``num_classes`` K class scores (None: all but the affinity channels), then one affinity score per
+    offset of ``offsets`` (C of them; none by default); ``apply_softmax``: the softmax over the class
+    channels, the sigmoid of each affinity channel (:func:`probabilities`)."""
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
     y0, y1, x0, x1 = box
@@ -172,8 +203,9 @@ def predict_box(
                 f"the predictor returned shape {scores.shape} for a batch of shape {batch.shape}; "
                 f"expected ({len(chunk)}, K, {oh}, {ow})"
             )
+        classes = class_count(scores.shape[1], num_classes, len(offsets))
         if apply_softmax:
-            scores = softmax(scores)
+            scores = probabilities(scores, classes)
         if acc is None:
             acc = np.zeros((scores.shape[1], ys[-1] - cy + oh, xs[-1] - cx + ow), np.float32)
             norm = np.zeros(acc.shape[1:], np.float32) if window is not None else None

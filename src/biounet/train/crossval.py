@@ -13,6 +13,7 @@ import hashlib
 import json
 import zipfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,9 @@ from biounet.evaluation.selection import HeldOut
 from biounet.io.fileio import atomic_write, atomic_write_text, write_json, write_png
 from biounet.model import checkpoint as ckpt_io
 
-HELDOUT_FORMAT = 2  # heldout.npz: one array per slice (p00000, ...) beside the key
+# heldout.npz: one array per slice beside the key: the cell probabilities p00000, ..., and for a model that
+# predicts affinities its (C, H, W) affinities a00000, ... (their offsets in the key)
+HELDOUT_FORMAT = 2
 
 
 def parse_folds(text: str, folds: int) -> list[str]:
@@ -33,19 +36,6 @@ def parse_folds(text: str, folds: int) -> list[str]:
     out = [t.strip() for t in text.split(",") if t.strip()]
     if not out or any(not t.isdigit() or not 0 <= int(t) < folds for t in out):
         raise ConfigError(f"--fold takes a comma-separated list of folds 0..{folds - 1}, got {text!r}")
-    return out
-
-
-def parse_methods(text: str) -> list[str]:
-    """'multicut,gasp' -> ['multicut', 'gasp'], each a known instance method, none twice."""
-    from biounet.instances.methods import METHODS
-
-    out = [t.strip() for t in text.split(",") if t.strip()]
-    unknown = [t for t in out if t not in METHODS]
-    if not out or unknown or len(set(out)) != len(out):
-        raise ConfigError(
-            f"--labels takes comma-separated instance methods, each once ({', '.join(METHODS)}), got {text!r}"
-        )
     return out
 
 
@@ -68,6 +58,11 @@ def run_cv(
             "--data is required: the ISBI 2012 folder, a folder with images/ and masks/, or an image volume with "
             "its label volume in --masks"
         )
+    if labels:  # before any fold trains: a method that reads affinities needs a recipe that predicts them
+        from biounet.data.affinities import offsets_for
+        from biounet.instances.methods import check_inputs
+
+        check_inputs(labels, offsets_for(cfg.affinities))
     out = Path(out)
     # one dataset for every fold (a volume pair is read lazily: its label volume is scanned once, here)
     data = open_dataset(cfg.data, cfg.classes, cfg.in_channels, cfg.ignore_value, cfg.mask_threshold, cfg.masks)
@@ -77,9 +72,9 @@ def run_cv(
         run = out / f"fold-{fold}"
         last = _train_fold(cfg, explicit, fold, run, data, log)
         _, val = kfold_split(len(data), fold, cfg.folds)
-        report, probs = _evaluate_fold(cfg, fold, last, data, val)
+        report, held = _evaluate_fold(cfg, fold, last, data, val)
         if labels and data.masks is not None:  # only then: the images of a lazy volume stay on disk
-            heldout[fold] = HeldOut(probs, [data.masks[i] for i in val], list(val), [data.images[i] for i in val])
+            heldout[fold] = replace(held, masks=[data.masks[i] for i in val], images=[data.images[i] for i in val])
         reports[fold] = report
         log(f"fold {fold}: " + "  ".join(f"{k} {report[k]:.4f}" for k in METRICS if k in report))
     summary: dict[str, Any] = {
@@ -124,55 +119,96 @@ def _score_instances(
 
 def _evaluate_fold(
     cfg: TrainConfig, fold: str, last: Path, data: Any, val: list[int]
-) -> tuple[dict[str, Any], list[np.ndarray]]:
-    """Fold ``fold``'s report and held-out cell probabilities, scored as the recipe validates (with
-    the 8 flips/rotations when it sets --val-tta); writes evaluation.json. The probabilities are kept
-    in heldout.npz beside it (one array per slice: images may differ in size), keyed by the
-    checkpoint's bytes, the images, the masks, TTA, device and precision, so a second ``cv --labels``
-    on finished folds segments nothing again; any other cache is replaced."""
-    from biounet.data.readers import image_digest
+) -> tuple[dict[str, Any], HeldOut]:
+    """Fold ``fold``'s report and held-out predictions (a HeldOut without masks and images: the caller
+    adds them), scored as the recipe validates (with the 8 flips/rotations when it sets --val-tta);
+    writes evaluation.json. The cell probabilities, and the affinities of a model that predicts them,
+    are kept in heldout.npz beside it (one array per slice: images may differ in size), keyed by the
+    checkpoint's bytes, the images, the masks, TTA, device, precision and the affinities' offsets, so a
+    second ``cv --labels`` on finished folds segments nothing again; any other cache is replaced (one
+    without the affinities of an affinity model too)."""
+    from biounet.data.affinities import offsets_for
+    from biounet.data.context import with_context_data
     from biounet.evaluation.evaluate import evaluate_images
     from biounet.models import load_predictor
     from biounet.segment.inference import describe_predictor
 
     predictor, run_cfg, ckpt = load_predictor(last, cfg.device, cfg.precision)
     described = describe_predictor(predictor)
-    key = json.dumps(
-        {
-            "checkpoint_sha256": hashlib.sha256(last.read_bytes()).hexdigest(),
-            "format": HELDOUT_FORMAT,
-            "images": [image_digest(data.images[i]) for i in val],
-            "masks": [_mask_digest(data.masks[i]) for i in val] if data.masks is not None else None,
-            "tta": cfg.val_tta,
-            **described,
-        },
-        sort_keys=True,
-    )
+    offsets = offsets_for(run_cfg.affinities)
+    key = _heldout_key(cfg, last, data, val, described, offsets)
     cache, report_path = last.parent / "heldout.npz", last.parent / "evaluation.json"
-    if cache.is_file() and report_path.is_file():
-        try:
-            with np.load(cache) as stored:
-                same = str(stored["key"]) == key
-            if same:
-                return json.loads(report_path.read_text()), read_heldout(cache)
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-            pass  # a damaged or older cache: segment again and replace it
-    probs: list[np.ndarray] = []
+    kept = _read_cache(cache, report_path, key, bool(offsets))
+    if kept is not None:
+        report, probs, affinities = kept
+        return report, HeldOut(probs, [], list(val), affinities=affinities, offsets=offsets)
+    probs, affinities = [], []
     report = evaluate_images(
-        predictor, data, val, run_cfg.depth, run_cfg.padding, tta=cfg.val_tta, cell_probs_out=probs
+        predictor,
+        with_context_data(data, run_cfg.context),  # a network trained with --context takes neighbouring sections
+        val,
+        run_cfg.depth,
+        run_cfg.padding,
+        tta=cfg.val_tta,
+        cell_probs_out=probs,
+        num_classes=run_cfg.classes,
+        offsets=offsets,
+        affinities_out=affinities if offsets else None,
     )
     report.update(fold=fold, step=ckpt["step"], checkpoint=ckpt["path"], tta=cfg.val_tta, **described)
     write_json(report, report_path)
-    if probs:  # two classes: the cell probabilities that instance methods take
+    if probs:  # two classes: the cell probabilities (and affinities) that instance methods take
         arrays: dict[str, Any] = {f"p{k:05d}": np.asarray(a, np.float32) for k, a in enumerate(probs)}
+        arrays |= {f"a{k:05d}": np.asarray(a, np.float32) for k, a in enumerate(affinities)}
         atomic_write(cache, lambda p: np.savez(p, key=np.array(key), **arrays))
-    return report, probs
+    return report, HeldOut(probs, [], list(val), affinities=affinities if offsets else None, offsets=offsets)
 
 
-def read_heldout(path: str | Path) -> list[np.ndarray]:
-    """The held-out cell probabilities a finished fold kept (``fold-K/heldout.npz``), one per slice."""
+def _heldout_key(
+    cfg: TrainConfig, last: Path, data: Any, val: list[int], described: dict[str, str], offsets: tuple
+) -> str:
+    """What the held-out predictions depend on, as the text heldout.npz is keyed by. The offsets only
+    for a model that predicts affinities, so the caches of the others stay valid."""
+    from biounet.data.readers import image_digest
+
+    key: dict[str, Any] = {
+        "checkpoint_sha256": hashlib.sha256(last.read_bytes()).hexdigest(),
+        "format": HELDOUT_FORMAT,
+        "images": [image_digest(data.images[i]) for i in val],
+        "masks": [_mask_digest(data.masks[i]) for i in val] if data.masks is not None else None,
+        "tta": cfg.val_tta,
+        **described,
+    }
+    if offsets:
+        key["affinities"] = [list(o) for o in offsets]
+    return json.dumps(key, sort_keys=True)
+
+
+def _read_cache(
+    cache: Path, report_path: Path, key: str, with_affinities: bool
+) -> tuple[dict[str, Any], list[np.ndarray], list[np.ndarray] | None] | None:
+    """(report, cell probabilities, affinities or None) of a cache written under ``key``, or None where
+    there is none, it was written under another key, is damaged, or lacks the affinities it should hold."""
+    if not (cache.is_file() and report_path.is_file()):
+        return None
+    try:
+        with np.load(cache) as stored:
+            if str(stored["key"]) != key:
+                return None
+        probs = read_heldout(cache)
+        affinities = read_heldout(cache, "a") if with_affinities else None
+        if affinities is not None and len(affinities) != len(probs):
+            return None
+        return json.loads(report_path.read_text()), probs, affinities
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None  # a damaged or older cache: segment again and replace it
+
+
+def read_heldout(path: str | Path, prefix: str = "p") -> list[np.ndarray]:
+    """What a finished fold kept (``fold-K/heldout.npz``), one array per slice: the cell probabilities
+    (``prefix`` "p"), or the affinities of a model that predicts them ("a")."""
     with np.load(path) as stored:
-        names = sorted(n for n in stored.files if n.startswith("p"))
+        names = sorted(n for n in stored.files if n.startswith(prefix) and n[1:].isdigit())
         return [stored[n] for n in names]
 
 

@@ -38,14 +38,14 @@ from biounet.core.device import (
     tune_for_fixed_shapes,
 )
 from biounet.core.errors import ConfigError, TrainingDiverged
-from biounet.data import IGNORE, TileDataset, TileSampler
+from biounet.data import TileDataset, TileSampler
 from biounet.data.readers import SegmentationData, image_digest
 from biounet.io.fileio import atomic_write_text, write_json
 from biounet.model.checkpoint import RunState, resume_config, save_run
 from biounet.model.unet import build_model, tile_geometry
 from biounet.train import distributed
 from biounet.train.distributed import DistInfo
-from biounet.train.losses import pixel_loss_sum, soft_dice_loss_sum
+from biounet.train.losses import AffinityLoss, batch_counts, loss_options, micro_batch_loss
 from biounet.train.memory import choose_micro_batch
 from biounet.train.optim import lr_at, make_optimizer
 from biounet.train.runlog import Logger, hms, plot_loss
@@ -99,35 +99,32 @@ def train_step(
     step: int,
     dist_info: DistInfo = DistInfo(),
     dice_weight: float = 0.0,
+    affinity: AffinityLoss = AffinityLoss(),
 ) -> float:
-    """One optimizer step over a global batch given as micro-batches; returns its loss (the mean
-    pixel cross-entropy, plus the weighted dice term when ``dice_weight`` is set).
+    """One optimizer step over a global batch given as micro-batches of (images, masks, weights[, affinity
+    targets, validity]); returns its loss (losses.micro_batch_loss: the mean pixel cross-entropy, plus the
+    weighted dice term when ``dice_weight`` is set, plus the affinity terms when the batch has targets).
 
-    Each micro-batch's loss sum is divided by the pixel count of the whole global batch (summed
-    over all processes), so the accumulated gradient is the same whatever the micro-batch split
-    or the number of processes. DistributedDataParallel averages gradients over the processes,
-    so each process's loss is scaled by the world size to turn that average into the sum.
-    ``dice_weight`` adds that weight times the mean over the batch's images of 1 - soft dice.
+    Each micro-batch's loss sums are divided by the counts of the whole global batch (summed over all
+    processes), so the accumulated gradient is the same whatever the micro-batch split or the number of
+    processes. DistributedDataParallel averages gradients over the processes, so each process's loss is
+    scaled by the world size to turn that average into the sum.
     """
-    local_pixels = sum(int((m != IGNORE).sum()) for _, m, _ in micro_batches)
-    n_pixels = distributed.all_sum(local_pixels, dist_info, device)
-    n_images = sum(len(m) for _, m, _ in micro_batches) * dist_info.world
-    if n_pixels == 0:
+    counts = batch_counts(micro_batches, dist_info, device)
+    if counts.pixels == 0:
         raise TrainingDiverged(f"step {step}: every pixel of the batch is ignored; check --ignore-value")
     optimizer.zero_grad(set_to_none=True)
     total = torch.zeros((), device=device)
-    for k, (images, masks, weights) in enumerate(micro_batches):
+    for k, (images, *rest) in enumerate(micro_batches):
         images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format(device, precision))
-        masks, weights = masks.to(device, non_blocking=True), weights.to(device, non_blocking=True)
+        rest = [t.to(device, non_blocking=True) for t in rest]
         # gradients are exchanged once per step, at the last micro-batch (nanoGPT's habit)
         sync = not dist_info.enabled or k == len(micro_batches) - 1
         # only a DistributedDataParallel model has no_sync, and only one is asked (sync is False under DDP)
         with contextlib.nullcontext() if sync else cast("DistributedDataParallel", model).no_sync():
             with autocast(device, precision):
                 logits = model(images)
-            loss = pixel_loss_sum(logits, masks, weights) / n_pixels
-            if dice_weight:
-                loss = loss + dice_weight * soft_dice_loss_sum(logits, masks) / n_images
+            loss = micro_batch_loss(logits, rest, counts, dice_weight, affinity)
             scaler.scale(loss * dist_info.world).backward()
         total += loss.detach()
     value = distributed.all_sum(float(total), dist_info, device)
@@ -356,7 +353,7 @@ def _loop(
                         precision,
                         state.step + 1,
                         info,
-                        cfg.dice_loss_weight,
+                        **loss_options(cfg),
                     )
                 except Exception as exc:
                     if use_compile and is_compile_error(exc):  # checkpoints already written stay intact

@@ -9,6 +9,7 @@ import torch
 
 from biounet.core.config import TrainConfig
 from biounet.core.device import available_memory_bytes
+from biounet.data.context import input_channels
 from biounet.model.unet import UNet, build_model
 
 # On the CPU a single 572x572 tile already keeps every core busy: at width 64 in float32 micro-
@@ -45,7 +46,7 @@ def activation_bytes_per_sample(cfg: TrainConfig, precision: str) -> int:
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
     with torch.no_grad():
-        model(torch.empty(1, cfg.in_channels, cfg.tile_size, cfg.tile_size, device="meta"))
+        model(torch.empty(1, input_channels(cfg), cfg.tile_size, cfg.tile_size, device="meta"))
     for h in handles:
         h.remove()
     return int(total * 1.6)

@@ -15,6 +15,7 @@ from biounet.core.config import TrainConfig
 from biounet.core.device import compiled, set_threads
 from biounet.core.errors import ConfigError, DataError
 from biounet.data import AugmentConfig, TileSampler, kfold_split, open_dataset
+from biounet.data.affinities import offsets_for
 from biounet.data.readers import SegmentationData
 from biounet.data.volume_data import loss_weights
 from biounet.io.fileio import check_output_dir
@@ -68,7 +69,10 @@ def training_data(
     augment = AugmentConfig(
         cfg.flip, cfg.rotate90, cfg.elastic, cfg.elastic_sigma, cfg.elastic_grid, cfg.brightness, cfg.contrast
     )
-    sampler = TileSampler(data, train_idx, in_tile, out_tile, augment, cfg.seed, weights)
+    offsets = offsets_for(cfg.affinities)
+    sampler = TileSampler(
+        data, train_idx, in_tile, out_tile, augment, cfg.seed, weights, cfg.context, offsets, cfg.membrane_mode
+    )
     return data, train_idx, val_idx, sampler
 
 
@@ -86,7 +90,7 @@ def start_state(cfg: TrainConfig, ckpt: dict[str, Any] | None, state: RunState, 
         skipped = load_init(state.model, cfg.init_from)
         log.info(
             f"initialised from {cfg.init_from}"
-            + (f" (skipped {', '.join(skipped)}: class count differs)" if skipped else "")
+            + (f" (skipped {', '.join(skipped)}: its output channels differ)" if skipped else "")
         )
 
 

@@ -11,11 +11,12 @@ from typing import Any
 import torch
 
 from biounet.core.config import TrainConfig
+from biounet.data.context import with_context_data
 from biounet.data.readers import SegmentationData
 from biounet.evaluation.evaluate import evaluate_images
 from biounet.evaluation.metrics import VALIDATION_SHOWN
 from biounet.model.checkpoint import BEST, RunState, atomic_save, payload
-from biounet.segment.inference import torch_predictor
+from biounet.segment.inference import class_predictor, torch_predictor
 from biounet.train.runlog import Logger
 
 
@@ -31,9 +32,12 @@ def validate(
 ) -> dict[str, Any]:
     """Segment and score the held-out images; keep best.pt when dice_coeff improves."""
     state.model.eval()
+    # the class channels are scored (a model's affinity channels are left out), on the images with their
+    # neighbouring sections when the network takes them (--context)
+    predictor = class_predictor(torch_predictor(state.model, device, precision), cfg.classes)
     try:
         report = evaluate_images(
-            torch_predictor(state.model, device, precision), data, val_idx, cfg.depth, cfg.padding, tta=cfg.val_tta
+            predictor, with_context_data(data, cfg.context), val_idx, cfg.depth, cfg.padding, tta=cfg.val_tta
         )
     finally:
         state.model.train()

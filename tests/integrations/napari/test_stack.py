@@ -116,3 +116,23 @@ def test_segment_layer_opens_the_model_by_name_and_refuses_unknown_ones():
     slices = image_slices(np.zeros((16, 16), np.uint8), False, "em")
     with pytest.raises(ConfigError, match="not a built-in model"):
         next(segment_layer(slices, "no-such-model"))
+
+
+def test_a_2_5d_affinity_model_sees_the_neighbouring_slices_and_shows_its_classes():
+    """A model trained with --context 1 and affinities: each slice goes in with its neighbours (mirrored at
+    the ends), and the membrane is the softmax of its two class channels only."""
+    stack = np.stack([np.full((32, 32), 40 * z, np.uint8) for z in range(3)])
+    seen = []
+
+    def deep(batch):
+        seen.append(batch[0, :, 0, 0].tolist())
+        scores = np.concatenate([4 * batch[:, 1:2], -4 * batch[:, 1:2]], axis=1)
+        return np.concatenate([scores, np.full((len(batch), 12, *batch.shape[2:]), 50.0, np.float32)], axis=1)
+
+    cfg = TrainConfig(depth=2, padding="same", in_channels=1, classes=2, context=1, affinities="mws12")
+    _, result = run(segment_slices(image_slices(stack, False, "em"), deep, cfg))
+    level = [40 * z / 127.5 - 1 for z in range(3)]
+    want = [[level[1], level[0], level[1]], [level[0], level[1], level[2]], [level[1], level[2], level[1]]]
+    assert [pytest.approx(s) for s in seen] == want
+    plain = run(segment_slices(image_slices(stack, False, "em"), predictor, CFG))[1]
+    np.testing.assert_allclose(result.membrane, plain.membrane, atol=1e-6)

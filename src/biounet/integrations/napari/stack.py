@@ -18,10 +18,11 @@ import numpy as np
 from biounet.core.config import TrainConfig
 from biounet.core.errors import ConfigError, DataError
 from biounet.core.system import available_ram_bytes
+from biounet.data.context import context_indices
 from biounet.data.readers import scale_image
 from biounet.instances.methods import instance_labels, method_params
 from biounet.models import open_model
-from biounet.segment.inference import Predictor, segment
+from biounet.segment.inference import Predictor, class_predictor, segment
 
 # the results must fit in this share of the memory available when a run starts
 MEMORY_SHARE = 0.5
@@ -137,10 +138,12 @@ def segment_slices(
     shape = (slices.count, *slices.shape[-2:])
     membrane = np.empty(shape, np.float32)
     cells = np.zeros(shape, np.uint32) if method is not None else None
+    classes = class_predictor(predictor, cfg.classes)  # membrane and cells read the class channels only
     for z in range(slices.count):
-        where = f"layer {slices.name!r} slice {z}" if slices.stacked else f"layer {slices.name!r}"
-        image = scale_image(slices.read(z), cfg.in_channels, where)
-        probs = segment(image, predictor, cfg.depth, cfg.padding, tile, batch_size, tta)
+        # with --context the network sees the neighbouring slices too (mirrored at the stack's ends)
+        sections = context_indices(z, slices.count, cfg.context)
+        image = np.concatenate([scale_image(slices.read(s), cfg.in_channels, _where(slices, s)) for s in sections])
+        probs = segment(image, classes, cfg.depth, cfg.padding, tile, batch_size, tta)
         membrane[z] = probs[0]
         if cells is not None and method is not None:
             cells[z] = instance_labels(probs[1], method)
@@ -148,6 +151,10 @@ def segment_slices(
     if not slices.stacked:
         return Segmentation(membrane[0], None if cells is None else cells[0])
     return Segmentation(membrane, cells)
+
+
+def _where(slices: Slices, z: int) -> str:
+    return f"layer {slices.name!r} slice {z}" if slices.stacked else f"layer {slices.name!r}"
 
 
 def segment_layer(
