@@ -10,7 +10,7 @@ before the service's and half after, so that a machine whose load drifts during 
 alike; a second baseline runs the same in a thread that is not the main one, as the service's worker
 does (PyTorch on the CPU has measured faster off the main thread here, which would otherwise count in
 the service's favour: docs/serve.md). The service runs in its own process (`python -m
-biounet.integrations.service`, the same model, precision and threads) on a free loopback port; one
+biounet serve`, the same model, precision and threads) on a free loopback port; one
 request is what a client does: upload the image (POST /api/v1/jobs), wait for the job (a long poll),
 download membrane.tif. Requests are sent by CONCURRENCY client threads; each level starts with one
 warm-up request that is not counted.
@@ -86,7 +86,7 @@ class Service:
     """The service in a subprocess on a free loopback port; stops on exit."""
 
     def __init__(self, args: argparse.Namespace, queue_size: int, work: Path) -> None:
-        command = [sys.executable, "-m", "biounet.integrations.service", "--model", args.model, "--port", "0"]
+        command = [sys.executable, "-m", "biounet", "serve", "--model", args.model, "--port", "0"]
         command += ["--precision", args.precision, "--threads", str(args.threads), "--queue-size", str(queue_size)]
         command += ["--work-dir", str(work)]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -28,7 +28,7 @@ CHROMIUM_ARGS += ["--disable-component-update", "--disable-sync", "--no-first-ru
 
 
 def start_service(model: str, work: Path) -> tuple[subprocess.Popen, int]:
-    command = [sys.executable, "-m", "biounet.integrations.service", "--model", model, "--precision", "fp32"]
+    command = [sys.executable, "-m", "biounet", "serve", "--model", model, "--precision", "fp32"]
     command += ["--port", "0", "--work-dir", str(work)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     for line in process.stderr:

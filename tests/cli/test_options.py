@@ -91,8 +91,8 @@ def test_a_shared_flag_has_one_name_one_meaning_and_one_help_everywhere():
             kind = getattr(action.type, "__name__", action.type)  # each parent has its own parser of the type
             meaning = (action.help.split("; or a file")[0], kind, action.choices)
             assert seen.setdefault(flag, meaning) == meaning, (name, flag)
-    assert takers["--model"] == {"predict", "evaluate", "export"}
-    assert takers["--tile-batch"] == {"predict", "evaluate", "bench"}
+    assert takers["--model"] == {"predict", "evaluate", "export", "serve"}
+    assert takers["--tile-batch"] == {"predict", "evaluate", "bench", "serve"}
     assert {"train", "demo", "cv", "predict", "evaluate", "bench"} <= takers["--device"] == takers["--progress"]
 
 

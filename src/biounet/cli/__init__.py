@@ -22,10 +22,9 @@ import sys
 from collections.abc import Callable
 
 from biounet import __version__
-from biounet.cli import bench, export, fetch, inference, models, score, training
+from biounet.cli import bench, export, fetch, inference, models, score, serve, training
 from biounet.cli.options import note_deprecated
 from biounet.core.errors import FAILURE, BiounetError, describe_os_error
-from biounet.integrations.service import command as serve
 
 # One module per command group, each with ``add_arguments(sub)`` and ``run(args)``, in the order
 # of ``biounet --help``.

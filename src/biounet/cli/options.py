@@ -148,13 +148,14 @@ def resolve(args: argparse.Namespace, defaults: TrainConfig) -> tuple[TrainConfi
 
 
 @cache
-def runtime_options(training: bool) -> argparse.ArgumentParser:
-    """``--device``, ``--precision``, ``--threads``, ``--progress``. ``training``: as the other training
-    options, absent unless given (a YAML file may set them); else with the config's defaults."""
+def runtime_options(training: bool, progress: bool = True) -> argparse.ArgumentParser:
+    """``--device``, ``--precision``, ``--threads`` and (``progress``) ``--progress``. ``training``: as the
+    other training options, absent unless given (a YAML file may set them); else with the config's
+    defaults."""
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("device and precision")
     defaults = TrainConfig()
-    for name in RUNTIME_FIELDS:
+    for name in RUNTIME_FIELDS if progress else tuple(f for f in RUNTIME_FIELDS if f != "progress"):
         _add_field(group, name, getattr(defaults, name), suppress=training)
     return parent
 
@@ -197,8 +198,8 @@ def tile_batch_options() -> argparse.ArgumentParser:
 
 
 @cache
-def inference_options() -> argparse.ArgumentParser:
-    """``--tile``, ``--tta`` and ``--tile-batch`` (predict, evaluate), with their old spellings."""
+def tile_options() -> argparse.ArgumentParser:
+    """``--tile-batch`` and ``--tile`` (predict, evaluate, serve)."""
     parent = argparse.ArgumentParser(add_help=False, parents=[tile_batch_options()])
     group = next(g for g in parent._action_groups if g.title == "inference")  # --tile-batch's, copied in
     group.add_argument(
@@ -208,6 +209,14 @@ def inference_options() -> argparse.ArgumentParser:
         metavar="SIDE",
         help="input tile side in pixels (default: the geometry that wastes least compute)",
     )
+    return parent
+
+
+@cache
+def inference_options() -> argparse.ArgumentParser:
+    """``--tile``, ``--tta`` and ``--tile-batch`` (predict, evaluate), with their old spellings."""
+    parent = argparse.ArgumentParser(add_help=False, parents=[tile_options()])
+    group = next(g for g in parent._action_groups if g.title == "inference")
     group.add_argument("--tta", action="store_true", help="average the 8 flips/rotations (8x the compute)")
     deprecated(group, "--batch-size", "--tile-batch", dest="tile_batch", type=int, metavar="N")
     return parent

@@ -1,5 +1,5 @@
 """``biounet serve``'s options: defaults, the checks made before the model loads (one clear line each),
-and the command itself in a subprocess (``python -m biounet.integrations.service``): it serves on a free
+and the command itself in a subprocess (``python -m biounet serve``): it serves on a free
 loopback port, refuses a public address without a token, and cleans up when stopped."""
 
 import argparse
@@ -13,6 +13,7 @@ import time
 import pytest
 from support.service import Client, em_like, png_bytes, tiny_model
 
+from biounet.cli import build_parser
 from biounet.core.errors import ConfigError
 from biounet.integrations.service import command
 
@@ -20,14 +21,11 @@ pytestmark = pytest.mark.timeout(180)
 
 
 def parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    command.add_arguments(parser.add_subparsers(dest="command"))
-    return parser.parse_args(["serve", *argv])
+    return build_parser().parse_args(["serve", *argv])
 
 
 def test_the_defaults_serve_the_built_in_model_on_this_machine_only():
     args = parse()
-    assert command.COMMANDS == ("serve",)
     assert (args.model, args.host, args.port, args.cors_origin) == ("isbi2012-membranes", "127.0.0.1", 8000, [])
     settings = command.settings_from(args)
     assert settings.cors_origins == () and settings.max_upload_bytes == 64 * 2**20
@@ -38,7 +36,7 @@ def test_the_defaults_serve_the_built_in_model_on_this_machine_only():
     [
         (["--port", "70000"], "--port must be between 0 and 65535"),
         (["--threads", "-1"], "--threads must not be negative"),
-        (["--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--tile-batch", "0"], "--tile-batch must be at least 1"),
         (["--tile", "0"], "--tile must be between 1 and"),
         (["--device", "gpu"], "--device must be auto, cpu, cuda or cuda:N"),
         (["--queue-size", "0"], "--queue-size must be positive"),
@@ -60,7 +58,7 @@ def test_a_public_address_is_served_with_a_token_from_the_environment(monkeypatc
 
 def test_the_model_is_opened_as_every_command_opens_one(tmp_path):
     tiny_model(tmp_path)
-    served = command.open_served(parse("--model", str(tmp_path / "tiny.pt"), "--batch-size", "2", "--tile", "92"))
+    served = command.open_served(parse("--model", str(tmp_path / "tiny.pt"), "--tile-batch", "2", "--tile", "92"))
     assert served.name == "tiny.pt"  # the file's name, not the server's path
     assert (served.batch_size, served.tile, served.cfg.classes) == (2, 92, 2)
     with pytest.raises(ConfigError, match="not a built-in model"):
@@ -69,7 +67,7 @@ def test_the_model_is_opened_as_every_command_opens_one(tmp_path):
 
 def start(*argv: str, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "biounet.integrations.service", *argv],
+        [sys.executable, "-m", "biounet", "serve", *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -1,6 +1,6 @@
 """``biounet serve``: a model behind an HTTP API and a web page (FastAPI on uvicorn), on this machine only
-unless a token guards it. The command line registers :func:`add_arguments` and :func:`run` like its own
-command modules; ``python -m biounet.integrations.service`` runs the same."""
+unless a token guards it. The command line (src/biounet/cli/serve.py) adds the shared flags and
+:func:`add_service_arguments`, and calls :func:`run`."""
 
 from __future__ import annotations
 
@@ -14,26 +14,12 @@ from biounet.integrations.service.server import Settings, check_binding
 from biounet.integrations.service.work import ServedModel, check_served
 from biounet.segment.tiling import MAX_TILE_SIDE
 
-COMMANDS = ("serve",)
-DEFAULT_MODEL = "isbi2012-membranes"
 TOKEN_ENV = "BIOUNET_SERVE_TOKEN"  # a token here stays out of the process list, unlike --token
 
 
-def add_arguments(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "serve",
-        help="serve a model over HTTP: an API and a web page",
-        description="Serve a model on this machine: a versioned HTTP API (/api/v1, docs at /api/v1/docs) and a web "
-        "page at / where an image is dropped and its membranes and cells shown. Binds to 127.0.0.1; another "
-        "address needs --token. See docs/serve.md.",
-    )
-    p.add_argument(
-        "--model",
-        default=DEFAULT_MODEL,
-        metavar="REF",
-        help=f"a built-in model (`biounet models`), a checkpoint or run folder, or a file written by `biounet "
-        f"export` (.onnx, .pt2, .zip) (default: {DEFAULT_MODEL})",
-    )
+def add_service_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags only ``serve`` has (the command line adds the shared ones: --model, --device, --precision,
+    --threads, --tile, --tile-batch; src/biounet/cli/serve.py)."""
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
     p.add_argument(
@@ -49,11 +35,6 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
         metavar="ORIGIN",
         help="a web origin whose pages may call the API, e.g. https://lab.example.org (repeatable; default: none)",
     )
-    p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto)")
-    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"], help="(default: auto)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: one per core)")
-    p.add_argument("--tile", type=int, default=None, help="input tile side (default: the least wasteful geometry)")
-    p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default: 4)")
     p.add_argument("--queue-size", type=int, default=8, help="jobs that may wait; more get 429 (default: 8)")
     p.add_argument("--job-ttl", type=float, default=600.0, help="seconds a finished job is kept (default: 600)")
     p.add_argument("--max-upload-mb", type=float, default=64.0, help="largest upload in MiB (default: 64)")
@@ -72,8 +53,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         raise ConfigError(f"--port must be between 0 and 65535, got {args.port}")
     if args.threads < 0:
         raise ConfigError(f"--threads must not be negative, got {args.threads}")
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.tile_batch < 1:
+        raise ConfigError(f"--tile-batch must be at least 1, got {args.tile_batch}")
     if args.tile is not None and not 1 <= args.tile <= MAX_TILE_SIDE:
         raise ConfigError(
             f"--tile must be between 1 and {MAX_TILE_SIDE} pixels, got {args.tile}; omit it to let biounet choose"
@@ -99,7 +80,7 @@ def open_served(args: argparse.Namespace) -> ServedModel:
     predictor, cfg, _ = open_model(args.model, args.device, args.precision, args.threads)
     name = str(args.model) if "/" not in str(args.model) else Path(args.model).name  # no server path shown
     check_served(cfg, name)
-    return ServedModel(predictor, cfg, name, args.tile, args.batch_size)
+    return ServedModel(predictor, cfg, name, args.tile, args.tile_batch)
 
 
 def run(args: argparse.Namespace) -> int:
