@@ -93,7 +93,8 @@ def test_a_shared_flag_has_one_name_one_meaning_and_one_help_everywhere():
             assert seen.setdefault(flag, meaning) == meaning, (name, flag)
     assert takers["--model"] == {"predict", "evaluate", "export", "serve"}
     assert takers["--tile-batch"] == {"predict", "evaluate", "bench", "serve"}
-    assert {"train", "demo", "cv", "predict", "evaluate", "bench"} <= takers["--device"] == takers["--progress"]
+    assert {"train", "demo", "cv", "predict", "evaluate", "bench", "serve"} <= takers["--device"]
+    assert takers["--progress"] == takers["--device"] - {"serve"}  # a service shows no progress bar
 
 
 def test_the_old_clashes_are_gone():
