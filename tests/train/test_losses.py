@@ -31,19 +31,31 @@ def _affinity_batch(n=4, c=3, side=12, seed=0):
     return logits, targets * valid, valid
 
 
-def test_affinity_dice_is_one_minus_the_soft_dice_per_image_and_channel():
+def test_affinity_dice_is_one_minus_the_soft_dice_of_the_cuts_per_image_and_channel():
     logits, targets, valid = _affinity_batch()
-    p = torch.sigmoid(logits) * valid
+    q = (1 - torch.sigmoid(logits)) * valid
+    z = (1 - targets) * valid
     want = 0.0
     for i in range(4):
         for c in range(3):
-            inter = (p[i, c] * targets[i, c]).sum()
-            want += 1 - (2 * inter + 1) / ((p[i, c] ** 2).sum() + (targets[i, c] ** 2).sum() + 1)
+            inter = (q[i, c] * z[i, c]).sum()
+            want += 1 - (2 * inter + 1) / ((q[i, c] ** 2).sum() + (z[i, c] ** 2).sum() + 1)
     assert losses.affinity_dice_loss_sum(logits, targets, valid).item() == pytest.approx(want.item(), rel=1e-5)
     # confident and right: no loss; an image-channel without valid edges adds nothing either
     perfect = (targets * 2 - 1) * 50
     assert losses.affinity_dice_loss_sum(perfect, targets, valid).item() < 1e-4
     assert losses.affinity_dice_loss_sum(logits, targets, torch.zeros_like(valid)).item() == 0.0
+
+
+def test_calling_every_edge_connected_costs_the_whole_dice_when_cuts_are_rare():
+    # 3 % cuts, as the nearest-neighbour edges of an EM slice: "all connected" must not look nearly right
+    targets = torch.ones(1, 1, 100, 100)
+    targets[0, 0, ::33] = 0.0
+    valid = torch.ones_like(targets, dtype=torch.uint8)
+    all_connected = torch.full_like(targets, 3.0)  # sigmoid 0.95 everywhere
+    right = (targets * 2 - 1) * 3.0
+    assert losses.affinity_dice_loss_sum(all_connected, targets, valid).item() > 0.8
+    assert losses.affinity_dice_loss_sum(right, targets, valid).item() < 0.1
 
 
 @pytest.mark.parametrize("term", ["affinity_dice_loss_sum", "affinity_bce_loss_sum"])
