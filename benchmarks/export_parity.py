@@ -36,7 +36,7 @@ def main() -> None:
     args = ap.parse_args()
     torch_pred, cfg, _ = load_predictor(args.checkpoint, "cpu", "fp32")
     fold = args.fold or cfg.fold
-    data = read_dataset(args.data, cfg.classes, cfg.in_channels, cfg.ignore_value, cfg.mask_threshold)
+    data = read_dataset(args.data, cfg.classes, cfg.in_channels, cfg.ignore_value, cfg.mask_threshold, cfg.painted)
     _, val = kfold_split(len(data), fold, cfg.folds)
     runtimes = {"pytorch-fp32": torch_pred}
     with tempfile.TemporaryDirectory() as tmp:

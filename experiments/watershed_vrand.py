@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from biounet.core.errors import BiounetError, ConfigError
-from biounet.data.readers import read_dataset
+from biounet.data.folders import read_dataset
 from biounet.data.split import kfold_split
 from biounet.evaluation.challenge import THRESHOLDS, thinned_segmentation, truth_segmentation, v_rand_score
 from biounet.io.fileio import write_json

@@ -142,3 +142,34 @@ def test_an_output_that_cannot_be_written_is_refused_first(capsys, pairs, stack,
     args = [stack, "--out", target] if command == "predict" else ["--data", pairs, "--json", target]
     code, _, err = _run(capsys, command, *args, "--model", "/no/model.pt")
     assert code == 2 and message.format(path=tmp_path / "taken") in err and len(err.splitlines()) == 1, err
+
+
+def test_predict_labels_writes_the_table_of_objects_unless_told_not_to(capsys, tiny_run, stack, tmp_path):
+    args = ["predict", stack, "--model", tiny_run, "--labels", "--progress", "off"]
+    code, out, err = _run(capsys, *args, "--out", tmp_path / "on")
+    assert code == 0 and err == "", err
+    table = (tmp_path / "on" / "stack_objects.csv").read_text().splitlines()
+    labels = tifffile.imread(tmp_path / "on" / "stack_labels.tif")
+    assert table[0].startswith("slice,label,area,") and len(table) - 1 == sum(
+        len(np.unique(s[s > 0])) for s in labels
+    )  # a row per cell of each slice
+    counted = f"{len(table) - 1} objects, mean area " if len(table) > 1 else "no objects"  # 2 steps of training
+    assert f"stack_objects.csv ({counted}" in out
+    code, out, err = _run(capsys, *args, "--out", tmp_path / "off", "--no-measure")
+    assert code == 0 and (tmp_path / "off" / "stack_labels.tif").is_file() and "objects" not in out
+    assert not (tmp_path / "off" / "stack_objects.csv").exists()
+
+
+def test_measure_needs_labels_and_tables_of_one_name_are_refused(capsys, stack, tmp_path, monkeypatch):
+    import zarr
+
+    monkeypatch.setattr(biounet.models, "open_model", lambda *a, **k: pytest.fail("the model was opened"))
+    base = ["--model", "isbi2012-membranes", "--out", tmp_path / "o"]
+    code, _, err = _run(capsys, "predict", stack, *base, "--measure")
+    assert code == 2 and "--measure measures the cells of --labels; add --labels METHOD" in err
+    assert len(err.splitlines()) == 1
+    volume = tmp_path / "stack.zarr"  # the stem of the stack: both tables would be o/stack_objects.csv
+    zarr.create_array(volume, shape=(2, 48, 48), chunks=(1, 48, 48), dtype="uint8")[:] = 0
+    code, _, err = _run(capsys, "predict", stack, volume, *base, "--labels")
+    assert code == 2 and f"would both write {tmp_path / 'o' / 'stack_objects.csv'}" in err, err
+    assert len(err.splitlines()) == 1

@@ -149,3 +149,15 @@ def test_optional_numbers_take_none():
     assert parser.parse_args(["--mask-threshold", "none"]).mask_threshold is None
     assert parser.parse_args(["--mask-threshold", "127"]).mask_threshold == 127.0
     assert "--init-from REF" in parser.format_help()
+
+
+def test_painted_is_one_flag_in_train_cv_and_evaluate():
+    """--painted means one thing wherever masks are read; evaluate's default is the model's own setting."""
+    commands = _commands()
+    helps = {name: _visible(commands[name])["--painted"].help for name in ("train", "cv", "evaluate")}
+    meaning = helps["train"].rsplit(" (default", 1)[0]
+    assert "0 unlabelled" in meaning and all(h.startswith(meaning) for h in helps.values()), helps
+    assert helps["evaluate"].endswith("(default: as the model was trained)")
+    evaluate = ["--model", "m.pt", "--data", "d"]
+    assert commands["evaluate"].parse_args(evaluate).painted is None
+    assert commands["evaluate"].parse_args([*evaluate, "--no-painted"]).painted is False

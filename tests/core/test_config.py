@@ -138,6 +138,12 @@ SCHEMA_KEYS = {
     "batch_size micro_batch_size memory_gib lr weight_decay lr_schedule warmup_steps precision device threads "
     "compile workers seed dist_timeout out name log_every checkpoint_every keep_checkpoints validation val_every "
     "val_tta progress resume init_from",
+    5: "data masks fold folds ignore_value painted mask_threshold base_width depth padding batch_norm in_channels "
+    "classes context tile_size flip rotate90 elastic elastic_sigma elastic_grid brightness contrast border_weight "
+    "border_sigma class_balance dice_loss_weight affinities membrane_mode affinity_loss affinity_weight steps "
+    "batch_size micro_batch_size memory_gib lr weight_decay lr_schedule warmup_steps precision device threads "
+    "compile workers seed dist_timeout out name log_every checkpoint_every keep_checkpoints validation val_every "
+    "val_tta progress resume init_from",
 }
 
 
@@ -228,3 +234,33 @@ def test_affinity_and_context_options_are_checked(changes, match):
 def test_num_classes_names_the_class_channels():
     assert TrainConfig(classes=3).num_classes == 3
     assert TrainConfig(affinities="mws12").validate().num_classes == 2
+
+
+def test_painted_masks_conflict_with_an_ignore_value_or_a_threshold():
+    """Painted masks mark their unlabelled pixels with 0: an ignore value or a threshold would read them
+    another way, so either is refused in one line naming both options."""
+    for other in (dict(ignore_value=0), dict(mask_threshold=127.0)):
+        with pytest.raises(ConfigError, match=r"--painted and --(ignore-value|mask-threshold) .* conflict.*drop"):
+            TrainConfig(painted=True, **other).validate()
+    TrainConfig(painted=True).validate()
+
+
+def test_a_version_4_config_reads_dense_masks_as_before():
+    from biounet.core.config import VERSION_KEY
+
+    cfg = from_dict({VERSION_KEY: 4, "ignore_value": 7, "classes": 3})
+    assert cfg.painted is False and cfg.mask_reading() == {
+        "classes": 3,
+        "in_channels": 1,
+        "ignore_value": 7,
+        "mask_threshold": None,
+        "painted": False,
+    }
+
+
+def test_mask_reading_of_painted_masks_drops_the_ignore_value_and_threshold():
+    """evaluate --painted scores a model trained with an ignore value on painted masks: 0 is their unlabelled."""
+    cfg = TrainConfig(ignore_value=128, mask_threshold=100.0)
+    assert cfg.mask_reading(painted=True)["ignore_value"] is None and cfg.mask_reading(True)["mask_threshold"] is None
+    assert TrainConfig(painted=True).mask_reading()["painted"] is True
+    assert TrainConfig(painted=True).mask_reading(painted=False)["painted"] is False

@@ -5,7 +5,7 @@ from support import write_pairs
 
 from biounet.core.errors import DataError
 from biounet.data import IGNORE, read_dataset, read_isbi
-from biounet.data.readers import mask_to_classes, scale_image
+from biounet.data.readers import mask_to_classes, painted_to_classes, scale_image
 
 
 def test_isbi_reader_scales_images_and_maps_labels(isbi_dir):
@@ -170,3 +170,25 @@ def test_a_given_value_range_scales_a_block_as_its_whole_slice():
     block = np.array([[10.0, 20.0], [30.0, 40.0]], np.float32)
     np.testing.assert_allclose(scale_image(block, 1, value_range=(0.0, 40.0))[0], [[-0.5, 0.0], [0.5, 1.0]])
     np.testing.assert_allclose(scale_image(block, 1)[0], [[-1.0, -1 / 3], [1 / 3, 1.0]], atol=1e-6)
+
+
+def test_painted_masks_read_0_as_unlabelled_and_k_as_class_k_minus_1():
+    """napari's Labels layer and ilastik hold annotations as 0 (unpainted) and 1..K: 1 is class 0."""
+    painted = np.array([[0, 1, 2], [3, 0, 1]], np.uint8)
+    expected = [[IGNORE, 0, 1], [2, IGNORE, 0]]
+    assert painted_to_classes(painted, 3).tolist() == expected
+    assert mask_to_classes(painted, 3, None, painted=True).tolist() == expected
+    assert mask_to_classes(np.stack([painted] * 3, -1), 3, None, painted=True).tolist() == expected  # saved as RGB
+    two = mask_to_classes(np.array([[0, 1, 2]], np.uint16), 2, None, painted=True)  # 1 membrane, 2 cell
+    assert two.tolist() == [[IGNORE, 0, 1]] and two.dtype == np.int16
+
+
+def test_a_painted_value_above_the_classes_is_one_line_naming_it_the_file_and_classes():
+    with pytest.raises(DataError, match=r"^m\.png holds the painted value\(s\) 4, .* 1\.\.3 .*set --classes") as err:
+        painted_to_classes(np.array([[0, 1], [4, 2]], np.uint8), 3, "m.png")
+    assert "\n" not in str(err.value)
+    # 255 (a dense 0/255 mask read as painted) is above two classes too
+    with pytest.raises(DataError, match=r"painted value\(s\) 255, .*drop --painted"):
+        mask_to_classes(np.array([[0, 255]], np.uint8), 2, None, "isbi slice 0", painted=True)
+    with pytest.raises(DataError, match="non-integer values; .*painted masks hold 0 and the labels 1..2"):
+        painted_to_classes(np.array([[0.5, 1.0]], np.float32), 2)

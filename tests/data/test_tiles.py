@@ -3,7 +3,7 @@ import pytest
 
 from biounet.core.errors import DataError
 from biounet.data import AugmentConfig, TileSampler
-from biounet.data.readers import SegmentationData
+from biounet.data.readers import IGNORE, SegmentationData
 
 OFF = AugmentConfig(flip=False, rotate90=False, elastic=False, brightness=0, contrast=0)
 
@@ -142,3 +142,88 @@ def test_context_is_refused_for_independent_images():
     data = SegmentationData([np.zeros((1, 30, 30), np.float32)], [np.zeros((30, 30), np.int16)], ["a"])
     with pytest.raises(ConfigError, match="independent 2D images"):
         TileSampler(data, [0], 20, 20, OFF, seed=0, context=1)
+
+
+# --- sparse (painted) labels --------------------------------------------------------------------------
+
+
+def _old_positions(masks, indices, out_tile, seed, n):
+    """(image, y0, x0) of samples 0..n-1 as the sampler drew them before sparse labels: image, then row, then
+    column, each uniform, from the generator of (seed, index)."""
+    out = []
+    for k in range(n):
+        rng = np.random.default_rng([seed, k])
+        i = indices[int(rng.integers(len(indices)))]
+        h, w = masks[i].shape
+        out.append((i, int(rng.integers(h - out_tile + 1)), int(rng.integers(w - out_tile + 1))))
+    return out
+
+
+def test_dense_masks_draw_the_tiles_they_always_drew():
+    """A fully labelled mask takes no new draw: every sample's image, position and (after them) flips and
+    rotations are the ones of earlier releases (benchmarks/same_seed.py checks trained weights end to end)."""
+    from biounet.data.augment import flip_rotate
+
+    flips = AugmentConfig(flip=True, rotate90=True, elastic=False, brightness=0, contrast=0)
+    rng = np.random.default_rng(3)
+    images = [rng.standard_normal((1, 40, 50 + 10 * k)).astype(np.float32) for k in range(3)]
+    masks = [rng.integers(0, 3, im.shape[1:]).astype(np.int16) for im in images]
+    sampler = TileSampler(SegmentationData(images, masks, ["a", "b", "c"]), [0, 2], 44, 20, flips, seed=5)
+    for k, (i, y0, x0) in enumerate(_old_positions(masks, [0, 2], 20, 5, 40)):
+        rng = np.random.default_rng([5, k])
+        rng.integers(2), rng.integers(21), rng.integers(masks[i].shape[1] - 19)  # image, row, column
+        (expected,) = flip_rotate([masks[i][y0 : y0 + 20, x0 : x0 + 20]], rng, flips)
+        np.testing.assert_array_equal(sampler(k)[1], expected)
+    assert sampler.indices == [0, 2]
+
+
+def _sparse(side=200, patch=(120, 37), size=10):
+    """A mask unlabelled but for one size x size patch of classes 0 and 1 at ``patch`` (row, column)."""
+    mask = np.full((side, side), IGNORE, np.int16)
+    y, x = patch
+    mask[y : y + size, x : x + size] = np.arange(size * size).reshape(size, size) % 2
+    return mask
+
+
+def test_tiles_of_a_sparse_mask_cover_its_labelled_pixels():
+    """One labelled 10 x 10 patch in a 200 x 200 mask: every tile holds labelled pixels (a uniform position
+    would hit it about once in 30 draws), at positions that vary, clamped to the image at its edges."""
+    mask = _sparse()
+    image = np.zeros((1, 200, 200), np.float32)
+    flips = AugmentConfig(flip=True, rotate90=True, elastic=False, brightness=0, contrast=0)
+    sampler = TileSampler(SegmentationData([image], [mask], ["sparse"]), [0], 44, 20, flips, seed=0)
+    labelled = [int((sampler(k)[1] != IGNORE).sum()) for k in range(200)]
+    assert min(labelled) > 0 and len(set(labelled)) > 10
+    corner = _sparse(patch=(0, 190))
+    edge = TileSampler(SegmentationData([image], [corner], ["corner"]), [0], 44, 20, OFF, seed=0)
+    rows = sampler.labelled_rows(0)
+    assert rows[-1] == 100 and rows[119] == 0 and rows[120] == 10
+    corners = [edge._position(edge.rng(k), 0, 200, 200) for k in range(100)]
+    assert all(0 <= y0 <= 9 and 171 <= x0 <= 180 for y0, x0 in corners)  # a patch pixel in the tile, in the image
+    assert max(x0 for _, x0 in corners) == 180 and min(y0 for y0, _ in corners) == 0  # clamped at the edges
+
+
+def test_elastic_tiles_of_a_sparse_mask_hold_labelled_pixels():
+    """The deformation may carry a labelled pixel at a tile's edge out of it: most tiles keep one (a uniform
+    position would hit the 20 x 20 patch about once in 20 draws)."""
+    mask = _sparse(size=20)
+    sampler = TileSampler(
+        SegmentationData([np.zeros((1, 200, 200), np.float32)], [mask], ["s"]), [0], 44, 20, AugmentConfig(), seed=1
+    )
+    hits = [bool((sampler(k)[1] != IGNORE).any()) for k in range(100)]
+    assert sum(hits) >= 85
+
+
+def test_images_without_a_labelled_pixel_are_left_out_and_said(caplog):
+    import logging
+
+    image = np.zeros((1, 40, 40), np.float32)
+    unlabelled = np.full((40, 40), IGNORE, np.int16)
+    data = SegmentationData([image] * 3, [_sparse(40, (5, 5)), unlabelled, unlabelled], ["a", "b", "c"])
+    with caplog.at_level(logging.INFO, logger="biounet"):
+        sampler = TileSampler(data, [0, 1, 2], 44, 20, OFF, seed=0)
+    assert sampler.indices == [0]
+    said = [r.getMessage() for r in caplog.records if "no labelled pixel" in r.getMessage()]
+    assert said == ["2 of the 3 training images have no labelled pixel and are left out of training: b, c"]
+    with pytest.raises(DataError, match="^no labelled pixel in the training masks: .*paint at least one"):
+        TileSampler(data, [1, 2], 44, 20, OFF, seed=0)

@@ -13,7 +13,7 @@ from support import TINY_NET, tiny_config
 from biounet.cli import main
 from biounet.core.config import CONFIG_VERSION
 from biounet.core.errors import ConfigError, DataError
-from biounet.data import open_dataset, read_isbi
+from biounet.data import kfold_split, open_dataset, read_isbi
 from biounet.data.readers import IGNORE
 from biounet.data.volume_data import ImageSlices, MaskSlices, SliceCache, WeightMaps, item_shape, loss_weights
 from biounet.train.engine import train
@@ -205,3 +205,70 @@ def test_bad_volume_pairs_are_one_clear_error(pair, stacks, tmp_path, capsys, ar
     code = main(["train", *argv, *(["--ignore-value", "0"] if "empty" in argv[-1] else []), "--out", str(tmp_path)])
     err = capsys.readouterr().err.strip()
     assert code == error.exit_code and len(err.splitlines()) == 1 and "Traceback" not in err, err
+
+
+# --- painted labels (napari's Labels layer): 0 unlabelled, 1..K the classes ------------------------------
+
+
+@pytest.fixture(scope="module")
+def painted(tmp_path_factory, stacks):
+    """Three painted classes over the 12 slices: a few strokes on most slices, nothing on slices 2, 3 and 9.
+    Returns (label spec, the painted values)."""
+    _, labels = stacks
+    values = np.zeros_like(labels)
+    for z in set(range(SLICES)) - {2, 3, 9}:
+        values[z, 10:40, 10:40] = np.where(labels[z, 10:40, 10:40] == 255, 2, 1)  # membrane 1, cell 2
+        values[z, 90:96, 20 + 5 * z : 30 + 5 * z] = 3  # a third class, somewhere else on every slice
+    root = tmp_path_factory.mktemp("painted")
+    return write_zarr(root / "painted.zarr", values, 3), values
+
+
+def test_painted_volume_leaves_out_unpainted_slices_and_reads_0_as_unlabelled(pair, painted, caplog):
+    spec, values = painted
+    with caplog.at_level(logging.INFO, logger="biounet"):
+        data = open_dataset(pair["images"], classes=3, masks=spec, painted=True)
+    said = [r.getMessage() for r in caplog.records if "nothing painted" in r.getMessage()]
+    assert len(said) == 1 and "3 of the 12 slices" in said[0] and "hold only 0 (nothing painted)" in said[0], said
+    assert data.names == [f"z{z:04d}" for z in (0, 1, 4, 5, 6, 7, 8, 10, 11)]
+    np.testing.assert_array_equal(data.masks[2], values[4].astype(np.int16) - 1)
+    with pytest.raises(DataError, match=r"painted\.zarr z=0 holds the painted value\(s\) 3, .*--classes"):
+        open_dataset(pair["images"], classes=2, masks=spec, painted=True)
+    with pytest.raises(ConfigError, match="--painted conflicts with --ignore-value"):
+        open_dataset(pair["images"], classes=3, masks=spec, painted=True, ignore_value=0)
+
+
+def test_tiles_of_a_painted_volume_come_from_its_painted_pixels(pair, painted):
+    """The sampler reads no slice to choose its images (labelled_slices did), and every tile holds painted
+    pixels although nine tenths of each slice is unpainted."""
+    from biounet.data import AugmentConfig, TileSampler
+
+    data = open_dataset(pair["images"], classes=3, masks=painted[0], painted=True)
+    flips = AugmentConfig(flip=True, rotate90=True, elastic=False, brightness=0, contrast=0)
+    sampler = TileSampler(data, list(range(len(data))), 44, 20, flips, seed=0)
+    assert sampler.indices == list(range(9)) and len(data.masks.cache) == 0
+    tiles = [sampler(k)[1] for k in range(60)]
+    assert all((t != IGNORE).any() for t in tiles)
+    assert {0, 1, 2} <= set(np.unique(np.concatenate([t.ravel() for t in tiles])).tolist())
+
+
+def test_train_and_evaluate_on_painted_volumes_report_each_class(pair, painted, tmp_path, capsys):
+    """End to end: `train --painted --classes 3` on a painted label volume, then `evaluate`, which reads the
+    masks as the model was trained and prints a row of scores per class."""
+    out = tmp_path / "run"
+    args = ["train", "--data", pair["images"], "--masks", painted[0], "--painted", "--classes", "3", *TINY_NET]
+    run = ["--steps", "2", "--batch-size", "2", "--device", "cpu", "--no-validation", "--progress", "off"]
+    assert main([*args, *run, "--out", str(out)]) == 0
+    assert "painted: true" in (out / "config.yaml").read_text()
+    report_path = tmp_path / "report.json"
+    ev = ["evaluate", "--model", str(out / "last.pt"), "--data", pair["images"], "--masks", painted[0]]
+    assert main([*ev, "--device", "cpu", "--json", str(report_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "per class" in printed and all(f"class {k}" in printed for k in range(3)), printed
+    report = json.loads(report_path.read_text())
+    assert sorted(report["per_class"]) == ["0", "1", "2"]
+    held = [(0, 1, 4, 5, 6, 7, 8, 10, 11)[i] for i in kfold_split(9, "1", 5)[1]]  # the painted slices of fold 1
+    painted_pixels = [int((painted[1][held] == k + 1).sum()) for k in range(3)]
+    assert [report["per_class"][str(k)]["pixels"] for k in range(3)] == painted_pixels
+    # --no-painted reads the same masks as class indices: the painted 3 is no class of a 3-class model
+    assert main([*ev, "--no-painted"]) == DataError.exit_code
+    assert "holds class values [3] outside 0..2" in capsys.readouterr().err

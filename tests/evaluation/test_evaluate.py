@@ -364,3 +364,31 @@ def test_evaluate_gives_a_network_with_context_each_slice_with_its_neighbours(is
     assert main([*args, "--progress", "off"]) == 0
     report = json.loads(out.read_text())
     assert report["fold"] == "1" and report["n_images"] == 6 and 0 <= report["dice_coeff"] <= 1
+
+
+def test_per_class_scores_of_three_classes_over_the_labelled_pixels():
+    """Truth: column bands of classes 0 | 1 | 2 (20, 20 and 24 columns), the top half unlabelled. The prediction
+    (the image encodes it) calls the last 4 columns of class 1 class 2, and the unlabelled half all wrong:
+    class 0 scores 1; class 1 dice 8/9, recall 0.8; class 2 dice 12/13, precision 6/7; the top half never counts."""
+    from biounet.data.readers import IGNORE, SegmentationData
+    from biounet.evaluation.evaluate import evaluate_images
+
+    cols = np.arange(64)
+    truth = np.broadcast_to(np.where(cols < 20, 0, np.where(cols < 40, 1, 2)), (64, 64)).astype(np.int16).copy()
+    pred = np.broadcast_to(np.where(cols < 20, 0, np.where(cols < 36, 1, 2)), (64, 64)).copy()
+    pred[:32] = (truth[:32] + 1) % 3
+    truth[:32] = IGNORE
+    data = SegmentationData([(pred - 1.0)[None].astype(np.float32)], [truth], ["bands"])
+
+    def predictor(t):  # class k where the image is k - 1
+        return np.concatenate([-50 * (t - (k - 1)) ** 2 for k in range(3)], axis=1)
+
+    report = evaluate_images(predictor, data, [0], depth=2, padding="same", num_classes=3)
+    per_class = report["per_class"]
+    assert per_class["0"] == {"dice": 1.0, "iou": 1.0, "precision": 1.0, "recall": 1.0, "pixels": 20 * 32}
+    assert per_class["1"]["dice"] == pytest.approx(8 / 9) and per_class["1"]["iou"] == pytest.approx(0.8)
+    assert per_class["1"]["precision"] == 1.0 and per_class["1"]["recall"] == pytest.approx(0.8)
+    assert per_class["2"]["dice"] == pytest.approx(12 / 13) and per_class["2"]["iou"] == pytest.approx(6 / 7)
+    assert per_class["2"]["precision"] == pytest.approx(6 / 7) and per_class["2"]["recall"] == 1.0
+    assert [per_class[k]["pixels"] for k in "012"] == [640, 640, 768]
+    assert report["per_image"][0]["per_class"]["dice"][1] == pytest.approx(8 / 9)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from biounet.core.errors import DataError
-from biounet.instances.measure import COLUMNS, measure_objects, write_objects_csv
+from biounet.instances.measure import COLUMNS, ObjectTally, measure_objects, objects_csv, write_objects_csv
 
 
 def _two_squares() -> tuple[np.ndarray, np.ndarray]:
@@ -69,3 +69,46 @@ def test_a_non_square_pixel_is_refused():
     labels, image = _two_squares()
     with pytest.raises(DataError, match="not square"):
         measure_objects(labels, image, pixel_size=(1.0, 2.0), unit="micron")
+
+
+def test_an_origin_places_the_rows_in_the_whole_image():
+    labels, image = _two_squares()
+    rows = measure_objects(labels, image, pixel_size=(0.5, 0.5), unit="micron", origin=(7, 10, 20))
+    assert rows[0]["slice"] == 7
+    assert (rows[0]["centroid_y"], rows[0]["centroid_x"]) == ((10 + 3.5) * 0.5, (20 + 4.5) * 0.5)
+
+
+def test_rows_are_written_as_they_come_and_counted():
+    labels, image = _two_squares()
+    tally = ObjectTally()
+    given = []
+
+    def rows():
+        for z in range(3):  # one slice at a time
+            given.append(z)
+            yield from measure_objects(labels, image, origin=(z, 0, 0))
+
+    text = objects_csv(tally.counted(rows()))
+    assert given == [0, 1, 2] and len(text.splitlines()) == 1 + 6
+    assert (tally.count, tally.summary()) == (6, "6 objects, mean area 40 pixels")
+    assert ObjectTally().summary() == "no objects"
+    calibrated = ObjectTally()
+    list(calibrated.counted(measure_objects(labels, image, pixel_size=(0.5, 0.5), unit="micron")))
+    assert calibrated.summary() == "2 objects, mean area 10 micron^2"
+
+
+def test_a_table_that_fails_half_way_leaves_the_old_one_whole(tmp_path):
+    labels, image = _two_squares()
+    path = write_objects_csv(tmp_path / "x_objects.csv", measure_objects(labels, image))
+    before = path.read_text()
+
+    def failing():
+        yield from measure_objects(labels, image)
+        raise RuntimeError("slice 1 failed")
+
+    with pytest.raises(RuntimeError, match="slice 1 failed"):
+        write_objects_csv(path, failing())
+    assert path.read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["x_objects.csv"]  # no temporary left
+    write_objects_csv(path, [])  # replaced: a table of no objects is its header
+    assert path.read_text() == ",".join(COLUMNS) + "\n"

@@ -14,7 +14,7 @@ def test_the_installed_manifest_is_valid_and_every_command_imports():
     assert manifest == PluginManifest.from_file(MANIFEST)
     manifest.validate_imports()  # every python_name resolves
     contributions = manifest.contributions
-    assert [w.display_name for w in contributions.widgets] == ["Segment with biounet"]
+    assert [w.display_name for w in contributions.widgets] == ["Segment with biounet", "Fine-tune biounet"]
     assert [s.display_name for s in contributions.sample_data][0] == "synthetic EM image"
     (reader,) = contributions.readers
     assert reader.accepts_directories and "*.ome.zarr" in reader.filename_patterns

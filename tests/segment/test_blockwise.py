@@ -1,5 +1,6 @@
 """Block-wise prediction of volumes: equal to the in-memory path, resumable, refusing a mixed store."""
 
+import dataclasses
 import signal
 import subprocess
 import sys
@@ -143,6 +144,18 @@ def test_a_store_from_other_settings_is_refused_and_kept(tmp_path):
         with pytest.raises(ConfigError, match="delete it|another --out"):
             predict_volume(volume, predictor, cfg, tmp_path / "out", settings, digest, log=lambda s: None)
     assert sorted((p, p.stat().st_mtime_ns) for p in out.rglob("*")) == before
+
+
+def test_the_table_of_objects_is_no_part_of_the_store(tmp_path):
+    """A store made without the table is not refused with it: the table is made from the complete store."""
+    path, _ = _volume(tmp_path, shape=(2, 48, 48))
+    cfg, predictor = _setup()
+    volume, run = open_volume(str(path)), (predictor, cfg, tmp_path / "out")
+    plain = VolumeSettings(tile=60, chunks=(32, 32), labels="watershed")
+    predict_volume(volume, *run, plain, "d", log=lambda s: None)
+    assert not (tmp_path / "out" / "vol_objects.csv").exists()
+    predict_volume(volume, *run, dataclasses.replace(plain, measure=True), "d", log=lambda s: None)
+    assert (tmp_path / "out" / "vol_objects.csv").read_text().startswith("slice,label,area,")
 
 
 def test_bad_volume_settings_are_one_clear_error(tmp_path):

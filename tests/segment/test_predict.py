@@ -200,3 +200,93 @@ def test_a_network_with_context_is_given_each_slice_with_its_neighbours(isbi_dir
     store = zarr.open_group(str(next((tmp_path / "volume").glob("*.ome.zarr"))), mode="r")
     # block by block, the same neighbours: the membrane as read whole (stored as uint8)
     np.testing.assert_allclose(np.asarray(store["0"]) / 255, membrane, atol=1 / 255 + 1e-6)
+
+
+def _blob_predictor(batch):
+    """A valid "network" of the tiny config (depth 2, 60-pixel tiles): bright pixels are cells."""
+    centre = batch[:, :, 20:-20, 20:-20]
+    return np.concatenate([-8 * centre, 8 * centre], 1)
+
+
+def _blobs(shape):
+    from scipy import ndimage
+
+    smooth = ndimage.gaussian_filter(np.random.default_rng(1).standard_normal(shape), (0,) * (len(shape) - 2) + (4, 4))
+    return np.round(255 * (smooth - smooth.min()) / np.ptp(smooth)).astype(np.uint8)
+
+
+def _table(path):
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_predict_labels_writes_a_table_of_the_cells_of_every_slice(tmp_path):
+    from biounet.segment.predict import predict_files
+
+    stack = _blobs((2, 64, 80))
+    calibration = {"resolution": (2.0, 2.0), "metadata": {"axes": "ZYX", "unit": "micron"}}  # 0.5 um pixels
+    tifffile.imwrite(tmp_path / "two.tif", stack, imagej=True, **calibration)
+    said = []
+    cfg, out = tiny_config(), tmp_path / "out"
+    run = ([tmp_path / "two.tif"], _blob_predictor, cfg, out)
+    written = predict_files(*run, labels="watershed", log=said.append, measure=True)
+    assert written[-1] == out / "two_objects.csv"
+    listed = f"{tmp_path / 'two.tif'}: 2 slice(s) -> two_membrane.tif, two_mask.tif, two_labels.tif, two_objects.csv"
+    assert said[-1].startswith(f"{listed} (") and " objects, mean area " in said[-1] and said[-1].endswith(" micron^2)")
+    labels, rows = tifffile.imread(out / "two_labels.tif"), _table(out / "two_objects.csv")
+    for z in range(2):
+        mine = [r for r in rows if r["slice"] == str(z)]
+        ids, counts = np.unique(labels[z][labels[z] > 0], return_counts=True)
+        assert [int(r["label"]) for r in mine] == ids.tolist() and len(ids) > 1
+        assert [float(r["area"]) for r in mine] == pytest.approx((counts * 0.25).tolist())  # micron^2
+        inside = labels[z] == ids[0]
+        assert float(mine[0]["mean_intensity"]) == pytest.approx(stack[z][inside].mean(), rel=1e-5)  # raw uint8
+    assert {r["unit"] for r in rows} == {"micron"}
+    # without a calibration, in pixels; a 2D image is slice 0
+    Image.fromarray(stack[0]).save(tmp_path / "one.png")
+    predict_files([tmp_path / "one.png"], _blob_predictor, cfg, out, labels="watershed", measure=True)
+    rows = _table(out / "one_objects.csv")
+    assert {r["slice"] for r in rows} == {"0"} and {r["unit"] for r in rows} == {"pixel"}
+    np.testing.assert_array_equal(
+        [int(r["area"]) for r in rows], np.unique(tifffile.imread(out / "one_labels.tif"), return_counts=True)[1][1:]
+    )
+
+
+def test_no_table_without_measure_or_labels(tmp_path):
+    from biounet.segment.predict import predict_files
+
+    tifffile.imwrite(tmp_path / "two.tif", _blobs((2, 48, 48)))
+    run = ([tmp_path / "two.tif"], _blob_predictor, tiny_config())
+    predict_files(*run, tmp_path / "a", labels="watershed", log=lambda s: None)
+    predict_files(*run, tmp_path / "b", measure=True, log=lambda s: None)
+    assert (tmp_path / "a" / "two_labels.tif").is_file()
+    assert not list(tmp_path.glob("*/*.csv"))
+
+
+def test_a_table_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    import biounet.segment.objects as objects
+    from biounet.segment.predict import predict_files
+
+    tifffile.imwrite(tmp_path / "two.tif", _blobs((2, 48, 48)))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "two_objects.csv").write_text("old\n")
+    run = ([tmp_path / "two.tif"], _blob_predictor, tiny_config(), out)
+    real, measured = objects.measure_objects, []
+
+    def fails_on_the_second_slice(*args, **kwargs):
+        if measured:
+            raise MemoryError("out of memory")
+        measured.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(objects, "measure_objects", fails_on_the_second_slice)
+    with pytest.raises(MemoryError):
+        predict_files(*run, labels="watershed", measure=True, log=lambda s: None)
+    assert (out / "two_objects.csv").read_text() == "old\n"  # the first slice's rows never reached it
+    assert not [p for p in out.iterdir() if "tmp" in p.name]
+    monkeypatch.setattr(objects, "measure_objects", real)
+    predict_files(*run, labels="watershed", measure=True, log=lambda s: None)
+    assert _table(out / "two_objects.csv")[0]["slice"] == "0"

@@ -42,6 +42,24 @@ def tiny_config(**changes) -> TrainConfig:
     return TrainConfig(**base)
 
 
+def tiny_run(folder: Path, steps: int = 1, size: int = 64, **changes) -> Path:
+    """A run folder of the tiny network trained ``steps`` steps on two synthetic EM images of ``size``: a
+    base model to fine-tune or segment with (seconds on a CPU)."""
+    from biounet.data import SegmentationData, synthetic_em_image
+    from biounet.data.readers import mask_to_classes, scale_image
+    from biounet.train.engine import train
+
+    pairs = [synthetic_em_image(np.random.default_rng(k), size) for k in range(2)]
+    images = [scale_image(image, 1) for image, _ in pairs]
+    masks = [mask_to_classes(mask, 2, None) for _, mask in pairs]
+    train(
+        tiny_config(out=str(folder), steps=steps, **changes),
+        data=SegmentationData(images, masks, ["a", "b"]),
+        quiet=True,
+    )
+    return folder
+
+
 def write_pairs(folder: Path, images: list[np.ndarray], masks: list[np.ndarray], suffix: str = ".png") -> Path:
     """Write image/mask pairs in the folder layout biounet reads."""
     import tifffile

@@ -11,6 +11,7 @@ from biounet.model import checkpoint as ckpt_io
 from biounet.model.unet import build_model, tile_geometry
 from biounet.train import engine, losses
 from biounet.train.engine import StepBatches, train, train_step
+from biounet.train.hooks import TrainHooks
 
 
 def _batch(isbi_data, cfg, start, count):
@@ -137,6 +138,44 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(isbi_data, tmp_p
         torch.testing.assert_close(b["model"][key], a["model"][key], rtol=0, atol=0)
     rows = [json.loads(x)["step"] for x in (tmp_path / "broken" / "metrics.jsonl").read_text().splitlines()]
     assert rows == [1, 2, 3, 4, 5]
+
+
+def test_hooks_hear_each_step_and_a_stop_request_ends_the_run_resumable(isbi_data, tmp_path):
+    run, heard, saved = tmp_path / "run", [], []
+    hooks = TrainHooks(
+        on_step=lambda step, steps, loss: heard.append((step, steps, loss)),
+        should_stop=lambda: len(heard) >= 2,
+        on_checkpoint=saved.append,
+    )
+    summary = train(tiny_config(out=str(run), steps=5, checkpoint_every=4), data=isbi_data, quiet=True, hooks=hooks)
+    assert summary["stopped"] is True and summary["step"] == 2  # returned: no KeyboardInterrupt
+    assert [(step, steps) for step, steps, _ in heard] == [(1, 5), (2, 5)]
+    assert all(loss > 0 for _, _, loss in heard)
+    assert saved == [run / "last.pt"] and ckpt_io.load(run)["step"] == 2  # saved once, as Ctrl-C saves
+    assert not list(run.glob("step_*.pt")) and json.loads((run / "summary.json").read_text())["stopped"] is True
+    resumed = train(tiny_config(resume=str(run), steps=4), {"resume": str(run), "steps": 4}, data=isbi_data, quiet=True)
+    assert resumed["stopped"] is False and resumed["step"] == 4
+    rows = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows == [1, 2, 3, 4]
+
+
+def test_a_stop_at_a_checkpoint_saves_once_and_one_at_the_last_step_is_no_stop(isbi_data, tmp_path):
+    saved = []
+    at_once = TrainHooks(should_stop=lambda: True, on_checkpoint=saved.append)
+    summary = train(
+        tiny_config(out=str(tmp_path / "a"), steps=4, checkpoint_every=1), data=isbi_data, quiet=True, hooks=at_once
+    )
+    assert summary["stopped"] and summary["step"] == 1 and saved == [tmp_path / "a" / "last.pt"]
+    assert sorted(p.name for p in (tmp_path / "a").glob("*.pt")) == ["last.pt", "step_0000001.pt"]
+    steps, saved = [], []
+    late = TrainHooks(
+        on_step=lambda s, n, loss: steps.append(s), should_stop=lambda: steps[-1] == 3, on_checkpoint=saved.append
+    )
+    summary = train(
+        tiny_config(out=str(tmp_path / "b"), steps=3, checkpoint_every=2), data=isbi_data, quiet=True, hooks=late
+    )
+    assert summary["stopped"] is False and summary["step"] == 3 and steps == [1, 2, 3]
+    assert saved == [tmp_path / "b" / "last.pt"] * 2  # at step 2 and at the end
 
 
 def test_resume_refuses_changed_settings_and_weights_only_files(isbi_data, tmp_path):

@@ -6,12 +6,12 @@ import argparse
 from typing import Any
 
 from biounet.cli.checks import check_inference_options, check_input, check_model_ref, checked_fold
-from biounet.cli.options import inference_options, model_options, runtime_options
+from biounet.cli.options import inference_options, model_options, painted_options, runtime_options
 from biounet.cli.volumes import add_volume_options, predict_volumes, progress_bar, volume_run, volume_settings
 from biounet.core.config import TrainConfig
 from biounet.core.errors import ConfigError
 from biounet.data.affinities import offsets_for
-from biounet.evaluation.metrics import CHALLENGE_METRICS, REPORTED_METRICS
+from biounet.evaluation.metrics import CHALLENGE_METRICS, REPORTED_METRICS, per_class_table
 from biounet.instances.methods import METHODS as INSTANCE_METHODS
 from biounet.instances.methods import check_inputs
 from biounet.io.fileio import check_output_dir, check_output_file, write_json
@@ -25,7 +25,7 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     shared = [model_options(exported=True), runtime_options(training=False), inference_options()]
     ev = sub.add_parser(
         "evaluate",
-        parents=shared,
+        parents=[*shared, painted_options()],
         help="segment a fold's validation images and score them",
         description="Segment the held-out images of a fold at full resolution (overlap-tile) "
         "and write the metrics report.",
@@ -63,11 +63,21 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
         help="segment images with a trained model",
         description="Segment images at full resolution. Writes per input <stem>_membrane.tif "
         "(float32 (Z, H, W) membrane probability; <stem>_probs.tif (Z, C, H, W) for "
-        "more classes) and <stem>_mask.tif (hard mask: 255 = cell, 0 = membrane).",
+        "more classes) and <stem>_mask.tif (hard mask: 255 = cell, 0 = membrane); with --labels "
+        "<stem>_labels.tif and <stem>_objects.csv.",
     )
     pr.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, multi-page TIFF, folder, or volume")
     pr.add_argument("--out", required=True, metavar="DIR", help="output folder")
     _label_options(pr, "also write <stem>_labels.tif: uint32 cell instances by METHOD")
+    pr.add_argument(
+        "--measure",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with --labels, also write <stem>_objects.csv: a row per cell of every slice (slice, label, area, "
+        "perimeter, equivalent_diameter, mean_intensity of the input, centroid_y, centroid_x, unit; in the "
+        "input's calibrated unit when it has one, else pixels; docs/instances.md) and print the count and the "
+        "mean area (default: on with --labels; --no-measure: not)",
+    )
     pr.add_argument("--overlay", action="store_true", help="also write PNGs of the image with predicted membranes")
     add_volume_options(pr)
 
@@ -120,7 +130,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     predictor, cfg, ckpt = _open_model(args)
     check_inputs(methods, offsets_for(cfg.affinities))  # before any image is segmented
     fold = checked_fold(args.fold if args.fold is not None else cfg.fold, cfg.folds)
-    data = open_dataset(args.data, cfg.classes, cfg.in_channels, cfg.ignore_value, cfg.mask_threshold, args.masks)
+    data = open_dataset(args.data, masks=args.masks, **cfg.mask_reading(args.painted))
     if fold == "none":  # a separate labelled set: every image the model was not trained on
         val = list(range(len(data)))
         if not args.allow_train_slices:
@@ -183,6 +193,8 @@ def _print_report(report: dict[str, Any]) -> None:
         print("thresholds     ", ", ".join(f"{k} {v}" for k, v in report["thresholds"].items()))
     if "instances" in report:
         _print_instances(report["instances"])
+    if len(report.get("per_class", {})) > 2:
+        print(per_class_table(report["per_class"]))
 
 
 def _print_instances(by_method: dict[str, dict[str, Any]]) -> None:
@@ -208,23 +220,46 @@ def _run_predict(args: argparse.Namespace) -> int:
     check_output_dir(args.out, "--out")
     methods, by_method = _label_methods(args)
     label_params = by_method[methods[0]] if methods else {}
+    if args.measure and not methods:
+        raise ConfigError("--measure measures the cells of --labels; add --labels METHOD")
+    measure = bool(methods) and args.measure is not False  # on by default with --labels
     volumes = [item for item in args.inputs if output_format(item, args.format) == "ome-zarr"]
     files = list_inputs([item for item in args.inputs if item not in volumes])
     if not volumes and (args.dask_workers or args.scheduler):
         raise ConfigError("--dask-workers and --scheduler run volumes block-wise; add --format ome-zarr")
-    settings = volume_settings(args, label_params) if volumes else None
+    settings = volume_settings(args, label_params, measure) if volumes else None
     opened = open_volumes(volumes, volume_run(args)) if volumes else []  # every input checked before any work
+    if measure:
+        _check_tables(args.out, opened, files)
     predictor, cfg, ckpt = _open_model(args)
     check_inputs(methods, offsets_for(cfg.affinities))  # before any slice is segmented
     if opened:
         predict_volumes(opened, predictor, cfg, ckpt, args, settings)
     if files:
-        _predict_files(args, files, predictor, cfg, label_params)
+        _predict_files(args, files, predictor, cfg, label_params, measure)
     return 0
 
 
+def _check_tables(out: str, volumes: list[Any], files: list[Any]) -> None:
+    """Refuse a volume and a file of one stem: both would write OUT/<stem>_objects.csv."""
+    from biounet.segment.objects import objects_path
+
+    stems = {f.stem: f for f in files}
+    for volume in volumes:
+        if volume.name in stems:
+            raise ConfigError(
+                f"inputs {stems[volume.name]} and {volume.spec} would both write {objects_path(out, volume.name)}; "
+                f"segment them into separate --out folders, or rename one"
+            )
+
+
 def _predict_files(
-    args: argparse.Namespace, files: list[Any], predictor: Any, cfg: TrainConfig, label_params: dict[str, Any]
+    args: argparse.Namespace,
+    files: list[Any],
+    predictor: Any,
+    cfg: TrainConfig,
+    label_params: dict[str, Any],
+    measure: bool,
 ) -> None:
     """The inputs read whole: TIFFs (and PNGs) out, on a progress bar of slices where one shows."""
     from biounet.segment.predict import predict_files
@@ -244,6 +279,7 @@ def _predict_files(
             log=bar.write if bar else print,
             progress=bar.update if bar else None,
             label_params=label_params,
+            measure=measure,
         )
     finally:
         if bar:

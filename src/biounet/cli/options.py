@@ -6,6 +6,8 @@ in every command.
   or, where the network is only run, a file written by ``biounet export`` (.onnx, .pt2, .zip).
 - ``--device``, ``--precision``, ``--threads``, ``--progress`` (every command that runs the network):
   the :class:`TrainConfig` fields of those names.
+- ``--painted`` (train, cv, evaluate): masks are painted annotations (0 unlabelled); evaluate's default is the
+  model's.
 - ``--tile`` (the side of an inference tile), ``--tile-batch`` (tiles per inference pass), ``--tta``
   (predict, evaluate; bench times ``--tile-batch``).
 - the training options: one flag per :class:`TrainConfig` field (``--tile-size``, ``--batch-size``,
@@ -219,4 +221,19 @@ def inference_options() -> argparse.ArgumentParser:
     group = next(g for g in parent._action_groups if g.title == "inference")
     group.add_argument("--tta", action="store_true", help="average the 8 flips/rotations (8x the compute)")
     deprecated(group, "--batch-size", "--tile-batch", dest="tile_batch", type=int, metavar="N")
+    return parent
+
+
+@cache
+def painted_options() -> argparse.ArgumentParser:
+    """``--painted`` / ``--no-painted`` for a command that scores a model on masks (evaluate): the training's
+    flag, with its help, whose default is the model's own setting (None here)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    meta = next(f for f in fields(TrainConfig) if f.name == "painted").metadata
+    parent.add_argument(
+        "--painted",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"{meta['help']} (default: as the model was trained)",
+    )
     return parent

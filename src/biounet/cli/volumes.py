@@ -99,7 +99,7 @@ def volume_run(args: argparse.Namespace) -> VolumeRun:
     return VolumeRun(args.out, args.level, args.axes, args.dask_workers, args.scheduler, args.threads).check()
 
 
-def volume_settings(args: argparse.Namespace, label_params: dict[str, Any]) -> Any:
+def volume_settings(args: argparse.Namespace, label_params: dict[str, Any], measure: bool = False) -> Any:
     from biounet.segment.blockwise import VolumeSettings
 
     chunks = None
@@ -119,6 +119,7 @@ def volume_settings(args: argparse.Namespace, label_params: dict[str, Any]) -> A
         chunks=chunks,
         labels=args.labels,
         label_params=tuple(sorted(label_params.items())),
+        measure=measure,
         roi=args.roi,
         compression=args.compression,
         ngff=args.ngff,

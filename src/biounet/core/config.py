@@ -28,7 +28,7 @@ from biounet.core.fields import TrainFields
 # The schema of saved configurations (config.yaml, checkpoints, exports). Every new or renamed key
 # bumps it, and MIGRATIONS[v] turns a version-v dict into a version-(v + 1) one. Version 1 is
 # every configuration written before versions were recorded (biounet 0.1.0).
-CONFIG_VERSION = 4
+CONFIG_VERSION = 5
 VERSION_KEY, WRITER_KEY = "config_version", "biounet_version"
 MIGRATIONS: dict[int, typing.Callable[[dict[str, Any]], dict[str, Any]]] = {
     1: lambda values: values,  # 2 added mask_threshold, whose default keeps version 1's behaviour
@@ -36,6 +36,7 @@ MIGRATIONS: dict[int, typing.Callable[[dict[str, Any]], dict[str, Any]]] = {
     # 4 added context, affinities, membrane_mode, affinity_loss, affinity_weight: their defaults (2D input,
     # no affinity channels) are the network every older configuration describes
     3: lambda values: values,
+    4: lambda values: values,  # 5 added painted, whose default (False) reads masks as every older version did
 }
 
 
@@ -100,6 +101,12 @@ class TrainConfig(TrainFields):
                 f"--affinities {self.affinities} needs two-class masks (cell and membrane, --classes 2), from whose "
                 f"cells the affinity targets are made; got --classes {self.classes}: use --affinities none"
             )
+        for other in ("ignore_value", "mask_threshold"):
+            if self.painted and getattr(self, other) is not None:
+                raise ConfigError(
+                    f"--painted and --{flag(other)} {getattr(self, other)} conflict: painted masks mark unlabelled "
+                    f"pixels with 0 and hold the classes as 1..K; drop --{flag(other)} (or --painted)"
+                )
         if self.micro_batch_size and self.batch_size % self.micro_batch_size:
             raise ConfigError(
                 f"--micro-batch-size {self.micro_batch_size} does not divide --batch-size "
@@ -117,6 +124,19 @@ class TrainConfig(TrainFields):
             raise ConfigError(
                 f"--mask-threshold must be in [0, 255) (mask values above it are cell), got {self.mask_threshold}"
             )
+
+    def mask_reading(self, painted: bool | None = None) -> dict[str, Any]:
+        """How the masks of a dataset are read, as ``open_dataset``'s keywords: the classes and image channels,
+        and the ignore value and threshold, or (``painted``; None: this config's ``--painted``) painted
+        annotations, which have neither (0 marks their unlabelled pixels)."""
+        painted = self.painted if painted is None else painted
+        return {
+            "classes": self.classes,
+            "in_channels": self.in_channels,
+            "ignore_value": None if painted else self.ignore_value,
+            "mask_threshold": None if painted else self.mask_threshold,
+            "painted": painted,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

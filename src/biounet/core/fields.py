@@ -37,6 +37,13 @@ class TrainFields:
     ignore_value: int | None = _opt(
         None, "mask value whose pixels are left out of the loss (sparse annotations); none by default", group="data"
     )
+    painted: bool = _opt(
+        False,
+        "masks are painted annotations, as napari's Labels layer and ilastik hold them: 0 unlabelled (left out "
+        "of the loss and the scores), 1..K the classes 0..K-1 (two classes: 1 membrane, 2 cell); not with "
+        "--ignore-value or --mask-threshold",
+        group="data",
+    )
     mask_threshold: float | None = _opt(
         None,
         "binarize two-class masks whose edges were anti-aliased (resized or "

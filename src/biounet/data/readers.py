@@ -1,9 +1,11 @@
-"""Reading images and masks: the ISBI 2012 layout and folders of image/mask pairs.
+"""Reading images and masks: one PNG or TIFF file, and the conversion of its pixels (the datasets they make:
+data/folders.py, data/volume_data.py).
 
 Images become (C, H, W) float32 arrays in [-1, 1] (integer images scaled by their type's range,
 as the reference's ``x / 127.5 - 1`` for 8 bit; float images by their own minimum and maximum).
 Masks become (H, W) int16 class indices, with :data:`IGNORE` where the mask holds the ignore
 value. ISBI's labels are 255 = cell, 0 = membrane, so class 0 is membrane and class 1 is cell.
+Painted masks (napari's Labels layer, ilastik) hold 0 where unlabelled and k + 1 for class k.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ _SAID: set[str] = set()  # notices already given in this process (see say_once)
 
 IGNORE = -1  # class index of pixels left out of loss and metrics
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
-ISBI_FILES = {"images": "train-volume.tif", "labels": "train-labels.tif", "test": "test-volume.tif"}
 
 
 @dataclass
@@ -198,35 +199,24 @@ def image_digest(image: np.ndarray) -> str:
 
 
 def mask_to_classes(
-    mask: np.ndarray, classes: int, ignore_value: int | None, name: str = "mask", threshold: float | None = None
+    mask: np.ndarray,
+    classes: int,
+    ignore_value: int | None,
+    name: str = "mask",
+    threshold: float | None = None,
+    painted: bool = False,
 ) -> np.ndarray:
     """(H, W) label image -> (H, W) int16 class indices; ignored pixels become IGNORE.
 
     Two classes read 0/255 (ISBI) or 0/1 masks; with ``threshold`` a mask with other values too
     (anti-aliased edges) is binarized: values above it are cell. More classes read integer maps
-    0..classes-1. A grey mask saved as RGB, or with an opaque alpha channel, is read as grey.
+    0..classes-1. ``painted``: the mask is a painted annotation (:func:`painted_to_classes`). A grey
+    mask saved as RGB, or with an opaque alpha channel, is read as grey.
     """
-    if mask.ndim == 3 and mask.shape[-1] in (2, 4):
-        mask = _drop_opaque_alpha(mask, name)
-    if mask.ndim == 3 and mask.shape[-1] == 1:
-        mask = mask[..., 0]
-    if mask.ndim == 3 and mask.shape[-1] == 3 and np.all(mask[..., :1] == mask):
-        mask = mask[..., 0]  # a grey mask saved as RGB
-    if mask.ndim != 2:
-        raise DataError(f"{name} has shape {mask.shape}; expected a 2D label image (grey, one value per pixel)")
-    if not (np.issubdtype(mask.dtype, np.integer) or mask.dtype == bool or np.issubdtype(mask.dtype, np.floating)):
-        raise DataError(f"{name} has pixel type {mask.dtype}; expected integer labels")
-    check_finite(mask, name)
-    if (
-        threshold is None
-        and not np.issubdtype(mask.dtype, np.integer)
-        and mask.dtype != bool
-        and np.any(mask != np.round(mask))
-    ):
-        raise DataError(
-            f"{name} holds non-integer values; masks must be label images (or pass --mask-threshold "
-            f"to binarize a two-class mask)"
-        )
+    if painted:
+        return painted_to_classes(mask, classes, name)
+    whole = "(or pass --mask-threshold to binarize a two-class mask)" if threshold is None else ""
+    mask = _grey_mask(mask, name, whole)
     ignored = mask == ignore_value if ignore_value is not None else np.zeros(mask.shape, bool)
     values = np.unique(mask[~ignored])
     if classes == 2:
@@ -258,136 +248,38 @@ def mask_to_classes(
     return out.astype(np.int16)
 
 
-def _isbi_stack(path: Path, what: str) -> np.ndarray:
-    stack = read_image_file(path)
-    if stack.ndim == 2:
-        stack = stack[None]
-    if stack.ndim != 3:
-        raise DataError(f"{path} has shape {stack.shape}; expected a (Z, H, W) stack of grey slices ({what})")
-    return stack
-
-
-def is_isbi_folder(folder: Path) -> bool:
-    return (folder / ISBI_FILES["images"]).is_file()
-
-
-def read_isbi(
-    folder: str | Path,
-    classes: int = 2,
-    in_channels: int = 1,
-    ignore_value: int | None = None,
-    split: str = "train",
-    mask_threshold: float | None = None,
-) -> SegmentationData:
-    """The ISBI 2012 training stack with labels (``split="train"``) or the test stack (``"test"``)."""
-    folder = Path(folder)
-    if split == "test":
-        stack = _isbi_stack(folder / ISBI_FILES["test"], "test images")
-        tests = [scale_image(s, in_channels, f"test slice {i}") for i, s in enumerate(stack)]
-        return SegmentationData(tests, None, [f"test-{i:02d}" for i in range(len(stack))], sections=tests)
-    images = _isbi_stack(folder / ISBI_FILES["images"], "training images")
-    label_path = folder / ISBI_FILES["labels"]
-    if not label_path.is_file():
+def painted_to_classes(mask: np.ndarray, classes: int, name: str = "mask") -> np.ndarray:
+    """(H, W) painted annotation -> (H, W) int16 class indices: 0 (unpainted) becomes IGNORE and value k
+    class k - 1, as napari's Labels layer and ilastik hold annotations (two classes: 1 membrane, 2 cell). A grey
+    mask saved as RGB, or with an opaque alpha channel, is read as grey."""
+    mask = _grey_mask(mask, name, f"(painted masks hold 0 and the labels 1..{classes})")
+    values = np.unique(mask).astype(np.int64)  # whole numbers, as _grey_mask checked
+    bad = values[(values < 0) | (values > classes)]
+    if bad.size:
         raise DataError(
-            f"{label_path} is missing: training needs the labels beside {ISBI_FILES['images']}; "
-            f"`biounet fetch isbi2012 {folder}` downloads them"
+            f"{name} holds the painted value(s) {', '.join(map(str, bad[:8].tolist()))}, but painted masks hold 0 "
+            f"(unlabelled) and 1..{classes} (classes 0..{classes - 1}): set --classes to the number of painted "
+            f"labels (or drop --painted for a mask of class indices)"
         )
-    labels = _isbi_stack(label_path, "labels")
-    if len(labels) != len(images) or labels.shape[1:] != images.shape[1:]:
-        raise DataError(
-            f"{label_path.name} holds {labels.shape} but {ISBI_FILES['images']} holds "
-            f"{images.shape}: every slice needs a label slice of the same size"
-        )
-    names = [f"slice-{i:02d}" for i in range(len(images))]
-    scaled = [scale_image(s, in_channels, n) for s, n in zip(images, names)]
-    return SegmentationData(
-        scaled,
-        [
-            mask_to_classes(m, classes, ignore_value, f"{label_path.name} slice {i}", mask_threshold)
-            for i, m in enumerate(labels)
-        ],
-        names,
-        sections=scaled,  # one stack: slice i's neighbours are slices i - 1 and i + 1
-    )
+    return (mask.astype(np.int64) - 1).astype(np.int16)  # 0 - 1 is IGNORE
 
 
-def _listing(folder: Path) -> dict[str, Path]:
-    """NAME -> file of the PNG/TIFF images in ``folder``; two files of one NAME (x.png, x.tif) are refused."""
-    found: dict[str, Path] = {}
-    for p in sorted(folder.iterdir()):
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
-            if p.stem in found:
-                raise DataError(
-                    f"{found[p.stem]} and {p.name} share the name {p.stem!r}, so which one pairs with "
-                    f"its mask is ambiguous; rename or remove one of them"
-                )
-            found[p.stem] = p
-    return found
-
-
-def read_pairs(
-    folder: str | Path,
-    classes: int = 2,
-    in_channels: int = 1,
-    ignore_value: int | None = None,
-    mask_threshold: float | None = None,
-) -> SegmentationData:
-    """A folder with ``images/NAME.ext`` and ``masks/NAME.ext`` (PNG or TIFF), paired by NAME."""
-    folder = Path(folder)
-    images, masks = _listing(folder / "images"), _listing(folder / "masks")
-    if not images:
-        raise DataError(f"{folder / 'images'} holds no PNG or TIFF images")
-    missing = sorted(set(images) - set(masks))
-    if missing:
-        raise DataError(
-            f"{len(missing)} image(s) in {folder / 'images'} have no mask in {folder / 'masks'} "
-            f"(first: {missing[0]}); every images/NAME.ext needs masks/NAME.ext"
-        )
-    data_images: list[np.ndarray] = []
-    data_masks: list[np.ndarray] = []
-    data = SegmentationData(data_images, data_masks, [])
-    for name, path in images.items():
-        image = scale_image(read_image_file(path), in_channels, str(path))
-        mask = mask_to_classes(read_image_file(masks[name]), classes, ignore_value, str(masks[name]), mask_threshold)
-        if mask.shape != image.shape[1:]:
-            raise DataError(
-                f"{masks[name]} is {mask.shape[0]}x{mask.shape[1]} but its image is "
-                f"{image.shape[1]}x{image.shape[2]}; a mask must match its image"
-            )
-        data_images.append(image)
-        data_masks.append(mask)
-        data.names.append(name)
-    return data
-
-
-def read_dataset(
-    path: str | Path,
-    classes: int = 2,
-    in_channels: int = 1,
-    ignore_value: int | None = None,
-    mask_threshold: float | None = None,
-) -> SegmentationData:
-    """Read a labelled dataset: the ISBI 2012 folder or a folder of image/mask pairs."""
-    folder = Path(path)
-    if not folder.exists():
-        raise DataError(
-            f"data folder {folder} does not exist; pass --data with the ISBI 2012 folder "
-            f"(`biounet fetch isbi2012 DIR` downloads it) or a folder with images/ and masks/"
-        )
-    if not folder.is_dir():
-        raise DataError(f"--data must be a folder (or an image volume with --masks), but {folder} is a file")
-    if is_isbi_folder(folder):
-        return read_isbi(folder, classes, in_channels, ignore_value, mask_threshold=mask_threshold)
-    if (folder / "images").is_dir():
-        if not (folder / "masks").is_dir():
-            raise DataError(
-                f"{folder} has images/ but no masks/: training needs masks/NAME.ext for every images/NAME.ext"
-            )
-        return read_pairs(folder, classes, in_channels, ignore_value, mask_threshold)
-    raise DataError(
-        f"{folder} is neither an ISBI 2012 folder ({ISBI_FILES['images']}, "
-        f"{ISBI_FILES['labels']}) nor a folder with images/ and masks/ subfolders"
-    )
+def _grey_mask(mask: np.ndarray, name: str, whole: str) -> np.ndarray:
+    """The (H, W) grey values of a mask, refusing colour, NaNs and (``whole``, the fix to name) non-integers."""
+    if mask.ndim == 3 and mask.shape[-1] in (2, 4):
+        mask = _drop_opaque_alpha(mask, name)
+    if mask.ndim == 3 and mask.shape[-1] == 1:
+        mask = mask[..., 0]
+    if mask.ndim == 3 and mask.shape[-1] == 3 and np.all(mask[..., :1] == mask):
+        mask = mask[..., 0]  # a grey mask saved as RGB
+    if mask.ndim != 2:
+        raise DataError(f"{name} has shape {mask.shape}; expected a 2D label image (grey, one value per pixel)")
+    if not (np.issubdtype(mask.dtype, np.integer) or mask.dtype == bool or np.issubdtype(mask.dtype, np.floating)):
+        raise DataError(f"{name} has pixel type {mask.dtype}; expected integer labels")
+    check_finite(mask, name)
+    if whole and np.issubdtype(mask.dtype, np.floating) and np.any(mask != np.round(mask)):
+        raise DataError(f"{name} holds non-integer values; masks must be label images {whole}")
+    return mask
 
 
 def _declared(path: Path) -> tuple[tuple[int, ...], np.dtype]:

@@ -4,6 +4,10 @@ Every sample's randomness (image, position, augmentation) comes from a generator
 ``(seed, global_index)``, where the global index of a sample is ``step * global_batch +
 position``. A run therefore draws the same samples whatever its micro-batching, its number of
 DataLoader workers or its number of processes.
+
+Sparse labels: a tile of an image whose mask has unlabelled (IGNORE) pixels is placed over one of its labelled
+pixels, drawn uniformly; images without any labelled pixel are left out. A fully labelled mask's tiles are drawn
+as they always were (the same draws, so the same samples from the same seed).
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ from biounet.data.affinities import affinity_targets, check_offsets, instance_la
 from biounet.data.augment import AugmentConfig, elastic_displacement, flip_rotate, intensity, warp
 from biounet.data.context import check_context, image_with_context
 from biounet.data.mirror import mirror_pad
-from biounet.data.readers import IGNORE, SegmentationData
-from biounet.data.volume_data import SliceCache, item_shape
+from biounet.data.readers import IGNORE, LOG, SegmentationData
+from biounet.data.volume_data import SliceCache, VolumeSlices, item_shape
 
 Sample = tuple[np.ndarray, ...]  # image, mask, weight[, affinity targets, their validity]
 
@@ -31,7 +35,8 @@ class TileSampler:
     out_tile) float32; with ``offsets``, also the affinity targets (len(offsets), out_tile, out_tile)
     float32 and their validity, uint8 (:meth:`affinities`). ``weights`` maps a dataset index to its (H, W)
     loss weight map (None: every pixel weighs 1). The images may be lazy (data/volume_data.py): only a
-    bounded number of mirror-padded copies and instance label images is kept.
+    bounded number of mirror-padded copies and instance label images is kept. Training images whose masks hold
+    no labelled pixel are left out of ``indices``; a tile of a partly labelled mask covers a labelled pixel.
     """
 
     def __init__(
@@ -60,8 +65,10 @@ class TileSampler:
                     f"image {data.names[i]} is {h}x{w} pixels, smaller than the {out_tile}x{out_tile} output "
                     f"tile; choose a smaller --tile-size (or same padding), or use larger images"
                 )
-        self.data, self.indices, self.weights = data, list(indices), weights
+        self.data, self.weights = data, weights
         self.masks: Sequence[np.ndarray] = data.masks
+        self._rows = SliceCache(max_items=4096, max_bytes=2**27)  # labelled_rows of each mask, made on first use
+        self.indices = self._labelled(list(indices))
         self.in_tile, self.out_tile = in_tile, out_tile
         self.margin = (in_tile - out_tile) // 2
         self.augment, self.seed = augment, seed
@@ -70,6 +77,42 @@ class TileSampler:
         self.offsets = check_offsets(offsets) if offsets else ()
         self._padded = SliceCache()  # mirror-padded images for undeformed tiles, made on first use
         self._labels = SliceCache()  # instance labels of whole masks (affinity targets), made on first use
+
+    def labelled_rows(self, i: int) -> np.ndarray:
+        """(H,) int64: the labelled (not IGNORE) pixels of image ``i``'s mask in its rows up to each row, a running
+        count (the last is the mask's labelled pixels); computed once and cached."""
+        return self._rows.get(i, lambda: np.cumsum(np.count_nonzero(self.masks[i] != IGNORE, axis=1), dtype=np.int64))
+
+    def _labelled(self, indices: list[int]) -> list[int]:
+        """``indices`` without the images whose masks hold no labelled pixel (a lazy volume's slices all hold one:
+        volume_data.labelled_slices chose them, so none is read here)."""
+        if isinstance(self.masks, VolumeSlices):
+            return indices
+        kept = [i for i in indices if self.labelled_rows(i)[-1] > 0]
+        if not kept:
+            raise DataError(
+                f"no labelled pixel in the training masks: every pixel of the {len(indices)} training mask(s) is "
+                f"unlabelled; paint at least one pixel of a class (--painted: a value 1..K) or check --ignore-value"
+            )
+        if len(kept) < len(indices):
+            left = [self.data.names[i] for i in sorted(set(indices) - set(kept))]
+            LOG.info(
+                f"{len(left)} of the {len(indices)} training images have no labelled pixel and are left out of "
+                f"training: {', '.join(left[:6])}{'...' if len(left) > 6 else ''}"
+            )
+        return kept
+
+    def _position(self, rng: np.random.Generator, i: int, h: int, w: int) -> tuple[int, int]:
+        """(y0, x0) of the output tile in image ``i``: uniform over the image for a fully labelled mask (the
+        draws of every earlier release), else over the tiles holding a labelled pixel drawn uniformly."""
+        S, rows = self.out_tile, self.labelled_rows(i)
+        if rows[-1] == h * w:
+            return int(rng.integers(h - S + 1)), int(rng.integers(w - S + 1))
+        k = int(rng.integers(rows[-1]))
+        y = int(np.searchsorted(rows, k, side="right"))  # the row of the k-th labelled pixel
+        x = int(np.flatnonzero(self.masks[i][y] != IGNORE)[k - (int(rows[y - 1]) if y else 0)])
+        y0, x0 = y - int(rng.integers(S)), x - int(rng.integers(S))  # the pixel anywhere in the tile
+        return min(max(y0, 0), h - S), min(max(x0, 0), w - S)
 
     def _image(self, i: int) -> np.ndarray:
         return image_with_context(self.data, i, self.context)
@@ -90,8 +133,7 @@ class TileSampler:
         rng = self.rng(index)
         i = self.indices[int(rng.integers(len(self.indices)))]
         mask = self.masks[i]
-        h, w = mask.shape
-        y0, x0 = int(rng.integers(h - self.out_tile + 1)), int(rng.integers(w - self.out_tile + 1))
+        y0, x0 = self._position(rng, i, *mask.shape)
         T, S, m = self.in_tile, self.out_tile, self.margin
         weight = self.weights[i] if self.weights is not None else None
         aug = self.augment

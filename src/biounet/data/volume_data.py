@@ -4,9 +4,9 @@ Each labelled z slice is one image of the dataset (named ``z0004``), so folds sp
 folder's images. Slices are read (data/volumes.py) and converted as readers.py converts an image file (images
 to (C, H, W) float32 in [-1, 1] by the volume's value range, labels to (H, W) int16 classes) when first used,
 and only a bounded number of them is kept (an LRU cache): the volumes may be larger than memory as long as one
-slice fits. Sparse labels: a slice whose labels are all ``--ignore-value`` is not an image of the dataset.
-:func:`open_dataset` takes ``--data`` and ``--masks`` as the commands do: a folder (read into memory by
-readers.py), or an image volume and a label volume.
+slice fits. Sparse labels: a slice whose labels are all ``--ignore-value`` (with ``--painted``: all 0) is not an
+image of the dataset. :func:`open_dataset` takes ``--data`` and ``--masks`` as the commands do: a folder (read
+into memory by folders.py), or an image volume and a label volume.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from typing import Any, overload
 import numpy as np
 
 from biounet.core.errors import ConfigError, DataError
-from biounet.data.readers import LOG, SegmentationData, check_fits_in_memory, mask_to_classes, read_dataset, scale_image
+from biounet.data.folders import read_dataset
+from biounet.data.readers import LOG, SegmentationData, check_fits_in_memory, mask_to_classes, scale_image
 from biounet.data.weights import class_weights, weight_map, weight_maps
 from biounet.io.volumes import Volume, is_volume_spec, open_volume
 
@@ -117,7 +118,8 @@ class ImageSlices(VolumeSlices):
 
 
 class MaskSlices(VolumeSlices):
-    """Label slices as (H, W) int16 class indices, IGNORE where unlabelled (readers.mask_to_classes)."""
+    """Label slices as (H, W) int16 class indices, IGNORE where unlabelled (readers.mask_to_classes; ``painted``:
+    painted annotations, 0 unlabelled). Every slice holds a labelled pixel (:func:`labelled_slices` chose them)."""
 
     def __init__(
         self,
@@ -127,16 +129,17 @@ class MaskSlices(VolumeSlices):
         classes: int,
         ignore_value: int | None,
         threshold: float | None,
+        painted: bool = False,
     ):
         super().__init__(volume, zs, names)
-        self.classes, self.ignore_value, self.threshold = classes, ignore_value, threshold
+        self.classes, self.ignore_value, self.threshold, self.painted = classes, ignore_value, threshold, painted
 
     @property
     def item_shape(self) -> tuple[int, ...]:
         return self.volume.shape[1:]
 
     def convert(self, pixels: np.ndarray, z: int, name: str) -> np.ndarray:
-        return mask_to_classes(pixels, self.classes, self.ignore_value, name, self.threshold)
+        return mask_to_classes(pixels, self.classes, self.ignore_value, name, self.threshold, self.painted)
 
 
 def item_shape(items: Sequence[np.ndarray], i: int) -> tuple[int, ...]:
@@ -157,12 +160,19 @@ def open_dataset(
     ignore_value: int | None = None,
     mask_threshold: float | None = None,
     masks: str | Path | None = None,
+    painted: bool = False,
 ) -> SegmentationData:
     """The labelled dataset of ``--data`` and ``--masks``: a folder (the ISBI layout or images/ + masks/,
-    read into memory by readers.read_dataset; ``masks`` None), or an image volume and its label volume
-    ``masks`` (Zarr, OME-Zarr, HDF5 ``FILE.h5:/path`` or TIFF stack), read lazily by :func:`read_volumes`."""
+    read into memory by folders.read_dataset; ``masks`` None), or an image volume and its label volume
+    ``masks`` (Zarr, OME-Zarr, HDF5 ``FILE.h5:/path`` or TIFF stack), read lazily by :func:`read_volumes`.
+    ``painted``: the masks are painted annotations (0 unlabelled, 1..K the classes, readers.painted_to_classes)."""
+    if painted and (ignore_value is not None or mask_threshold is not None):
+        raise ConfigError(
+            "--painted conflicts with --ignore-value and --mask-threshold: painted masks mark unlabelled pixels "
+            "with 0 and hold the classes as 1..K; drop the other option (or --painted)"
+        )
     if masks is None and not is_volume_path(data):
-        return read_dataset(data, classes, in_channels, ignore_value, mask_threshold)
+        return read_dataset(data, classes, in_channels, ignore_value, mask_threshold, painted)
     if masks is None:
         raise ConfigError(
             f"--data {data} is an image volume: pass its labels with --masks LABEL_VOLUME (a Zarr, HDF5 or TIFF "
@@ -177,7 +187,7 @@ def open_dataset(
         raise ConfigError(
             f"--masks {masks} is not a volume; give the label volume as PATH.zarr[/ARRAY], PATH.h5:/DATASET or PATH.tif"
         )
-    return read_volumes(str(data), str(masks), classes, in_channels, ignore_value, mask_threshold)
+    return read_volumes(str(data), str(masks), classes, in_channels, ignore_value, mask_threshold, painted)
 
 
 def read_volumes(
@@ -187,11 +197,13 @@ def read_volumes(
     in_channels: int = 1,
     ignore_value: int | None = None,
     mask_threshold: float | None = None,
+    painted: bool = False,
 ) -> SegmentationData:
     """A dataset of lazy slices (:class:`ImageSlices`, :class:`MaskSlices`) from an image and a label volume.
 
     The label volume is read once now, slice by slice: every label slice is checked as a mask file would
-    be, and slices whose labels are all ``ignore_value`` are left out (one log line says how many)."""
+    be, and slices without a labelled pixel (all ``ignore_value``; ``painted``: all 0) are left out (one log
+    line says how many)."""
     image_vol, label_vol = open_volume(images), open_volume(labels)
     if image_vol.shape != label_vol.shape:
         raise DataError(
@@ -209,13 +221,13 @@ def read_volumes(
             f"{in_channels}; set --in-channels {image_vol.channels}"
         )
     check_fits_in_memory((*image_vol.shape[1:], image_vol.channels), image_vol.dtype, f"a slice of {images}")
-    zs = labelled_slices(label_vol, classes, ignore_value, mask_threshold)
+    zs = labelled_slices(label_vol, classes, ignore_value, mask_threshold, painted)
     width = max(4, len(str(image_vol.shape[0] - 1)))
     every = [f"z{z:0{width}d}" for z in range(image_vol.shape[0])]
     names = [every[z] for z in zs]
     return SegmentationData(
         ImageSlices(image_vol, zs, names, in_channels),
-        MaskSlices(label_vol, zs, names, classes, ignore_value, mask_threshold),
+        MaskSlices(label_vol, zs, names, classes, ignore_value, mask_threshold, painted),
         names,
         # every slice, labelled or not, is a neighbour for --context (read only when asked for)
         sections=ImageSlices(image_vol, range(image_vol.shape[0]), every, in_channels),
@@ -227,24 +239,29 @@ def _voxels(volume: Volume) -> str:
     return " x ".join(map(str, volume.shape)) + " voxels (z, y, x)"
 
 
-def labelled_slices(volume: Volume, classes: int, ignore_value: int | None, threshold: float | None) -> list[int]:
-    """The z of every slice that holds a label other than ``ignore_value``; each is checked as a mask."""
+def labelled_slices(
+    volume: Volume, classes: int, ignore_value: int | None, threshold: float | None, painted: bool = False
+) -> list[int]:
+    """The z of every slice that holds a label other than ``ignore_value`` (``painted``: a value other than 0,
+    unlabelled); each is checked as a mask."""
+    unlabelled = 0 if painted else ignore_value
+    what = "0 (nothing painted)" if painted else f"the ignore value {ignore_value}"
     kept = []
     for z in range(volume.shape[0]):
         pixels = volume.read(z, slice(None), slice(None))
-        if ignore_value is not None and np.all(pixels == ignore_value):
+        if unlabelled is not None and np.all(pixels == unlabelled):
             continue
-        mask_to_classes(pixels, classes, ignore_value, f"{volume.spec} z={z}", threshold)
+        mask_to_classes(pixels, classes, ignore_value, f"{volume.spec} z={z}", threshold, painted)
         kept.append(z)
     skipped = volume.shape[0] - len(kept)
     if not kept:
         raise DataError(
-            f"every one of the {volume.shape[0]} slices of {volume.spec} holds only the ignore value "
-            f"{ignore_value}: there is nothing to train or score on; check --ignore-value and the labels"
+            f"every one of the {volume.shape[0]} slices of {volume.spec} holds only {what}: there is nothing to "
+            f"train or score on; check {'the painted labels' if painted else '--ignore-value and the labels'}"
         )
     if skipped:
         LOG.info(
-            f"{skipped} of the {volume.shape[0]} slices of {volume.spec} hold only the ignore value {ignore_value} "
+            f"{skipped} of the {volume.shape[0]} slices of {volume.spec} hold only {what} "
             f"(no labels) and are left out: the dataset has {len(kept)} images (slices), split into folds along z"
         )
     return kept

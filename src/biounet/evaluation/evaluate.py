@@ -18,7 +18,15 @@ from biounet.core.errors import ConfigError, DataError
 from biounet.data.readers import SegmentationData, image_digest, read_image_file
 from biounet.data.split import kfold_split
 from biounet.evaluation.challenge import SPLIT_MERGE, challenge_scores, truth_segmentation
-from biounet.evaluation.metrics import CHALLENGE_METRICS, IMAGE_METRICS, dice_coeff, dice_coeff_388, hard_scores
+from biounet.evaluation.metrics import (
+    CHALLENGE_METRICS,
+    IMAGE_METRICS,
+    class_scores,
+    dice_coeff,
+    dice_coeff_388,
+    hard_scores,
+    mean_class_scores,
+)
 from biounet.instances.methods import check_inputs, instance_labels, method_params, needs_affinities
 from biounet.instances.scoring import boundary_map, object_scores
 from biounet.segment.inference import Predictor
@@ -48,8 +56,10 @@ def evaluate_images(
 
     Returns the report: means of ``dice_coeff``, ``dice_coeff_388``, ``pixel_mismatch`` and,
     for two classes, the challenge's ``pixel_error``, ``v_rand`` and ``v_info`` with their
-    thresholds; ``per_image`` holds every image's values. ``labels`` (instance methods, each with its
-    ``label_params[method]``) adds ``instances``: per method the scores of :func:`score_instances`.
+    thresholds; ``per_class``, by class index, the means of every image's per-class dice, IoU, precision and
+    recall over its labelled pixels (metrics.class_scores); ``per_image`` holds every image's values.
+    ``labels`` (instance methods, each with its ``label_params[method]``) adds ``instances``: per method the
+    scores of :func:`score_instances`.
     A model that predicts affinities after its ``num_classes`` classes passes their ``offsets``: the
     classes are scored, the affinities feed the methods that read them (and ``affinities_out``).
     """
@@ -67,6 +77,7 @@ def evaluate_images(
         values = [r[key] for r in per_image if key in r]
         if values:
             report[key] = float(np.mean(values))
+    report["per_class"] = mean_class_scores([r["per_class"] for r in per_image])
     if masks:
         _add_challenge_scores(report, per_image, cell_probs, masks)
     if masks and labels:
@@ -120,6 +131,7 @@ def _image_scores(name: str, index: int, probs: np.ndarray, mask: np.ndarray) ->
         "pixel_mismatch": hard["pixel_mismatch"],
         "dice": hard["dice"],
         "iou": hard["iou"],
+        "per_class": class_scores(probs, mask),
     }
     if not (mask < 0).any():
         row["dice_coeff_388"] = dice_coeff_388(probs, mask)

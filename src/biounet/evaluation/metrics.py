@@ -7,6 +7,7 @@ and ``mask`` (H, W) integer class indices with IGNORE (-1) for pixels left out.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,8 @@ REPORTED_METRICS = ("dice_coeff", "dice_coeff_388", "pixel_error", "pixel_mismat
 # What a validation line shows, and what the validation panel of loss.png plots (higher is better):
 VALIDATION_SHOWN = tuple(k for k in REPORTED_METRICS if k != "pixel_mismatch")
 CURVE_METRICS = ("dice_coeff", "v_rand", "v_info")
+# Per class, over the labelled pixels of each image (averaged over the images): the report's ``per_class``.
+CLASS_METRICS = ("dice", "iou", "precision", "recall")
 assert set(REPORTED_METRICS) == set(IMAGE_METRICS) | set(CHALLENGE_METRICS)
 
 
@@ -106,3 +109,51 @@ def hard_scores(probs: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
         dice.append(float(2 * inter / total) if total else 1.0)
         iou.append(float(inter / union) if union else 1.0)
     return {"dice": dice, "iou": iou, "pixel_mismatch": float((pred != true).mean()) if true.size else 0.0}
+
+
+def class_scores(probs: np.ndarray, mask: np.ndarray) -> dict[str, list[float | None]]:
+    """Per class k (a list each): ``dice``, ``iou``, ``precision`` and ``recall`` of the arg-max segmentation
+    over the labelled pixels (IGNORE left out), and ``pixels``, the labelled pixels of class k. A score whose
+    denominator is 0 (class k neither labelled nor predicted there; precision: not predicted; recall: not
+    labelled) is None: it has nothing to say, rather than a perfect 1."""
+    _check(probs, mask)
+    keep = mask != IGNORE
+    pred, true = probs.argmax(0)[keep], mask[keep]
+    out: dict[str, list[float | None]] = {name: [] for name in (*CLASS_METRICS, "pixels")}
+    for k in range(probs.shape[0]):
+        p, t = pred == k, true == k
+        tp, fp, fn = int((p & t).sum()), int((p & ~t).sum()), int((~p & t).sum())
+        for name, num, den in (
+            ("dice", 2 * tp, 2 * tp + fp + fn),
+            ("iou", tp, tp + fp + fn),
+            ("precision", tp, tp + fp),
+            ("recall", tp, tp + fn),
+        ):
+            out[name].append(num / den if den else None)
+        out["pixels"].append(tp + fn)
+    return out
+
+
+def mean_class_scores(rows: Sequence[Mapping[str, Sequence[float | None]]]) -> dict[str, dict[str, float | None]]:
+    """Images' :func:`class_scores` -> by class index (a string, "0", as JSON keys are: a report reads the same
+    before and after a JSON file), each score's mean over the images where it is defined (None where it is
+    nowhere) and the labelled pixels of the class summed over the images."""
+    classes = len(rows[0]["dice"]) if rows else 0
+    out: dict[str, dict[str, float | None]] = {}
+    for k in range(classes):
+        scores: dict[str, float | None] = {}
+        for name in CLASS_METRICS:
+            defined = [v for r in rows if (v := r[name][k]) is not None]
+            scores[name] = float(np.mean(defined)) if defined else None
+        scores["pixels"] = sum(r["pixels"][k] or 0 for r in rows)
+        out[str(k)] = scores
+    return out
+
+
+def per_class_table(per_class: Mapping[str, Mapping[str, float | None]]) -> str:
+    """The per-class scores of a report as a table: a row per class, a column per score ('-': undefined)."""
+    lines = ["per class      " + " ".join(f"{name:>9s}" for name in (*CLASS_METRICS, "pixels"))]
+    for k, scores in per_class.items():
+        cells = [f"{v:9.4f}" if v is not None else f"{'-':>9s}" for v in (scores[n] for n in CLASS_METRICS)]
+        lines.append(f"  class {k:<7}" + " ".join(cells) + f" {int(scores['pixels'] or 0):>9d}")
+    return "\n".join(lines)

@@ -14,7 +14,8 @@ With instances (``--labels``) the unit of work is a whole slice, since the water
 whole slice: its probabilities (and a model's affinities) stay in memory in float32 until its cells
 are written, and the
 cells of slice z get ids from ``z * (H * W + 1) + 1`` on, unique across the volume without any
-coordination between slices.
+coordination between slices. With ``measure`` too, once the store is complete its cells are measured
+slice by slice into ``<name>_objects.csv`` beside it (:mod:`biounet.segment.objects`).
 
 Peak memory is set by the block (or the slice, with ``--labels``), never by the volume: about
 ``4 * (2 + C) * (block + 2 * context)**2`` bytes for the input and the class canvas, plus the
@@ -46,6 +47,7 @@ from biounet.io.metadata import known_unit
 from biounet.io.omezarr import OutputSpec, OutputStore, output_path
 from biounet.io.volumes import Volume, parse_roi
 from biounet.segment.inference import Predictor, segment_box
+from biounet.segment.objects import objects_path, write_volume_objects
 from biounet.segment.tiling import Reader, plan_tiles
 
 MAX_BLOCKS = 10**7  # more blocks than this (40 teravoxels in 2048^2 blocks) means a volume declaring a wrong size
@@ -69,6 +71,7 @@ class VolumeSettings:
     chunks: tuple[int, int] | None = None  # (y, x) block and chunk side; default from the tile stride
     labels: str | None = None  # an instance method of biounet.instances.methods
     label_params: tuple[tuple[str, Any], ...] = ()  # its parameters, (name, value) sorted by name
+    measure: bool = False  # with labels: the table of objects beside the store (not part of the store)
     roi: str | None = None
     compression: str = "zstd"
     ngff: str = "0.5"
@@ -186,19 +189,24 @@ class BlockJob:
         self.store.mark_done(key)
         return int(np.prod([s.stop - s.start for s in region]))
 
-    def finish(self) -> None:
-        """Build the store's pyramid (once every block is done); a damaged chunk is a DataError."""
-        if self.store.complete:
-            return
-        try:
-            self.store.finish()
-        except BiounetError:
-            raise
-        except Exception as exc:  # zarr's codecs raise many kinds on a damaged chunk
-            raise DataError(
-                f"{self.store.path}: building the pyramid failed ({type(exc).__name__}: {exc}): a chunk of the "
-                f"store is damaged; delete {self.store.path} and run again"
-            ) from None
+    def finish(self, log: Callable[[str], object] = print) -> None:
+        """Build the store's pyramid (once every block is done), then, with ``measure``, the table of its
+        objects (kept from an earlier run when the store was complete already); a damaged chunk is a
+        DataError."""
+        complete = self.store.complete
+        if not complete:
+            try:
+                self.store.finish()
+            except BiounetError:
+                raise
+            except Exception as exc:  # zarr's codecs raise many kinds on a damaged chunk
+                raise DataError(
+                    f"{self.store.path}: building the pyramid failed ({type(exc).__name__}: {exc}): a chunk of the "
+                    f"store is damaged; delete {self.store.path} and run again"
+                ) from None
+        table = objects_path(self.store.path.parent, self.volume.name)
+        if self.settings.labels and self.settings.measure and not (complete and table.exists()):
+            write_volume_objects(self.volume, self.store, self.roi, log)
 
 
 def fault_injection(store: OutputStore, key: str) -> None:
@@ -243,7 +251,7 @@ def prepare_volume(
         "depth": cfg.depth,
         "padding": cfg.padding,
         # the region is the store's shape and origin (compared by the store); the input by its resolved path
-        **{k: v for k, v in asdict(settings).items() if k not in ("batch_size", "chunks", "roi")},
+        **{k: v for k, v in asdict(settings).items() if k not in ("batch_size", "chunks", "roi", "measure")},
         "input": {"path": volume.source_path, "shape": list(volume.shape), "dtype": str(volume.dtype)},
     }
     spec = _output_spec(volume, cfg, settings, roi, fingerprint)
@@ -290,7 +298,7 @@ def predict_volume(
         voxels += job.run(predictor, key, region)
         if progress:
             progress(total - len(todo) + n + 1, total, voxels)
-    job.finish()
+    job.finish(log)
     return job.store.path
 
 

@@ -147,5 +147,5 @@ def predict_volume_dask(
             done, voxels = done + 1, voxels + future.result()
             if progress:
                 progress(done, total, voxels)
-    job.finish()
+    job.finish(log)
     return job.store.path

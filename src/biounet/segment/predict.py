@@ -1,5 +1,6 @@
 """Write predictions: segment image files and stacks into membrane probabilities, masks, cell
-instances and overlays, each written atomically. No PyTorch: the predictor may be an exported model.
+instances, their table of objects and overlays, each written atomically. No PyTorch: the predictor may
+be an exported model.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from biounet.core.errors import ConfigError, DataError
 from biounet.data.affinities import offsets_for
 from biounet.data.context import with_context
 from biounet.data.readers import IMAGE_SUFFIXES, is_channels_last, read_image_file, scale_image
+from biounet.instances.measure import ObjectTally
 from biounet.instances.methods import check_inputs, instance_labels
 from biounet.io.fileio import atomic_write, write_png
 from biounet.io.metadata import PixelSize, imagej_unit, ome_unit, read_pixel_size
 from biounet.segment.inference import Predictor, segment
+from biounet.segment.objects import calibration, objects_path, write_objects
 
 
 def list_inputs(inputs: list[str]) -> list[Path]:
@@ -58,8 +61,8 @@ def list_inputs(inputs: list[str]) -> list[Path]:
     return list(unique.values())
 
 
-def read_stack(path: Path, in_channels: int) -> np.ndarray:
-    """(Z, C, H, W) float32 in [-1, 1] from an image file or a multi-page TIFF."""
+def read_slices(path: Path) -> list[np.ndarray]:
+    """The raw slices of an image file or a multi-page TIFF, as stored: (H, W) or (H, W, C) each."""
     pixels = read_image_file(path)
     if pixels.ndim not in (2, 3, 4):
         raise DataError(
@@ -69,8 +72,17 @@ def read_stack(path: Path, in_channels: int) -> np.ndarray:
     is_tiff = path.suffix.lower() in (".tif", ".tiff")
     colour = is_channels_last(pixels) and pixels.shape[0] > 4  # a (Z, H, W) stack of up to 4 slices is not colour
     single = not is_tiff or pixels.ndim == 2 or colour  # a PNG is one image; a TIFF may be a stack
-    slices = [pixels] if single else list(pixels)
-    return np.stack([scale_image(s, in_channels, f"{path.name} slice {z}") for z, s in enumerate(slices)])
+    return [pixels] if single else list(pixels)
+
+
+def scale_slices(slices: list[np.ndarray], in_channels: int, name: str) -> np.ndarray:
+    """(Z, C, H, W) float32 in [-1, 1]: the network's input from :func:`read_slices`' raw slices."""
+    return np.stack([scale_image(s, in_channels, f"{name} slice {z}") for z, s in enumerate(slices)])
+
+
+def read_stack(path: Path, in_channels: int) -> np.ndarray:
+    """(Z, C, H, W) float32 in [-1, 1] from an image file or a multi-page TIFF."""
+    return scale_slices(read_slices(path), in_channels, path.name)
 
 
 def overlay(image: np.ndarray, membrane: np.ndarray) -> np.ndarray:
@@ -154,6 +166,39 @@ def _segment_stack(
     return np.stack(slices), (np.stack(cells) if cells else None)
 
 
+def _outputs(
+    f: Path, out_dir: Path, stack: np.ndarray, probs: np.ndarray, inst: np.ndarray | None, overlays: bool
+) -> dict[Path, Callable[[Path], object]]:
+    """The image outputs of input ``f``, each a writer of its file (atomic) by its path."""
+    tiff = partial(_write_tiff, pixel_size=read_pixel_size(f))
+    outputs: dict[Path, Callable[[Path], object]] = {}
+    if probs.shape[1] == 2:
+        membrane = probs[:, 0].astype(np.float32)
+        outputs[out_dir / f"{f.stem}_membrane.tif"] = partial(tiff, array=membrane, axes="ZYX")
+    else:
+        outputs[out_dir / f"{f.stem}_probs.tif"] = partial(tiff, array=probs.astype(np.float32), axes="ZCYX")
+    # two classes: the labels' convention (255 = cell, 0 = membrane), cut where membrane > 0.5
+    hard = np.where(probs[:, 0] > 0.5, 0, 255) if probs.shape[1] == 2 else probs.argmax(1)
+    outputs[out_dir / f"{f.stem}_mask.tif"] = partial(tiff, array=hard.astype(np.uint8), axes="ZYX")
+    if inst is not None:
+        outputs[out_dir / f"{f.stem}_labels.tif"] = partial(tiff, array=inst, axes="ZYX")
+    if overlays and probs.shape[1] == 2:
+        for z, (img, pr) in enumerate(zip(stack, probs)):
+            name = f"{f.stem}_overlay.png" if len(stack) == 1 else f"{f.stem}_overlay_{z:03d}.png"
+            outputs[out_dir / name] = partial(write_png, pixels=overlay(img, pr[0]))
+    return outputs
+
+
+def _objects_writer(
+    f: Path, raw: list[np.ndarray], inst: np.ndarray, tally: ObjectTally, log: Callable[[str], object]
+) -> Callable[[Path], object]:
+    """The writer of input ``f``'s table of objects (:mod:`biounet.segment.objects`), counting into ``tally``."""
+    size = read_pixel_size(f)
+    scale, unit = calibration((size.y, size.x) if size else None, size.unit if size else None, str(f), log)
+    slices = ((z, cells, pixels) for z, (cells, pixels) in enumerate(zip(inst, raw)))
+    return partial(write_objects, slices=slices, pixel_size=scale, unit=unit, alpha=True, tally=tally)
+
+
 def predict_files(
     files: list[Path],
     predictor: Predictor,
@@ -167,9 +212,11 @@ def predict_files(
     log: Callable[[str], object] = print,
     progress: Callable[[int], None] | None = None,
     label_params: dict[str, Any] | None = None,
+    measure: bool = False,
 ) -> list[Path]:
     """Segment every file and write the outputs (atomically); returns the paths written. ``labels``
-    names an instance method (:mod:`biounet.instances.methods`), run with ``label_params``."""
+    names an instance method (:mod:`biounet.instances.methods`), run with ``label_params``; with
+    ``measure`` its cells are measured into ``<stem>_objects.csv`` (:mod:`biounet.segment.objects`)."""
     out_dir = Path(out_dir)
     if labels:  # before any slice is segmented: a method that reads affinities needs a model that predicts them
         check_inputs([labels], offsets_for(cfg.affinities))
@@ -177,26 +224,17 @@ def predict_files(
     written = []
     settings = {"tile": tile, "batch_size": batch_size, "tta": tta}
     for f in files:
-        stack = read_stack(f, cfg.in_channels)
+        raw = read_slices(f)
+        stack = scale_slices(raw, cfg.in_channels, f.name)
         probs, inst = _segment_stack(stack, predictor, cfg, settings, labels, label_params or {}, progress)
-        tiff = partial(_write_tiff, pixel_size=read_pixel_size(f))
-        outputs: dict[Path, Callable[[Path], object]] = {}  # each writes its file atomically
-        if probs.shape[1] == 2:
-            membrane = probs[:, 0].astype(np.float32)
-            outputs[out_dir / f"{f.stem}_membrane.tif"] = partial(tiff, array=membrane, axes="ZYX")
-        else:
-            outputs[out_dir / f"{f.stem}_probs.tif"] = partial(tiff, array=probs.astype(np.float32), axes="ZCYX")
-        # two classes: the labels' convention (255 = cell, 0 = membrane), cut where membrane > 0.5
-        hard = np.where(probs[:, 0] > 0.5, 0, 255) if probs.shape[1] == 2 else probs.argmax(1)
-        outputs[out_dir / f"{f.stem}_mask.tif"] = partial(tiff, array=hard.astype(np.uint8), axes="ZYX")
-        if inst is not None:
-            outputs[out_dir / f"{f.stem}_labels.tif"] = partial(tiff, array=inst, axes="ZYX")
-        if overlays and probs.shape[1] == 2:
-            for z, (img, pr) in enumerate(zip(stack, probs)):
-                name = f"{f.stem}_overlay.png" if len(stack) == 1 else f"{f.stem}_overlay_{z:03d}.png"
-                outputs[out_dir / name] = partial(write_png, pixels=overlay(img, pr[0]))
+        outputs = _outputs(f, out_dir, stack, probs, inst, overlays)
+        tally = ObjectTally()
+        if measure and inst is not None:  # last: the table of the labels written before it
+            outputs[objects_path(out_dir, f.stem)] = _objects_writer(f, raw, inst, tally, log)
         for path, write in outputs.items():
             write(path)
             written.append(path)
-        log(f"{f}: {len(stack)} slice(s) -> {', '.join(p.name for p in outputs if 'overlay' not in p.name)}")
+        counted = f" ({tally.summary()})" if measure and inst is not None else ""
+        listed = ", ".join(p.name for p in outputs if "overlay" not in p.name)
+        log(f"{f}: {len(stack)} slice(s) -> {listed}{counted}")
     return written

@@ -1,5 +1,6 @@
 """Training: the step and the loop (``engine``), a run's setup (``runsetup``), its log (``runlog``),
 Adam and the schedule (``optim``), the losses (``losses``), micro-batches (``memory``), signals
-(``stopping``), DDP (``distributed``), validation while training (``validation``) and k-fold
-cross-validation (``crossval``).
+(``stopping``), what a caller in the same process hears and how it stops a run (``hooks``), DDP
+(``distributed``), validation while training (``validation``), k-fold cross-validation (``crossval``) and
+fine-tuning on painted labels held in memory (``finetune``).
 """

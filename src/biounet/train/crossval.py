@@ -65,7 +65,7 @@ def run_cv(
         check_inputs(labels, offsets_for(cfg.affinities))
     out = Path(out)
     # one dataset for every fold (a volume pair is read lazily: its label volume is scanned once, here)
-    data = open_dataset(cfg.data, cfg.classes, cfg.in_channels, cfg.ignore_value, cfg.mask_threshold, cfg.masks)
+    data = open_dataset(cfg.data, masks=cfg.masks, **cfg.mask_reading())
     reports = {}
     heldout: dict[str, HeldOut] = {}
     for fold in fold_list:

@@ -6,7 +6,7 @@ checkpoints (``last.pt`` with the full state, rotated ``step_*.pt`` weights; che
 ``loss.png``. The pieces live beside: the run's setup (runsetup.py), validation and ``best.pt``
 (validation.py), the network (model.py), the losses (losses.py), the
 micro-batch plan (memory.py), the optimizer and schedule (optim.py), stopping on Ctrl-C or SIGTERM
-(stopping.py).
+(stopping.py), and what a caller in the same process hears and asks (hooks.py: the napari Fine-tune widget).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import resource
 import signal
 import sys
 import time
@@ -22,7 +21,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -40,15 +38,16 @@ from biounet.core.device import (
 from biounet.core.errors import ConfigError, TrainingDiverged
 from biounet.data import TileDataset, TileSampler
 from biounet.data.readers import SegmentationData, image_digest
-from biounet.io.fileio import atomic_write_text, write_json
-from biounet.model.checkpoint import RunState, resume_config, save_run
+from biounet.io.fileio import atomic_write_text
+from biounet.model.checkpoint import LAST, RunState, resume_config, save_run
 from biounet.model.unet import build_model, tile_geometry
 from biounet.train import distributed
 from biounet.train.distributed import DistInfo
+from biounet.train.hooks import TrainHooks
 from biounet.train.losses import AffinityLoss, batch_counts, loss_options, micro_batch_loss
 from biounet.train.memory import choose_micro_batch
 from biounet.train.optim import lr_at, make_optimizer
-from biounet.train.runlog import Logger, hms, plot_loss
+from biounet.train.runlog import Logger, describe_run, plot_loss, write_summary
 from biounet.train.runsetup import (
     check_new_run_dir,
     run_dir_for,
@@ -144,12 +143,15 @@ def train(
     data: SegmentationData | None = None,
     quiet: bool = False,
     validate_at_end: bool = True,
+    hooks: TrainHooks | None = None,
 ) -> dict[str, Any]:
     """Train a U-Net as ``cfg`` says; returns a summary (also written to summary.json).
 
     ``explicit`` names the options the user set (for --resume); ``data`` may pass a dataset
     already in memory instead of reading ``cfg.data``. ``validate_at_end=False`` skips the
-    validation of the final step (``biounet cv`` scores the final weights itself).
+    validation of the final step (``biounet cv`` scores the final weights itself). ``hooks``
+    (hooks.py) hear every step and checkpoint and may stop the run: the summary then says
+    ``"stopped": True`` at its ``"step"``, last.pt saved there (resumable).
     """
     ckpt = None
     if cfg.resume:
@@ -157,7 +159,7 @@ def train(
     cfg.validate()
     info, device = distributed.setup(cfg.device, cfg.dist_timeout)
     try:
-        summary = _train(cfg, ckpt, info, device, data, quiet, validate_at_end)
+        summary = _train(cfg, ckpt, info, device, data, quiet, validate_at_end, hooks)
     except BaseException:
         distributed.teardown(info)
         raise
@@ -173,6 +175,7 @@ def _train(
     data: SegmentationData | None,
     quiet: bool,
     validate_at_end: bool,
+    hooks: TrainHooks | None,
 ) -> dict[str, Any]:
     run_dir = run_dir_for(cfg)
     if ckpt is None:
@@ -205,7 +208,7 @@ def _train(
     use_compile = resolve_compile(cfg.compile, device)
     net = training_net(state, cfg, info, device, use_compile)
     sizes = (len(train_idx), len(val_idx), in_tile, out_tile)
-    _describe(log, run_dir, cfg, state, info, device, precision, threads, use_compile, sizes)
+    describe_run(log, run_dir, cfg, state, info, device, precision, threads, use_compile, sizes)
     if state.step >= cfg.steps:
         log.info(f"nothing to do: the run is at step {state.step} of {cfg.steps}; raise --steps to train longer")
 
@@ -217,10 +220,13 @@ def _train(
         validate(state, cfg, data, val_idx, device, precision, run_dir, log)
 
     check = validation if cfg.validation and val_idx else None
-    _loop(state, net, loader, cfg, device, precision, info, run_dir, log, use_compile, check, validate_at_end)
+    stopped = _loop(
+        state, net, loader, cfg, device, precision, info, run_dir, log, use_compile, check, validate_at_end, hooks
+    )
     if not info.is_main:
-        return {"run_dir": str(run_dir), "step": state.step, "rank": info.rank}
-    return _finish(state, log, run_dir, first_step, time.perf_counter() - started, device, precision, threads, micro)
+        return {"run_dir": str(run_dir), "step": state.step, "rank": info.rank, "stopped": stopped}
+    wall = time.perf_counter() - started
+    return write_summary(state, log, run_dir, first_step, wall, device, precision, threads, micro, stopped)
 
 
 def _fresh_state(cfg: TrainConfig, device: torch.device, precision: str, digests: tuple[str, ...]) -> RunState:
@@ -228,36 +234,6 @@ def _fresh_state(cfg: TrainConfig, device: torch.device, precision: str, digests
     training images' fingerprints (``start_state`` then loads a resumed run or --init-from weights)."""
     model = build_model(cfg).to(device).to(memory_format=memory_format(device, precision))  # type: ignore[call-overload]  # Module.to takes memory_format; torch's overloads omit it
     return RunState(model, make_optimizer(model, cfg, device), grad_scaler(device, precision), train_digests=digests)
-
-
-def _describe(
-    log: Logger,
-    run_dir: Path,
-    cfg: TrainConfig,
-    state: RunState,
-    info: DistInfo,
-    device: torch.device,
-    precision: str,
-    threads: int,
-    use_compile: bool,
-    sizes: tuple[int, int, int, int],
-) -> None:
-    """The run's first two log lines: data (``sizes``: training and held-out images, tile in and out) and
-    network, then device, precision and batch."""
-    n_train, n_val, in_tile, out_tile = sizes
-    share, micro = cfg.batch_size // info.world, cfg.micro_batch_size
-    n_params = sum(p.numel() for p in state.model.parameters())
-    log.info(
-        f"run {run_dir}: {n_train} training / {n_val} held-out images (fold {cfg.fold}), "
-        f"tiles {in_tile}->{out_tile}, U-Net width {cfg.base_width} depth {cfg.depth} "
-        f"({n_params / 1e6:.1f} M parameters)"
-    )
-    split = f" over {info.world} processes, {share} each," if info.enabled else ""
-    log.info(
-        f"device {device}, precision {precision}, {threads} threads{' per process' if info.enabled else ''}, "
-        f"batch {cfg.batch_size}{split} as {share // micro} micro-batch(es) of {micro}"
-        + (", compiled (the first step compiles)" if use_compile else "")
-    )
 
 
 def _loader(
@@ -276,44 +252,6 @@ def _loader(
     )
 
 
-def _finish(
-    state: RunState,
-    log: Logger,
-    run_dir: Path,
-    first_step: int,
-    wall: float,
-    device: torch.device,
-    precision: str,
-    threads: int,
-    micro: int,
-) -> dict[str, Any]:
-    """Plot the loss, write summary.json and say where everything is; returns the summary."""
-    plot_loss(run_dir)
-    steps_done = state.step - first_step
-    summary = {
-        "run_dir": str(run_dir),
-        "step": state.step,
-        "steps_this_session": steps_done,
-        "final_loss": log.losses[-1] if log.losses else None,
-        "first_loss": log.losses[0] if log.losses else None,  # of this session
-        "images_per_s_median": float(np.median(log.rates)) if log.rates else None,
-        "wall_s": wall,
-        "device": str(device),
-        "precision": precision,
-        "threads": threads,
-        "micro_batch_size": micro,
-        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-    }
-    write_json(summary, run_dir / "summary.json")
-    if steps_done:
-        log.info(
-            f"done: step {state.step}, loss {summary['final_loss']:.4f}, "
-            f"median {summary['images_per_s_median']:.2f} images/s, {hms(wall)} wall, "
-            f"peak memory {summary['peak_rss_gib']:.2f} GiB; checkpoints, metrics.jsonl and loss.png in {run_dir}"
-        )
-    return summary
-
-
 def _loop(
     state: RunState,
     net: torch.nn.Module,
@@ -327,8 +265,10 @@ def _loop(
     use_compile: bool,
     validation: Callable[[], None] | None,
     validate_at_end: bool,
-) -> None:
-    """Step until ``cfg.steps``: validate and checkpoint when due; on Ctrl-C or SIGTERM save last.pt."""
+    hooks: TrainHooks | None,
+) -> bool:
+    """Step until ``cfg.steps``: validate and checkpoint when due; on Ctrl-C or SIGTERM save last.pt and
+    raise, on the hooks' request save it and return True (stopped early)."""
     per_step = cfg.batch_size // info.world // cfg.micro_batch_size  # micro-batches per step
     fault_rank, fault_step = int(os.environ.get(FAULT_RANK, -1)), int(os.environ.get(FAULT_STEP, -1))
     first_step = state.step
@@ -339,31 +279,12 @@ def _loop(
         while state.step < cfg.steps:
             t0 = time.perf_counter()
             micro_batches = [next(it) for _ in range(per_step)]
-            lr = lr_at(cfg, state.step + 1)
-            for group in state.optimizer.param_groups:
-                group["lr"] = lr
-            with deferred_interrupt():  # the step, its count and its log line: all or nothing
-                try:
-                    loss = train_step(
-                        net,
-                        state.optimizer,
-                        state.scaler,
-                        micro_batches,
-                        device,
-                        precision,
-                        state.step + 1,
-                        info,
-                        **loss_options(cfg),
-                    )
-                except Exception as exc:
-                    if use_compile and is_compile_error(exc):  # checkpoints already written stay intact
-                        raise compile_failed(exc) from exc
-                    raise
-                state.step += 1
-                log.step(state.step, loss, cfg.batch_size, time.perf_counter() - t0, lr)
-            _validate_and_save(state, cfg, info, run_dir, validation, validate_at_end)
+            loss = _step(state, net, micro_batches, t0, cfg, device, precision, info, log, use_compile)
+            saved = _validate_and_save(state, cfg, info, run_dir, validation, validate_at_end)
             if info.rank == fault_rank and state.step == fault_step:
                 os.kill(os.getpid(), signal.SIGKILL)
+            if hooks is not None and _heard(hooks, state, cfg, info, run_dir, loss, saved):
+                return True
     except KeyboardInterrupt:
         log.close()
         if state.step > first_step and info.is_main:
@@ -374,6 +295,65 @@ def _loop(
     finally:
         log.close()
         restore_sigterm()
+    return False
+
+
+def _step(
+    state: RunState,
+    net: torch.nn.Module,
+    micro_batches: list[tuple[torch.Tensor, ...]],
+    t0: float,
+    cfg: TrainConfig,
+    device: torch.device,
+    precision: str,
+    info: DistInfo,
+    log: Logger,
+    use_compile: bool,
+) -> float:
+    """One step at the scheduled learning rate (``t0``: when its micro-batches began to be drawn); the
+    step, its count and its log line happen all or not at all (Ctrl-C waits for them). Returns its loss."""
+    lr = lr_at(cfg, state.step + 1)
+    for group in state.optimizer.param_groups:
+        group["lr"] = lr
+    with deferred_interrupt():
+        try:
+            loss = train_step(
+                net,
+                state.optimizer,
+                state.scaler,
+                micro_batches,
+                device,
+                precision,
+                state.step + 1,
+                info,
+                **loss_options(cfg),
+            )
+        except Exception as exc:
+            if use_compile and is_compile_error(exc):  # checkpoints already written stay intact
+                raise compile_failed(exc) from exc
+            raise
+        state.step += 1
+        log.step(state.step, loss, cfg.batch_size, time.perf_counter() - t0, lr)
+    return loss
+
+
+def _heard(
+    hooks: TrainHooks, state: RunState, cfg: TrainConfig, info: DistInfo, run_dir: Path, loss: float, saved: bool
+) -> bool:
+    """Tell the hooks of the step (and of last.pt when it was just saved) and ask whether to stop; on a stop
+    before the last step, save last.pt (unless just saved) and return True. Rank 0 asks; every rank hears."""
+    if info.is_main:
+        hooks.on_step(state.step, cfg.steps, loss)
+        if saved:
+            hooks.on_checkpoint(run_dir / LAST)
+    stop = distributed.broadcast(info.is_main and bool(hooks.should_stop()), info)
+    if not stop or state.step >= cfg.steps:  # the last step ends the run anyway: not stopped early
+        return False
+    if info.is_main and not saved:
+        save_run(run_dir, cfg, state, full=True, rotated=False)
+        hooks.on_checkpoint(run_dir / LAST)
+    distributed.barrier(info)
+    return True
 
 
 def _validate_and_save(
@@ -383,8 +363,9 @@ def _validate_and_save(
     run_dir: Path,
     validation: Callable[[], None] | None,
     validate_at_end: bool,
-) -> None:
-    """After a step: validate, then checkpoint, when due (the last step is), the other ranks waiting."""
+) -> bool:
+    """After a step: validate, then checkpoint, when due (the last step is), the other ranks waiting;
+    returns whether last.pt was saved."""
     last = state.step == cfg.steps
     due = (cfg.val_every and state.step % cfg.val_every == 0) or last
     if validation is not None and due and (validate_at_end or not last):
@@ -395,3 +376,5 @@ def _validate_and_save(
         if info.is_main:
             save_run(run_dir, cfg, state, full=True, rotated=True)
         distributed.barrier(info)
+        return True
+    return False

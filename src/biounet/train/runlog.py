@@ -1,17 +1,25 @@
-"""The run's log: ``metrics.jsonl`` (a row per step), progress lines and bar, and ``loss.png``."""
+"""The run's log: its first lines (what is trained, where, how), ``metrics.jsonl`` (a row per step),
+progress lines and bar, ``loss.png`` and ``summary.json``."""
 
 from __future__ import annotations
 
 import json
+import resource
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from biounet.core.config import TrainConfig
 from biounet.evaluation.metrics import CURVE_METRICS
-from biounet.io.fileio import atomic_write, atomic_write_text
+from biounet.io.fileio import atomic_write, atomic_write_text, write_json
+from biounet.model.checkpoint import RunState
+from biounet.train.distributed import DistInfo
+
+if TYPE_CHECKING:
+    import torch
 
 
 class Logger:
@@ -105,6 +113,79 @@ class Logger:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def describe_run(
+    log: Logger,
+    run_dir: Path,
+    cfg: TrainConfig,
+    state: RunState,
+    info: DistInfo,
+    device: torch.device,
+    precision: str,
+    threads: int,
+    use_compile: bool,
+    sizes: tuple[int, int, int, int],
+) -> None:
+    """The run's first two log lines: data (``sizes``: training and held-out images, tile in and out) and
+    network, then device, precision and batch."""
+    n_train, n_val, in_tile, out_tile = sizes
+    share, micro = cfg.batch_size // info.world, cfg.micro_batch_size
+    n_params = sum(p.numel() for p in state.model.parameters())
+    log.info(
+        f"run {run_dir}: {n_train} training / {n_val} held-out images (fold {cfg.fold}), "
+        f"tiles {in_tile}->{out_tile}, U-Net width {cfg.base_width} depth {cfg.depth} "
+        f"({n_params / 1e6:.1f} M parameters)"
+    )
+    split = f" over {info.world} processes, {share} each," if info.enabled else ""
+    log.info(
+        f"device {device}, precision {precision}, {threads} threads{' per process' if info.enabled else ''}, "
+        f"batch {cfg.batch_size}{split} as {share // micro} micro-batch(es) of {micro}"
+        + (", compiled (the first step compiles)" if use_compile else "")
+    )
+
+
+def write_summary(
+    state: RunState,
+    log: Logger,
+    run_dir: Path,
+    first_step: int,
+    wall: float,
+    device: torch.device,
+    precision: str,
+    threads: int,
+    micro: int,
+    stopped: bool = False,
+) -> dict[str, Any]:
+    """Plot the loss, write summary.json and say where everything is; returns the summary (``stopped``:
+    the hooks stopped the run before its last step)."""
+    plot_loss(run_dir)
+    steps_done = state.step - first_step
+    summary = {
+        "run_dir": str(run_dir),
+        "step": state.step,
+        "stopped": stopped,
+        "steps_this_session": steps_done,
+        "final_loss": log.losses[-1] if log.losses else None,
+        "first_loss": log.losses[0] if log.losses else None,  # of this session
+        "images_per_s_median": float(np.median(log.rates)) if log.rates else None,
+        "wall_s": wall,
+        "device": str(device),
+        "precision": precision,
+        "threads": threads,
+        "micro_batch_size": micro,
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
+    write_json(summary, run_dir / "summary.json")
+    if stopped:
+        log.info(f"stopped at step {state.step} as asked; continue with: biounet train --resume {run_dir}")
+    elif steps_done:
+        log.info(
+            f"done: step {state.step}, loss {summary['final_loss']:.4f}, "
+            f"median {summary['images_per_s_median']:.2f} images/s, {hms(wall)} wall, "
+            f"peak memory {summary['peak_rss_gib']:.2f} GiB; checkpoints, metrics.jsonl and loss.png in {run_dir}"
+        )
+    return summary
 
 
 def hms(seconds: float) -> str:

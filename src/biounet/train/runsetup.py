@@ -60,7 +60,7 @@ def training_data(
                 "--data is required: the ISBI 2012 folder, a folder with images/ and masks/, or an image volume "
                 "with its label volume in --masks"
             )
-        data = open_dataset(cfg.data, cfg.classes, cfg.in_channels, cfg.ignore_value, cfg.mask_threshold, cfg.masks)
+        data = open_dataset(cfg.data, masks=cfg.masks, **cfg.mask_reading())
     if data.masks is None:
         raise DataError("training needs masks, but the dataset has none")
     train_idx, val_idx = kfold_split(len(data), cfg.fold, cfg.folds)

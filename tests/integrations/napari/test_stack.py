@@ -57,11 +57,27 @@ def test_a_stack_is_read_and_segmented_one_slice_at_a_time():
     assert np.corrcoef(result.membrane.ravel(), stack.ravel().astype(float))[0, 1] > 0.9
 
 
+def test_cells_have_ids_of_their_own_through_a_stack_and_each_is_measured_in_the_layers_unit():
+    stack = np.random.default_rng(0).integers(0, 256, (3, 40, 52), dtype=np.uint8)
+    slices = image_slices(stack, False, "em")
+    _, result = run(segment_slices(slices, predictor, CFG, method="watershed", calibration=((4.0, 4.0), "nm")))
+    ids = [set(np.unique(result.cells[z]).tolist()) - {0} for z in range(3)]
+    assert all(ids) and not (ids[0] & ids[1]) and not (ids[1] & ids[2]) and not (ids[0] & ids[2])
+    rows = result.objects
+    assert sorted((r["slice"], r["label"]) for r in rows) == sorted((z, i) for z in range(3) for i in ids[z])
+    for row in rows[:: max(1, len(rows) // 10)]:
+        where = result.cells[row["slice"]] == row["label"]
+        assert row["unit"] == "nm" and row["area"] == pytest.approx(16.0 * where.sum())
+        assert row["mean_intensity"] == pytest.approx(stack[row["slice"]][where].mean())
+    plain = run(segment_slices(slices, predictor, CFG, method="watershed"))[1].objects
+    assert {r["unit"] for r in plain} == {"pixel"} and len(plain) == len(rows)
+
+
 def test_a_2d_image_gives_2d_results_and_no_cells_without_a_method():
     image = np.random.default_rng(1).random((33, 47)).astype(np.float32)
     done, result = run(segment_slices(image_slices(image, False, "em"), predictor, CFG))
     assert done == [1]
-    assert result.membrane.shape == (33, 47) and result.cells is None
+    assert result.membrane.shape == (33, 47) and result.cells is None and result.objects is None
 
 
 def test_stopping_between_slices_reads_no_further_slice():

@@ -2,15 +2,19 @@
 starts), with the built-in model on small synthetic images: result layers, Cancel, and bad input
 answered in napari's notification area."""
 
+import csv
 import threading
+from pathlib import Path
 
 import dask.array as da
 import numpy as np
 import pytest
 from napari.utils.notifications import NotificationSeverity, notification_manager
 
+from biounet.instances.measure import COLUMNS
+from biounet.integrations.napari import widget as widget_module
 from biounet.integrations.napari.sample import synthetic_stack
-from biounet.integrations.napari.widget import MODEL_FILE, SegmentWidget
+from biounet.integrations.napari.widget import MODEL_FILE, SegmentWidget, add_session_model
 
 WAIT_MS = 60_000  # the longest a run may take here (2 CPU cores shared); pytest-timeout stops a hang
 
@@ -45,7 +49,7 @@ def segment(qtbot, widget, layer, cells="none"):
 
 
 @pytest.mark.timeout(120)
-def test_the_sample_is_segmented_into_membrane_and_cells_placed_like_the_image(qtbot, widget, notifications):
+def test_the_sample_is_segmented_into_membrane_and_cells_placed_like_the_image(qtbot, widget, notifications, tmp_path):
     viewer = widget.viewer
     (image,) = viewer.open_sample("biounet", "synthetic-em")
     image.scale, image.translate = (4.0, 4.0), (100.0, -8.0)
@@ -63,6 +67,21 @@ def test_the_sample_is_segmented_into_membrane_and_cells_placed_like_the_image(q
     dark = image.data < np.percentile(image.data, 10)
     assert membrane.data[dark].mean() > 0.5 > membrane.data[~dark].mean()
     assert widget._progress.value == widget._progress.max == 1
+    # a row of measurements per cell, found by its id under the cursor, saved as a CSV on request
+    ids = np.unique(cells.data[cells.data > 0])
+    assert sorted(cells.features["index"]) == ids.tolist() and set(COLUMNS) < set(cells.features.columns)
+    first = cells.features.iloc[0]
+    assert first["area"] == (cells.data == first["index"]).sum() and first["unit"] == "pixel"
+    assert widget._save.enabled and Path(widget._csv.value) == Path.home() / "synthetic EM image_objects.csv"
+    widget._csv.value = tmp_path / "cells.csv"
+    widget._save.native.click()
+    with open(tmp_path / "cells.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(ids) and tuple(rows[0]) == COLUMNS and errors(notifications) == []
+    widget._csv.value = tmp_path  # a folder: one line says so, nothing is written
+    widget._save.native.click()
+    (message,) = errors(notifications)
+    assert "is a folder" in message
 
 
 @pytest.mark.timeout(120)
@@ -116,6 +135,20 @@ def test_an_rgb_layer_is_refused_in_a_notification_and_adds_no_layer(qtbot, widg
     assert [layer.name for layer in widget.viewer.layers] == ["photo"]
     (message,) = errors(notifications)
     assert "'photo' is an RGB image" in message and "Split RGB" in message
+
+
+def test_a_model_fine_tuned_in_the_session_is_listed_at_once_and_opens_its_run_folder(widget, monkeypatch, tmp_path):
+    monkeypatch.setattr(widget_module, "SESSION_MODELS", {})
+    assert widget._model.choices[-1] == MODEL_FILE and widget._model.value == "isbi2012-membranes"
+    add_session_model("fine-tuned 20260102-030405", tmp_path)
+    assert widget._model.choices[-2:] == ("fine-tuned 20260102-030405", MODEL_FILE)
+    assert widget._model.value == "isbi2012-membranes"  # the choice made stays
+    widget._model.value = "fine-tuned 20260102-030405"
+    assert widget.model_ref() == str(tmp_path)
+    widget._model.value = MODEL_FILE
+    add_session_model("fine-tuned 20260102-030406", tmp_path / "other")
+    assert widget._model.value == MODEL_FILE and not widget._model_file.native.isHidden()
+    assert widget._model.choices[-3:] == ("fine-tuned 20260102-030405", "fine-tuned 20260102-030406", MODEL_FILE)
 
 
 @pytest.mark.timeout(60)

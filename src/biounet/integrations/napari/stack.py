@@ -2,8 +2,9 @@
 
 No napari and no Qt here: the checks of a layer's data (a 2D image or a (Z, Y, X) stack, grey or RGB,
 NumPy or lazy), the memory its results need, and a generator that segments one slice at a time with
-biounet's own functions (:func:`biounet.segment.inference.segment`, :func:`biounet.instances.methods.instance_labels`),
-yielding after every slice so that the caller can show progress and stop between slices.
+biounet's own functions (:func:`biounet.segment.inference.segment`, :func:`biounet.instances.methods.instance_labels`,
+the cells measured by :func:`biounet.instances.measure.measure_objects`), yielding after every slice so that the
+caller can show progress and stop between slices.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from biounet.core.errors import ConfigError, DataError
 from biounet.core.system import available_ram_bytes
 from biounet.data.context import context_indices
 from biounet.data.readers import scale_image
+from biounet.instances.measure import measure_objects
 from biounet.instances.methods import instance_labels, method_params
 from biounet.models import open_model
 from biounet.segment.inference import Predictor, class_predictor, segment
+from biounet.segment.objects import intensities
 
 # the results must fit in this share of the memory available when a run starts
 MEMORY_SHARE = 0.5
@@ -109,10 +112,12 @@ def check_memory(slices: Slices, cells: bool, available: int | None = None) -> N
 
 @dataclass(frozen=True)
 class Segmentation:
-    """The results, each of the layer's shape without its colour axis."""
+    """The results, each of the layer's shape without its colour axis, and the cells' measurements."""
 
     membrane: np.ndarray  # float32 membrane probability in [0, 1] (1 = membrane)
     cells: np.ndarray | None  # uint32 cell instances per slice (0 = membrane/background), or None
+    # a row per cell (biounet.instances.measure.COLUMNS; "label": its id in ``cells``), or None without cells
+    objects: list[dict[str, object]] | None = None
 
 
 def segment_slices(
@@ -123,10 +128,13 @@ def segment_slices(
     method: str | None = None,
     tile: int | None = None,
     batch_size: int = 4,
+    calibration: tuple[tuple[float, float] | None, str] = (None, "pixel"),
 ) -> Generator[int, None, Segmentation]:
     """Segment ``slices`` one slice at a time; yields the number of slices done after each one (stop
     iterating to cancel: nothing is kept), returns the :class:`Segmentation`. ``method`` names an
-    instance method of :mod:`biounet.instances.methods` for the cells (None: membrane probability only)."""
+    instance method of :mod:`biounet.instances.methods` for the cells (None: membrane probability only):
+    their ids run on through a stack (no two slices share one) and each is measured on the layer's own
+    pixels, in the unit of ``calibration`` ((y, x) pixel size, unit; None: pixels)."""
     if cfg.classes != 2:
         raise ConfigError(
             f"the model has {cfg.classes} classes; the napari widget shows membrane probabilities of 2-class "
@@ -138,19 +146,29 @@ def segment_slices(
     shape = (slices.count, *slices.shape[-2:])
     membrane = np.empty(shape, np.float32)
     cells = np.zeros(shape, np.uint32) if method is not None else None
+    objects: list[dict[str, object]] = []
+    top = 0  # the largest cell id so far: the next slice's ids follow it
     classes = class_predictor(predictor, cfg.classes)  # membrane and cells read the class channels only
     for z in range(slices.count):
         # with --context the network sees the neighbouring slices too (mirrored at the stack's ends)
         sections = context_indices(z, slices.count, cfg.context)
-        image = np.concatenate([scale_image(slices.read(s), cfg.in_channels, _where(slices, s)) for s in sections])
+        raw = slices.read(z)  # read once: the network's input and the cells' intensities
+        image = np.concatenate(
+            [scale_image(raw if s == z else slices.read(s), cfg.in_channels, _where(slices, s)) for s in sections]
+        )
         probs = segment(image, classes, cfg.depth, cfg.padding, tile, batch_size, tta)
         membrane[z] = probs[0]
         if cells is not None and method is not None:
-            cells[z] = instance_labels(probs[1], method)
+            found = instance_labels(probs[1], method)
+            cells[z] = np.where(found > 0, found.astype(np.uint32) + top, 0)
+            top = max(top, int(cells[z].max()))
+            pixels = intensities(raw, alpha=True)
+            objects += measure_objects(cells[z], pixels, *calibration, origin=(z if slices.stacked else 0, 0, 0))
         yield z + 1
+    found_objects = objects if cells is not None else None
     if not slices.stacked:
-        return Segmentation(membrane[0], None if cells is None else cells[0])
-    return Segmentation(membrane, cells)
+        return Segmentation(membrane[0], None if cells is None else cells[0], found_objects)
+    return Segmentation(membrane, cells, found_objects)
 
 
 def _where(slices: Slices, z: int) -> str:
@@ -164,9 +182,10 @@ def segment_layer(
     method: str | None = None,
     device: str = "auto",
     kind: str | None = None,
+    calibration: tuple[tuple[float, float] | None, str] = (None, "pixel"),
 ) -> Generator[int, None, Segmentation]:
     """Open ``model`` (a built-in name, a checkpoint or run folder, an exported file or package: anything
     :func:`biounet.models.open_model` opens) and segment ``slices`` with it (see :func:`segment_slices`)."""
     predictor, cfg, _ = open_model(model, device, "auto", 0, kind=kind)
     check_channels(slices, cfg, str(model))
-    return (yield from segment_slices(slices, predictor, cfg, tta, method))
+    return (yield from segment_slices(slices, predictor, cfg, tta, method, calibration=calibration))
