@@ -40,12 +40,11 @@ from biounet.core.errors import BiounetError, ConfigError, DataError, describe_o
 from biounet.integrations.napari.widget import (
     DEFAULT_MODEL,
     MODEL_FILE,
+    ModelChoice,
     add_session_model,
     follow_session_models,
     layer_pixels,
     model_choices,
-    model_path,
-    refresh_model_list,
 )
 from biounet.model.pretrained import builtin_models
 from biounet.train.finetune import DEFAULT_ROOT, LEGEND, FineTune, plan_fine_tune, preview_slice, run_fine_tune
@@ -77,7 +76,7 @@ def layer_labels(layer: napari.layers.Labels) -> np.ndarray:
     return np.asarray(layer.data[0] if layer.multiscale else layer.data)
 
 
-class FineTuneWidget(Container):
+class FineTuneWidget(ModelChoice, Container):
     """Fine-tune a biounet model on painted labels; docked by Plugins > Fine-tune biounet (biounet)."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
@@ -143,21 +142,6 @@ class FineTuneWidget(Container):
             self._progress,
             self._status,
         ]
-
-    def _on_model_choice(self, value: str) -> None:
-        self._model_file.visible = value == MODEL_FILE
-
-    def refresh_models(self) -> None:
-        """Read the model list again (a model was fine-tuned); the choice made stays."""
-        if not self._closed:
-            refresh_model_list(self._model)
-
-    def model_ref(self) -> str:
-        """The base model chosen: a built-in name, a session model's run folder or the path in the file field."""
-        if self._model.value != MODEL_FILE:
-            return model_path(str(self._model.value))
-        path = self._model_file.value
-        return "" if path is None or str(path) in ("", ".") else str(path)
 
     def _plan(self) -> FineTune:
         """The run the choices describe, checked (:func:`biounet.train.finetune.plan_fine_tune`); a

@@ -115,7 +115,31 @@ def layer_pixels(layer: napari.layers.Image) -> Any:
     return layer.data[0] if layer.multiscale else layer.data
 
 
-class SegmentWidget(Container):
+class ModelChoice:
+    """The model picker both widgets share: a list of built-in and session models, then MODEL_FILE,
+    which shows the file field. The widget sets ``_model``, ``_model_file`` and ``_closed``."""
+
+    _model: ComboBox
+    _model_file: FileEdit
+    _closed: bool
+
+    def _on_model_choice(self, value: str) -> None:
+        self._model_file.visible = value == MODEL_FILE
+
+    def refresh_models(self) -> None:
+        """Read the model list again (a model was fine-tuned); the choice made stays."""
+        if not self._closed:
+            refresh_model_list(self._model)
+
+    def model_ref(self) -> str:
+        """The model chosen: a built-in name, a session model's run folder or the path in the file field."""
+        if self._model.value != MODEL_FILE:
+            return model_path(str(self._model.value))
+        path = self._model_file.value
+        return "" if path is None or str(path) in ("", ".") else str(path)
+
+
+class SegmentWidget(ModelChoice, Container):
     """Segment an image layer with a biounet model; docked by Plugins > Segment with biounet (biounet)."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
@@ -173,22 +197,6 @@ class SegmentWidget(Container):
             self._csv,
             self._save,
         ]
-
-    def _on_model_choice(self, value: str) -> None:
-        self._model_file.visible = value == MODEL_FILE
-
-    def refresh_models(self) -> None:
-        """Read the model list again (a model was fine-tuned); the choice made stays."""
-        if not self._closed:
-            refresh_model_list(self._model)
-
-    def model_ref(self) -> str:
-        """What the user chose as the model: a built-in name, a session model's run folder or the path in
-        the file field."""
-        if self._model.value != MODEL_FILE:
-            return model_path(str(self._model.value))
-        path = self._model_file.value
-        return "" if path is None or str(path) in ("", ".") else str(path)
 
     def _prepare(self) -> tuple[napari.layers.Image, Slices, str, str]:
         """The layer, its slices, the model and its kind, checked; a BiounetError says what is wrong."""
