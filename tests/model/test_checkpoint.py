@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from support import tiny_config, tiny_run
 
 from biounet.core.errors import CheckpointError
 from biounet.model import checkpoint as ckpt_io
@@ -27,3 +28,16 @@ def test_a_checkpoint_cut_short_is_a_checkpoint_error(tmp_path):
         with pytest.raises(CheckpointError, match="not a readable checkpoint") as info:
             ckpt_io.load(tmp_path / "cut.pt")
         assert "\n" not in str(info.value)
+
+
+def test_adopt_network_takes_the_base_models_network_where_none_is_set(tmp_path):
+    base = tiny_run(tmp_path / "base", base_width=6, batch_norm=True)
+    fresh = tiny_config(init_from=str(base))  # width 4 and no batch norm, as any config not told otherwise
+    cfg, taken = ckpt_io.adopt_network(fresh, explicit={"init_from": str(base), "steps": 3})
+    assert taken == {"base_width": 6, "batch_norm": True}
+    assert (cfg.base_width, cfg.batch_norm, cfg.steps) == (6, True, fresh.steps)
+    mine, taken = ckpt_io.adopt_network(fresh.replace(base_width=4), explicit={"base_width": 4})
+    assert mine.base_width == 4 and taken == {"batch_norm": True}  # what the user set stays theirs
+    assert ckpt_io.adopt_network(tiny_config(), explicit={}) == (tiny_config(), {})  # no --init-from
+    resumed = tiny_config(init_from=str(base), resume=str(base))
+    assert ckpt_io.adopt_network(resumed, explicit={})[1] == {}  # a resumed run keeps its own network

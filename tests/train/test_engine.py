@@ -473,3 +473,15 @@ def test_the_same_samples_whatever_the_number_of_dataloader_workers(isbi_data, t
                 assert torch.equal(a, b)
     for key in weights[0]:
         torch.testing.assert_close(weights[2][key], weights[0][key], rtol=0, atol=0)
+
+
+def test_init_from_brings_its_network_unless_the_user_sets_one(isbi_data, tmp_path, capsys):
+    base = tmp_path / "base"
+    train(tiny_config(out=str(base), steps=1, base_width=6), data=isbi_data, quiet=True)
+    run = tmp_path / "tuned"
+    cfg = tiny_config(out=str(run), steps=1, init_from=str(base))  # width 4 unless --init-from's is taken
+    train(cfg, {"init_from": str(base), "steps": 1}, data=isbi_data)
+    assert f"the network of --init-from {base}: base_width 6" in capsys.readouterr().out
+    assert ckpt_io.load(run)["config"]["base_width"] == 6
+    with pytest.raises(CheckpointError, match="does not fit"):  # a width the user asks for is kept, and refused
+        train(cfg.replace(out=str(tmp_path / "mine")), {"base_width": 4}, data=isbi_data, quiet=True)

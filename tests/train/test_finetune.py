@@ -127,3 +127,16 @@ def test_a_short_run_saves_weights_labels_and_a_package_and_previews_with_its_ch
     assert Path(summary["package"]).stat().st_size > 1000
     assert len(previews) == 2 and previews[0].shape == (2, 64, 64)
     np.testing.assert_allclose(previews[-1].sum(axis=0), 1.0, atol=1e-4)
+
+
+def test_the_widget_runs_the_documented_command_line_recipe(base, tmp_path):
+    """configs/finetune-cpu.yaml (docs/finetune.md's command) and the widget's run train the same way."""
+    from biounet.core.config import load_yaml
+
+    recipe = load_yaml(Path(__file__).parents[2] / "configs" / "finetune-cpu.yaml")
+    image, labels = painted()
+    cfg = plan_fine_tune(image, False, labels, str(base), recipe["steps"], tmp_path / "runs").cfg
+    for key, value in recipe.items():
+        if key not in ("init_from", "compile", "checkpoint_every", "val_every", "batch_size"):
+            assert getattr(cfg, key) == value, key  # the network and batch are the base model's in both
+    assert cfg.class_balance and cfg.border_weight == 10.0

@@ -221,6 +221,34 @@ def load_model(path: str | Path, device: str = "auto") -> tuple[UNet, TrainConfi
     return model.to(resolve_device(device)).eval(), cfg, ckpt
 
 
+# The options of the network that --init-from's weights must fit, and the sample geometry they were
+# trained on: a fine-tuning run takes them from the base model unless the user sets them.
+NETWORK_FIELDS = (
+    "base_width",
+    "depth",
+    "padding",
+    "batch_norm",
+    "in_channels",
+    "context",
+    "classes",
+    "tile_size",
+    "affinities",
+    "membrane_mode",
+)
+
+
+def adopt_network(cfg: TrainConfig, explicit: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
+    """``cfg`` with the network of its ``--init-from`` model (:data:`NETWORK_FIELDS`) where the user set none
+    of its own (``explicit``: the options given by flags or a YAML file), and the options so taken."""
+    from biounet.model.pretrained import builtin_path, is_builtin
+
+    if not cfg.init_from or cfg.resume:
+        return cfg, {}
+    base = load(builtin_path(cfg.init_from) if is_builtin(cfg.init_from) else cfg.init_from)["config"]
+    taken = {k: base[k] for k in NETWORK_FIELDS if k not in explicit and k in base and base[k] != getattr(cfg, k)}
+    return (cfg.replace(**taken) if taken else cfg), taken
+
+
 def load_init(model: UNet, path: str) -> list[str]:
     """Copy weights from a checkpoint (or a built-in model's name) for fine-tuning; skips the output
     layer if its channels differ (classes, affinities)."""

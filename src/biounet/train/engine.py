@@ -39,7 +39,7 @@ from biounet.core.errors import ConfigError, TrainingDiverged
 from biounet.data import TileDataset, TileSampler
 from biounet.data.readers import SegmentationData, image_digest
 from biounet.io.fileio import atomic_write_text
-from biounet.model.checkpoint import LAST, RunState, resume_config, save_run
+from biounet.model.checkpoint import LAST, RunState, adopt_network, resume_config, save_run
 from biounet.model.unet import build_model, tile_geometry
 from biounet.train import distributed
 from biounet.train.distributed import DistInfo
@@ -156,6 +156,11 @@ def train(
     ckpt = None
     if cfg.resume:
         cfg, ckpt = resume_config(cfg, explicit or {})
+    elif explicit is not None:
+        cfg, taken = adopt_network(cfg, explicit)
+        if taken and not quiet and os.environ.get("RANK", "0") == "0":  # once under torchrun
+            said = ", ".join(f"{k} {v}" for k, v in taken.items())
+            print(f"biounet: the network of --init-from {cfg.init_from}: {said} (set them to differ)", flush=True)
     cfg.validate()
     info, device = distributed.setup(cfg.device, cfg.dist_timeout)
     try:
