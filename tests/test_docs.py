@@ -105,7 +105,7 @@ def test_record_commands_parse():
     are not run: they train for minutes to hours)."""
     from biounet.cli import build_parser
 
-    for name in ("accuracy.md", "performance.md", "training.md", "design.md"):
+    for name in ("accuracy.md", "performance.md", "training.md", "design.md", "finetune.md"):
         commands = readme_commands((ROOT / "docs" / name).read_text(encoding="utf-8"))
         for line, argv in commands:
             try:
