@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from napari.utils.notifications import NotificationSeverity, notification_manager
 from support import tiny_run
 
 from biounet.data import synthetic_em_image
@@ -44,18 +43,6 @@ def widget(viewer, base, tmp_path):
     return widget
 
 
-@pytest.fixture
-def notifications():
-    seen = []
-    notification_manager.notification_ready.connect(seen.append)
-    yield seen
-    notification_manager.notification_ready.disconnect(seen.append)
-
-
-def errors(notifications) -> list[str]:
-    return [n.message for n in notifications if n.severity == NotificationSeverity.ERROR]
-
-
 def paint(viewer, size=64):
     """A synthetic EM image and a Labels layer painted on two patches: 1 on membrane, 2 on cell pixels."""
     image, truth = synthetic_em_image(np.random.default_rng(3), size)
@@ -88,7 +75,7 @@ def test_a_run_previews_saves_its_folder_and_its_model_segments_at_once(qtbot, v
     viewer.window.add_dock_widget(segment, name="Segment with biounet")
     image, labels = paint(viewer)
     start(qtbot, widget, image, labels, steps=3, every=2)
-    assert errors(notifications) == [], errors(notifications)
+    assert notifications.errors() == [], notifications.errors()
     assert widget._progress.value == widget._progress.max == 3
     (run,) = runs(tmp_path)
     assert ckpt_io.load(run)["step"] == 3 and (run / "config.yaml").is_file() and widget.outcome["step"] == 3
@@ -103,7 +90,7 @@ def test_a_run_previews_saves_its_folder_and_its_model_segments_at_once(qtbot, v
     segment._image.value = image
     segment._run.native.click()
     qtbot.waitUntil(lambda: segment.worker is None, timeout=WAIT_MS)
-    assert errors(notifications) == [] and viewer.layers["em membrane"].data.shape == (64, 64)
+    assert notifications.errors() == [] and viewer.layers["em membrane"].data.shape == (64, 64)
 
 
 @pytest.mark.timeout(300)
@@ -133,7 +120,7 @@ def test_cancel_stops_after_the_step_in_progress_and_saves_it(
     assert widget.outcome["stopped"] and widget.outcome["step"] == 2 and len(calls) == 2
     assert ckpt_io.load(run)["step"] == 2 and (run / "labels.tif").is_file()
     assert PREVIEW in viewer.layers and "cancelled at step 2 of 50" in widget._status.value
-    assert f"fine-tuned {run.name}" in widget._model.choices and errors(notifications) == []
+    assert f"fine-tuned {run.name}" in widget._model.choices and notifications.errors() == []
     assert widget._run.enabled and not widget._cancel.enabled
 
 
@@ -164,7 +151,7 @@ def test_bad_input_is_one_line_in_a_notification_and_starts_no_run(
         viewer.layers.remove(labels)
         labels = None
     start(qtbot, widget, image, labels)
-    (message,) = errors(notifications)
+    (message,) = notifications.errors()
     assert words in message and "Traceback" not in message and "\n" not in message
     assert runs(tmp_path) == [] and PREVIEW not in viewer.layers and widget.outcome is None
 
@@ -175,5 +162,5 @@ def test_a_second_start_while_running_is_refused(qtbot, viewer, widget, notifica
     start(qtbot, widget, image, labels, steps=2, every=1000, wait=False)
     widget.start()  # the Start button is disabled while a run goes; asked anyway
     qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
-    (message,) = errors(notifications)
+    (message,) = notifications.errors()
     assert "already running" in message and len(runs(tmp_path)) == 1 and widget.outcome["step"] == 2

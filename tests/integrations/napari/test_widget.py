@@ -9,7 +9,6 @@ from pathlib import Path
 import dask.array as da
 import numpy as np
 import pytest
-from napari.utils.notifications import NotificationSeverity, notification_manager
 
 from biounet.instances.measure import COLUMNS
 from biounet.integrations.napari import widget as widget_module
@@ -27,18 +26,6 @@ def widget(make_napari_viewer):
     return widget
 
 
-@pytest.fixture
-def notifications():
-    seen = []
-    notification_manager.notification_ready.connect(seen.append)
-    yield seen
-    notification_manager.notification_ready.disconnect(seen.append)
-
-
-def errors(notifications) -> list[str]:
-    return [n.message for n in notifications if n.severity == NotificationSeverity.ERROR]
-
-
 def segment(qtbot, widget, layer, cells="none"):
     """Choose ``layer`` and ``cells``, press Segment and wait until the worker has ended."""
     widget.reset_choices()
@@ -54,7 +41,7 @@ def test_the_sample_is_segmented_into_membrane_and_cells_placed_like_the_image(q
     (image,) = viewer.open_sample("biounet", "synthetic-em")
     image.scale, image.translate = (4.0, 4.0), (100.0, -8.0)
     segment(qtbot, widget, image, cells="watershed")
-    assert errors(notifications) == []
+    assert notifications.errors() == []
     names = [layer.name for layer in viewer.layers]
     assert names == ["synthetic EM image", "synthetic EM image membrane", "synthetic EM image cells"]
     membrane, cells = viewer.layers[1], viewer.layers[2]
@@ -77,10 +64,10 @@ def test_the_sample_is_segmented_into_membrane_and_cells_placed_like_the_image(q
     widget._save.native.click()
     with open(tmp_path / "cells.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == len(ids) and tuple(rows[0]) == COLUMNS and errors(notifications) == []
+    assert len(rows) == len(ids) and tuple(rows[0]) == COLUMNS and notifications.errors() == []
     widget._csv.value = tmp_path  # a folder: one line says so, nothing is written
     widget._save.native.click()
-    (message,) = errors(notifications)
+    (message,) = notifications.errors()
     assert "is a folder" in message
 
 
@@ -90,7 +77,7 @@ def test_a_lazy_multiscale_stack_is_segmented_slice_by_slice_at_full_resolution(
     levels = [da.from_array(stack, chunks=(1, 96, 96)), da.from_array(stack[:, ::2, ::2], chunks=(1, 48, 48))]
     lazy = widget.viewer.add_image(levels, multiscale=True, name="lazy", scale=(30.0, 4.0, 4.0))
     segment(qtbot, widget, lazy)
-    assert errors(notifications) == []
+    assert notifications.errors() == []
     membrane = widget.viewer.layers["lazy membrane"]
     assert isinstance(membrane.data, np.ndarray) and membrane.data.shape == (3, 96, 96)
     assert tuple(membrane.scale) == (30.0, 4.0, 4.0)
@@ -124,7 +111,7 @@ def test_cancel_stops_between_slices_and_adds_nothing(qtbot, widget, notificatio
     qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
     assert [layer.name for layer in widget.viewer.layers] == ["stack"]
     assert len(calls) == 2 and widget._progress.value <= 2  # stopped after the slice in progress
-    assert "cancelled" in widget._status.value and errors(notifications) == []
+    assert "cancelled" in widget._status.value and notifications.errors() == []
     assert widget._run.enabled and not widget._cancel.enabled
 
 
@@ -133,7 +120,7 @@ def test_an_rgb_layer_is_refused_in_a_notification_and_adds_no_layer(qtbot, widg
     rgb = widget.viewer.add_image(np.zeros((64, 64, 3), np.uint8), name="photo", rgb=True)
     segment(qtbot, widget, rgb)
     assert [layer.name for layer in widget.viewer.layers] == ["photo"]
-    (message,) = errors(notifications)
+    (message,) = notifications.errors()
     assert "'photo' is an RGB image" in message and "Split RGB" in message
 
 
@@ -156,7 +143,7 @@ def test_a_4d_layer_is_refused_before_any_work(qtbot, widget, notifications):
     layer = widget.viewer.add_image(np.zeros((2, 2, 32, 32), np.float32), name="4d")
     segment(qtbot, widget, layer)
     assert [layer.name for layer in widget.viewer.layers] == ["4d"]
-    (message,) = errors(notifications)
+    (message,) = notifications.errors()
     assert "4 dimensions" in message
 
 
@@ -182,7 +169,7 @@ def test_an_unknown_model_or_a_broken_file_is_one_line_in_a_notification(
     widget._model_file.value = path if content is not None else name
     segment(qtbot, widget, layer)
     assert [layer.name for layer in widget.viewer.layers] == ["em"]
-    (message,) = errors(notifications)
+    (message,) = notifications.errors()
     assert words in message and "Traceback" not in message
 
 
@@ -199,5 +186,5 @@ def test_a_bioimageio_package_chosen_as_a_file_segments_like_the_built_in_model(
     widget._model.value = MODEL_FILE
     widget._model_file.value = package
     segment(qtbot, widget, layer)
-    assert errors(notifications) == []
+    assert notifications.errors() == []
     np.testing.assert_allclose(widget.viewer.layers["em membrane"].data, builtin, atol=1e-3)
