@@ -7,7 +7,7 @@ import pytest
 
 from biounet.core.errors import ConfigError
 from biounet.deploy.export import ExportError, load_exported
-from biounet.models import model_kind, open_model, requested_kind
+from biounet.models import model_kind, open_model
 
 
 def test_kinds_by_what_was_typed(tmp_path):
@@ -29,9 +29,9 @@ def test_suffixes_are_read_case_insensitively(tmp_path):
 
 
 def test_the_kind_a_reference_is_opened_as(tmp_path):
+    assert model_kind("isbi2012-membranes") == "builtin"
+    assert model_kind(tmp_path) == model_kind(tmp_path / "best.pt") == "checkpoint"  # a run folder, a .pt file
     # how a worker opens the client's model is tests/cli/test_volumes.py's (biounet.cli.volumes.model_loader)
-    assert requested_kind(None) == "checkpoint" and requested_kind(tmp_path) == "exported"
-    assert requested_kind(tmp_path / "net.zip") == "bioimageio"
 
 
 def test_an_unknown_name_lists_the_builtin_models():

@@ -36,16 +36,6 @@ def model_kind(ref: str | Path) -> str:
     return "checkpoint"
 
 
-def requested_kind(model: str | Path | None) -> str:
-    """The kind the command line opens ``--model`` as (``--checkpoint``'s when None): :func:`model_kind`,
-    where a file of no other kind goes to the exporter, whose message says what fits. The client and
-    its Dask workers both take this."""
-    if model is None:
-        return "checkpoint"
-    kind = model_kind(model)
-    return "exported" if kind == "checkpoint" else kind
-
-
 def open_model(
     ref: str | Path, device: str = "auto", precision: str = "auto", threads: int = 0, kind: str | None = None
 ) -> tuple[Any, TrainConfig, dict[str, Any]]:

@@ -50,6 +50,8 @@ from typing import Any
 
 import numpy as np
 
+from support import TINY_NET
+
 STEPS, EVERY = 12, 3
 TRAIN_KINDS = (
     "after_step",
@@ -227,12 +229,7 @@ def train_argv(data: Path, out: Path, steps: int = STEPS, every: int = EVERY) ->
         str(data),
         "--fold",
         "all",
-        "--base-width",
-        "4",
-        "--depth",
-        "2",
-        "--tile-size",
-        "60",
+        *TINY_NET,
         "--batch-size",
         "4",
         "--steps",

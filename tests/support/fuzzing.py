@@ -43,6 +43,8 @@ from pathlib import Path
 import numpy as np
 from hypothesis import strategies as st
 
+from support import TINY_NET
+
 HUGE = 100_000  # the side a patched header declares
 DTYPES = ("uint8", "uint16", "int32", "float32", "float64", "bool")
 DAMAGE = ("none", "truncate", "flip", "huge", "junk")
@@ -519,12 +521,7 @@ def _flags(draw, ws, case, names, long_ok=False, at_most=3) -> list[str]:
 TINY = [
     "--steps",
     "1",
-    "--base-width",
-    "4",
-    "--depth",
-    "2",
-    "--tile-size",
-    "60",
+    *TINY_NET,
     "--batch-size",
     "2",
     "--progress",

@@ -319,8 +319,8 @@ def load_exported(path: str | Path, device: str = "auto", threads: int = 0) -> t
         predictor = ProgramPredictor(path, device, threads)
     else:
         raise ExportError(
-            f"--model {path}: expected a .onnx or .pt2 file written by `biounet export` "
-            f"(for a checkpoint use --checkpoint)"
+            f"--model {path}: expected a .onnx or .pt2 file written by `biounet export`; a checkpoint (.pt), "
+            f"a run folder or a built-in model's name are models too"
         )
     cfg = from_dict(predictor.meta["config"], source=str(path))
     return (
