@@ -35,6 +35,8 @@ def parse_range(text: str) -> list[int]:
     out: list[int] = []
     for part in text.split(","):
         lo, _, hi = part.partition("-")
+        if not (lo.isdigit() and (hi.isdigit() or not hi)):
+            raise SystemExit(f"painted_patches: {text!r} is not a list of sections; write e.g. 0-9 or 0,2,5")
         out.extend(range(int(lo), int(hi or lo) + 1))
     return out
 
@@ -87,6 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     raw = read_sections(args.stack / "raw")
     membranes = read_sections(args.stack / "membranes")
     mito = read_sections(args.stack / "mitochondria") if args.mitochondria else [None] * len(raw)
+    if len(membranes) != len(raw) or len(mito) != len(raw):
+        raise SystemExit(
+            f"painted_patches: {args.stack} holds {len(raw)} raw sections but {len(membranes)} membrane and "
+            f"{len(mito)} mitochondria labels; give one label file per section"
+        )
     train, test = parse_range(args.train), parse_range(args.test)
     if set(train) & set(test) or max(train + test) >= len(raw):
         raise SystemExit(f"painted_patches: --train and --test must be disjoint sections of 0..{len(raw) - 1}")

@@ -35,8 +35,8 @@ def wait_for(widget, timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def segment(viewer: napari.Viewer, cells: str, timeout: float) -> None:
-    """The sample, segmented by the Segment widget with the built-in model."""
+def segment(viewer: napari.Viewer, cells: str, timeout: float) -> str:
+    """The sample, segmented by the Segment widget with the built-in model; returns the widget's status line."""
     (image,) = viewer.open_sample("biounet", "synthetic-em")
     _, widget = viewer.window.add_plugin_dock_widget("biounet", "Segment with biounet")
     assert isinstance(widget, SegmentWidget)
@@ -44,26 +44,28 @@ def segment(viewer: napari.Viewer, cells: str, timeout: float) -> None:
     widget._cells.value = cells
     widget._run.native.click()
     wait_for(widget, timeout, "segmentation")
+    return str(widget._status.value)
 
 
-def fine_tune(viewer: napari.Viewer, image: Path, labels: Path, steps: int, timeout: float) -> None:
-    """``image`` with ``labels`` painted on it (napari's convention), fine-tuned by the Fine-tune widget."""
+def fine_tune(viewer: napari.Viewer, image: Path, labels: Path, steps: int, timeout: float, root: str) -> str:
+    """``image`` with ``labels`` painted on it (napari's convention), fine-tuned by the Fine-tune widget (its run
+    folder under ``root``); returns the widget's status line."""
     import tifffile
 
     from biounet.integrations.napari.finetune import FineTuneWidget
 
-    layer = viewer.add_image(
-        tifffile.imread(image) if image.suffix in (".tif", ".tiff") else np.asarray(Image.open(image))
-    )
+    tiff = image.suffix.lower() in (".tif", ".tiff")
+    layer = viewer.add_image(tifffile.imread(image) if tiff else np.asarray(Image.open(image)))
     paint = viewer.add_labels(np.asarray(Image.open(labels)).astype(np.uint8), name="painted", opacity=0.5)
     dock, widget = viewer.window.add_plugin_dock_widget("biounet", "Fine-tune biounet")
     assert isinstance(widget, FineTuneWidget)
     dock.setMaximumWidth(620)  # the legend's line would take the canvas's room
     widget._image.value, widget._painted.value = layer, paint
     widget._steps.value, widget._every.value = steps, max(1, steps // 2)
-    widget._root.value = tempfile.mkdtemp(prefix="biounet-screenshot-")
+    widget._root.value = root
     widget._run.native.click()
     wait_for(widget, timeout, "fine-tuning")
+    return str(widget._status.value)
 
 
 def main() -> None:
@@ -76,15 +78,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40, help="the fine-tuning's steps (--finetune)")
     args = parser.parse_args()
 
+    scratch = tempfile.TemporaryDirectory(prefix="biounet-screenshot-")  # the run folder, removed at exit
     viewer = napari.Viewer(show=True, title="biounet in napari")
     viewer.window.resize(*args.size)
     if args.finetune:
-        fine_tune(viewer, *args.finetune, args.steps, args.timeout)
+        status = fine_tune(viewer, *args.finetune, args.steps, args.timeout, scratch.name)
     else:
-        segment(viewer, args.cells, args.timeout)
+        status = segment(viewer, args.cells, args.timeout)
     layers = [layer.name for layer in viewer.layers]
     if len(layers) < 2 or (args.finetune and "fine-tuned membrane" not in layers):
-        raise SystemExit(f"the widget added no layer; layers: {layers}")
+        raise SystemExit(f"the widget added no layer ({status}); layers: {layers}")
     viewer.layers.selection.active = viewer.layers[-1]
     viewer.reset_view()
     for _ in range(20):  # let the canvas and the dock settle before the grab

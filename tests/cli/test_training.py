@@ -112,6 +112,15 @@ def test_cv_values_are_one_line(capsys, pairs, tmp_path, folds_run, args, messag
     assert not folds_run
 
 
+def test_cv_takes_the_init_from_network_before_it_reads_the_data(capsys, pairs, tiny_run, tmp_path, monkeypatch):
+    handed = []
+    monkeypatch.setattr(crossval, "run_cv", lambda cfg, *args, **kw: handed.append(cfg))
+    code = main(["cv", "--data", str(pairs), "--out", str(tmp_path / "cv"), "--init-from", str(tiny_run)])
+    out = capsys.readouterr().out
+    assert code == 0 and (handed[0].base_width, handed[0].depth, handed[0].tile_size) == (4, 2, 60)
+    assert out.count(f"the network of --init-from {tiny_run}: base_width 4, depth 2") == 1  # once, not per fold
+
+
 def test_cv_needs_an_out_folder(capsys, pairs, folds_run):
     code, err = _run(capsys, "cv", "--data", pairs)
     assert code == 2 and "--out is required: the folder that receives fold-K/ runs" in err

@@ -45,3 +45,8 @@ def test_paints_squares_of_the_truth_and_labels_the_test_sections_whole(patches,
         patches.main(argv)
     with pytest.raises(SystemExit, match="disjoint"):
         patches.main(["--stack", str(stack), "--out", str(tmp_path / "o2"), "--train", "0-2", "--test", "2"])
+    with pytest.raises(SystemExit, match="not a list of sections"):
+        patches.main(["--stack", str(stack), "--out", str(tmp_path / "o3"), "--train", "a-b"])
+    (stack / "membranes" / "03.png").unlink()
+    with pytest.raises(SystemExit, match="4 raw sections but 3 membrane"):
+        patches.main(["--stack", str(stack), "--out", str(tmp_path / "o4")])

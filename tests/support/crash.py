@@ -50,8 +50,6 @@ from typing import Any
 
 import numpy as np
 
-from support import TINY_NET
-
 STEPS, EVERY = 12, 3
 TRAIN_KINDS = (
     "after_step",
@@ -229,7 +227,12 @@ def train_argv(data: Path, out: Path, steps: int = STEPS, every: int = EVERY) ->
         str(data),
         "--fold",
         "all",
-        *TINY_NET,
+        "--base-width",  # support.TINY_NET's network: this file also runs as a script, without tests/ on the path
+        "4",
+        "--depth",
+        "2",
+        "--tile-size",
+        "60",
         "--batch-size",
         "4",
         "--steps",

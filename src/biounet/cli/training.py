@@ -128,14 +128,16 @@ def _run_demo(args: argparse.Namespace) -> int:
 def _run_cv(args: argparse.Namespace) -> int:
     from biounet.instances.methods import parse_methods
     from biounet.train.crossval import parse_folds, run_cv
+    from biounet.train.engine import init_network
 
     fold_list, labels = args.fold_list, args.labels
     del args.fold_list, args.labels
     cfg, explicit = resolve(args, TrainConfig())
+    check_training_paths(cfg)
+    cfg = init_network(cfg, explicit)  # before the data is read and the methods checked: every fold's network
     if not cfg.out:
         raise ConfigError("--out is required: the folder that receives fold-K/ runs, cv.json and cv.md")
     check_output_dir(cfg.out, "--out")
-    check_training_paths(cfg)
     folds = parse_folds(fold_list, cfg.folds)
     methods = parse_methods(labels) if labels is not None else None
     if methods and (len(folds) < 2 or cfg.classes != 2):

@@ -200,6 +200,7 @@ class TrainFields:
     resume: str | None = _opt(None, "continue a run: its folder or a last.pt checkpoint")
     init_from: str | None = _opt(
         None,
-        "start from trained weights (fine-tuning); the output layer is skipped when its channels differ "
-        "(--classes, --affinities)",
+        "start from trained weights (fine-tuning), taking their network (width, depth, padding, batch norm, "
+        "channels, context, classes, tile size, affinities) where none is set; the output layer is skipped "
+        "when its channels differ (--classes, --affinities)",
     )

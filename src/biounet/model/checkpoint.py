@@ -244,8 +244,9 @@ def adopt_network(cfg: TrainConfig, explicit: dict[str, Any]) -> tuple[TrainConf
 
     if not cfg.init_from or cfg.resume:
         return cfg, {}
-    base = load(builtin_path(cfg.init_from) if is_builtin(cfg.init_from) else cfg.init_from)["config"]
-    taken = {k: base[k] for k in NETWORK_FIELDS if k not in explicit and k in base and base[k] != getattr(cfg, k)}
+    ckpt = load(builtin_path(cfg.init_from) if is_builtin(cfg.init_from) else cfg.init_from)
+    base = from_dict(ckpt["config"], source=str(ckpt["path"]))  # migrated as every saved config
+    taken = {k: getattr(base, k) for k in NETWORK_FIELDS if k not in explicit and getattr(base, k) != getattr(cfg, k)}
     return (cfg.replace(**taken) if taken else cfg), taken
 
 
@@ -269,8 +270,9 @@ def load_init(model: UNet, path: str) -> list[str]:
         raise CheckpointError(
             f"--init-from {path}: its network (base_width={src.get('base_width')}, depth={src.get('depth')}, "
             f"in_channels={src.get('in_channels')}, context={src.get('context', 0)}, "
-            f"batch_norm={src.get('batch_norm')}) does not fit this one; set the same architecture options (only "
-            f"--classes and --affinities may differ)"
+            f"batch_norm={src.get('batch_norm')}) does not fit this one; drop the network options you set (the run then "
+            f"takes the base model's), or set them as the base model has them (only --classes and --affinities may "
+            f"differ)"
         )
     model.load_state_dict(state, strict=False)
     return skipped

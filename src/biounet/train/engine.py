@@ -137,6 +137,16 @@ def train_step(
     return value
 
 
+def init_network(cfg: TrainConfig, explicit: dict[str, Any], quiet: bool = False) -> TrainConfig:
+    """``cfg`` with its ``--init-from`` model's network where the user (``explicit``) set none, said in one
+    line (once under torchrun) unless ``quiet``."""
+    cfg, taken = adopt_network(cfg, explicit)
+    if taken and not quiet and os.environ.get("RANK", "0") == "0":
+        said = ", ".join(f"{k} {v}" for k, v in taken.items())
+        print(f"biounet: the network of --init-from {cfg.init_from}: {said} (set them to differ)", flush=True)
+    return cfg
+
+
 def train(
     cfg: TrainConfig,
     explicit: dict[str, Any] | None = None,
@@ -147,7 +157,9 @@ def train(
 ) -> dict[str, Any]:
     """Train a U-Net as ``cfg`` says; returns a summary (also written to summary.json).
 
-    ``explicit`` names the options the user set (for --resume); ``data`` may pass a dataset
+    ``explicit`` names the options the user set: a resumed run may change only some, and ``--init-from``
+    brings the base model's network where the user set none (:func:`init_network`; ``explicit`` None, as
+    the napari widget passes its complete configuration: nothing brought). ``data`` may pass a dataset
     already in memory instead of reading ``cfg.data``. ``validate_at_end=False`` skips the
     validation of the final step (``biounet cv`` scores the final weights itself). ``hooks``
     (hooks.py) hear every step and checkpoint and may stop the run: the summary then says
@@ -157,10 +169,7 @@ def train(
     if cfg.resume:
         cfg, ckpt = resume_config(cfg, explicit or {})
     elif explicit is not None:
-        cfg, taken = adopt_network(cfg, explicit)
-        if taken and not quiet and os.environ.get("RANK", "0") == "0":  # once under torchrun
-            said = ", ".join(f"{k} {v}" for k, v in taken.items())
-            print(f"biounet: the network of --init-from {cfg.init_from}: {said} (set them to differ)", flush=True)
+        cfg = init_network(cfg, explicit, quiet)
     cfg.validate()
     info, device = distributed.setup(cfg.device, cfg.dist_timeout)
     try:
