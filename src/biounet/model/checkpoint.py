@@ -270,9 +270,9 @@ def load_init(model: UNet, path: str) -> list[str]:
         raise CheckpointError(
             f"--init-from {path}: its network (base_width={src.get('base_width')}, depth={src.get('depth')}, "
             f"in_channels={src.get('in_channels')}, context={src.get('context', 0)}, "
-            f"batch_norm={src.get('batch_norm')}) does not fit this one; drop the network options you set (the run then "
-            f"takes the base model's), or set them as the base model has them (only --classes and --affinities may "
-            f"differ)"
+            f"batch_norm={src.get('batch_norm')}) does not fit this one; drop the network options you set (the "
+            f"run then takes the base model's), or set them as the base model has them (only --classes and "
+            f"--affinities may differ)"
         )
     model.load_state_dict(state, strict=False)
     return skipped
