@@ -107,11 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         write_pair(args.out / "train", f"z{z:02d}", raw[z], painted)
     for z in test:
         write_pair(args.out / "test", f"z{z:02d}", raw[z], dense_labels(membranes[z], mito[z]))
-    tifffile.imwrite(args.out / "volume.tif", np.stack(raw))
+    volume = np.stack(raw)
+    tifffile.imwrite(args.out / "volume.tif", volume)
     pixels = len(train) * raw[0].size
     print(
         f"painted {painted_total} pixels ({100 * painted_total / pixels:.2f} % of {len(train)} training sections, "
-        f"{args.patches} squares of {args.side} px each); {len(test)} test sections; volume {np.stack(raw).shape}"
+        f"{args.patches} squares of {args.side} px each); {len(test)} test sections; volume {volume.shape}"
     )
     return 0
 

@@ -237,14 +237,19 @@ NETWORK_FIELDS = (
 )
 
 
+def load_init_source(ref: str) -> dict[str, Any]:
+    """The checkpoint ``--init-from`` names: a built-in model's name, a .pt file or a run folder (its last.pt)."""
+    from biounet.model.pretrained import builtin_path, is_builtin
+
+    return load(builtin_path(ref) if is_builtin(ref) else ref)
+
+
 def adopt_network(cfg: TrainConfig, explicit: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
     """``cfg`` with the network of its ``--init-from`` model (:data:`NETWORK_FIELDS`) where the user set none
     of its own (``explicit``: the options given by flags or a YAML file), and the options so taken."""
-    from biounet.model.pretrained import builtin_path, is_builtin
-
     if not cfg.init_from or cfg.resume:
         return cfg, {}
-    ckpt = load(builtin_path(cfg.init_from) if is_builtin(cfg.init_from) else cfg.init_from)
+    ckpt = load_init_source(cfg.init_from)
     base = from_dict(ckpt["config"], source=str(ckpt["path"]))  # migrated as every saved config
     taken = {k: getattr(base, k) for k in NETWORK_FIELDS if k not in explicit and getattr(base, k) != getattr(cfg, k)}
     return (cfg.replace(**taken) if taken else cfg), taken
@@ -253,9 +258,7 @@ def adopt_network(cfg: TrainConfig, explicit: dict[str, Any]) -> tuple[TrainConf
 def load_init(model: UNet, path: str) -> list[str]:
     """Copy weights from a checkpoint (or a built-in model's name) for fine-tuning; skips the output
     layer if its channels differ (classes, affinities)."""
-    from biounet.model.pretrained import builtin_path, is_builtin
-
-    ckpt = load(builtin_path(path) if is_builtin(path) else path)
+    ckpt = load_init_source(path)
     state = ckpt["model"]
     own = model.state_dict()
     skipped = []
