@@ -1,9 +1,16 @@
 """Try another parameter grid for an instance method on a finished `cv` run, chosen the honest way
 (each fold's parameters on the other folds' held-out slices), without segmenting anything again:
-the held-out predictions come from each fold's `heldout.npz`.
+the held-out predictions (and, for a model trained with --affinities, the affinities) come from each
+fold's `heldout.npz`.
 
-    python benchmarks/instance_grid.py runs/cv-cpu multicut \\
+    python experiments/instance_grid.py runs/cv-cpu multicut \\
         '{"beta": [0.3, 0.4, 0.5, 0.6, 0.7], "weighting": ["none", "length"]}'
+
+The affinity methods (mws, multicut-aff, gasp-aff) can be given a subset of the network's offsets,
+by channel index (the two nearest-neighbour channels first), to ask which offsets the partition needs:
+
+    python experiments/instance_grid.py runs/cv-aff-2400 mws \\
+        '{"stride": [1, 2], "attractive_bias": [-0.1, 0.0, 0.1], "min_size": [0, 25, 100]}' --offsets 0,1,2,3
 
 Prints the table of `cv-labels.md` for this grid (with both thresholded baselines) and the
 parameters chosen per fold; writes nothing.
@@ -14,13 +21,44 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from biounet.core.config import load_yaml
+from biounet.core.errors import ConfigError
 from biounet.data import kfold_split, open_dataset
+from biounet.data.affinities import offsets_for
 from biounet.evaluation import selection
 from biounet.evaluation.selection import HeldOut, select_and_score, summary_table
 from biounet.train.crossval import read_heldout
+
+Offsets = tuple[tuple[int, int], ...]
+
+
+def parse_channels(text: str | None, offsets: Offsets) -> list[int]:
+    """The channel indices ``--offsets`` names ("0,1,4"), every channel when None; the two
+    nearest-neighbour channels must stay first (the methods read them as the attractive edges)."""
+    if text is None:
+        return list(range(len(offsets)))
+    try:
+        channels = [int(c) for c in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--offsets {text!r}: give comma-separated channel indices, e.g. 0,1,2,3") from None
+    if not offsets:
+        raise ConfigError("--offsets: this cv run's model predicts no affinities (trained without --affinities)")
+    bad = [c for c in channels if not 0 <= c < len(offsets)]
+    if bad or len(set(channels)) != len(channels):
+        raise ConfigError(f"--offsets {text!r}: each index once, from 0 to {len(offsets) - 1}")
+    if channels[:2] != [0, 1]:
+        raise ConfigError(f"--offsets {text!r} must start with 0,1 (the nearest-neighbour, attractive channels)")
+    return channels
+
+
+def subset(affinities: Sequence[np.ndarray], offsets: Offsets, channels: list[int]) -> tuple[list[np.ndarray], Offsets]:
+    """The affinities and offsets of ``channels`` only."""
+    return [a[channels] for a in affinities], tuple(offsets[c] for c in channels)
 
 
 def main() -> None:
@@ -29,8 +67,11 @@ def main() -> None:
     p.add_argument("method")
     p.add_argument("grid", help="JSON: parameter -> list of values")
     p.add_argument("--data", default=None, help="the data set (default: the one fold-0/config.yaml names)")
+    p.add_argument("--offsets", default=None, help="affinity channels to keep, e.g. 0,1,2,3 (default: all)")
     args = p.parse_args()
     folds_dirs = sorted(args.run.glob("fold-*"))
+    if not folds_dirs:
+        raise SystemExit(f"{args.run} holds no fold-K/ folders: give the --out folder of a finished `biounet cv`")
     cfg = load_yaml(folds_dirs[0] / "config.yaml")
     data = open_dataset(
         args.data or cfg["data"],
@@ -40,16 +81,30 @@ def main() -> None:
         cfg.get("mask_threshold"),
         cfg.get("masks"),
     )
+    all_offsets = offsets_for(cfg.get("affinities", "none"))
+    try:
+        channels = parse_channels(args.offsets, all_offsets)
+    except ConfigError as e:
+        raise SystemExit(str(e)) from None
     folds = {}
     for d in folds_dirs:
         fold = d.name.split("-", 1)[1]
         _, val = kfold_split(len(data), fold, int(cfg.get("folds", 5)))
         probs = read_heldout(d / "heldout.npz")
-        folds[fold] = HeldOut(probs, [data.masks[i] for i in val], list(val), [data.images[i] for i in val])
+        aff, offsets = subset(read_heldout(d / "heldout.npz", "a"), all_offsets, channels)
+        folds[fold] = HeldOut(
+            probs,
+            [data.masks[i] for i in val],
+            list(val),
+            [data.images[i] for i in val],
+            aff if offsets else None,
+            offsets,
+        )
     selection.GRIDS[args.method] = json.loads(args.grid)
     start = time.perf_counter()
     reports = select_and_score(folds, args.method, log=lambda s: None)
-    print(f"{args.method}, grid {args.grid}: {time.perf_counter() - start:.0f} s")
+    kept = f", offsets {list(folds[next(iter(folds))].offsets)}" if args.offsets else ""
+    print(f"{args.method}, grid {args.grid}{kept}: {time.perf_counter() - start:.0f} s")
     print(summary_table({args.method: reports}))
     for fold, r in reports.items():
         print(f"fold {fold}: {r['params']}")
