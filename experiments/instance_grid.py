@@ -13,7 +13,9 @@ by channel index (the two nearest-neighbour channels first), to ask which offset
         '{"stride": [1, 2], "attractive_bias": [-0.1, 0.0, 0.1], "min_size": [0, 25, 100]}' --offsets 0,1,2,3
 
 Prints the table of `cv-labels.md` for this grid (with both thresholded baselines) and the
-parameters chosen per fold; writes nothing.
+parameters chosen per fold; writes nothing. A run of one fold (`biounet cv --fold 1`) has no other
+folds to choose on: its grid must then give one value per parameter, and that setting is scored on
+the fold (as `evaluate --label-param` would, from the cached held-out predictions).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +34,7 @@ from biounet.core.errors import ConfigError
 from biounet.data import kfold_split, open_dataset
 from biounet.data.affinities import offsets_for
 from biounet.evaluation import selection
+from biounet.evaluation.evaluate import score_instances
 from biounet.evaluation.selection import HeldOut, select_and_score, summary_table
 from biounet.train.crossval import read_heldout
 
@@ -59,6 +63,23 @@ def parse_channels(text: str | None, offsets: Offsets) -> list[int]:
 def subset(affinities: Sequence[np.ndarray], offsets: Offsets, channels: list[int]) -> tuple[list[np.ndarray], Offsets]:
     """The affinities and offsets of ``channels`` only."""
     return [a[channels] for a in affinities], tuple(offsets[c] for c in channels)
+
+
+def fixed_params(grid: dict[str, list[Any]]) -> dict[str, Any]:
+    """The one setting a single-fold run is scored with: every parameter must have exactly one value."""
+    several = sorted(k for k, v in grid.items() if len(v) != 1)
+    if several:
+        raise ConfigError(
+            f"this cv run holds one fold, so nothing can be chosen on other folds: give one value for {several}, "
+            "or run cv on more folds"
+        )
+    return {k: v[0] for k, v in grid.items()}
+
+
+def score_fixed(held: HeldOut, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``method`` with ``params`` on one fold's held-out slices: its v_rand and v_info."""
+    scores = score_instances(held.probs, held.masks, method, params, held.affinities, held.offsets)
+    return {"params": scores["params"], "v_rand": scores["v_rand"], "v_info": scores["v_info"]}
 
 
 def main() -> None:
@@ -100,10 +121,20 @@ def main() -> None:
             aff if offsets else None,
             offsets,
         )
-    selection.GRIDS[args.method] = json.loads(args.grid)
+    grid = json.loads(args.grid)
     start = time.perf_counter()
-    reports = select_and_score(folds, args.method, log=lambda s: None)
     kept = f", offsets {list(folds[next(iter(folds))].offsets)}" if args.offsets else ""
+    if len(folds) == 1:
+        ((fold, held),) = folds.items()
+        try:
+            report = score_fixed(held, args.method, fixed_params(grid))
+        except ConfigError as e:
+            raise SystemExit(str(e)) from None
+        print(f"{args.method}{kept}, fold {fold} alone: {time.perf_counter() - start:.0f} s")
+        print(f"fold {fold}: {report['params']} v_rand {report['v_rand']:.4f} v_info {report['v_info']:.4f}")
+        return
+    selection.GRIDS[args.method] = grid
+    reports = select_and_score(folds, args.method, log=lambda s: None)
     print(f"{args.method}, grid {args.grid}{kept}: {time.perf_counter() - start:.0f} s")
     print(summary_table({args.method: reports}))
     for fold, r in reports.items():

@@ -37,3 +37,27 @@ def test_the_subset_keeps_the_channels_with_their_offsets(grid):
     kept, offsets = grid.subset([aff], DEFAULT_OFFSETS, [0, 1, 10, 11])
     assert offsets == ((-1, 0), (0, -1), (-27, 0), (0, -27))
     assert np.array_equal(kept[0], aff[[0, 1, 10, 11]])
+
+
+def test_one_fold_takes_one_value_per_parameter(grid):
+    assert grid.fixed_params({"stride": [2], "min_size": [100]}) == {"stride": 2, "min_size": 100}
+    with pytest.raises(ConfigError, match=r"one value for \['min_size'\]"):
+        grid.fixed_params({"stride": [2], "min_size": [0, 100]})
+
+
+def test_one_fold_is_scored_with_the_setting_given(grid):
+    from biounet.data.affinities import affinity_targets, instance_labels
+    from biounet.evaluation.selection import HeldOut
+
+    mask = np.zeros((44, 44), np.int64)
+    for y0 in (2, 23):
+        for x0 in (2, 23):
+            mask[y0 : y0 + 19, x0 : x0 + 19] = 1
+    exact = affinity_targets(instance_labels(mask), DEFAULT_OFFSETS)[0]
+    kept, offsets = grid.subset([exact], DEFAULT_OFFSETS, [0, 1, 2, 3])
+    held = HeldOut([mask.astype(np.float32)], [mask], [0], None, kept, offsets)
+    report = grid.score_fixed(held, "mws", {"stride": 1, "attractive_bias": 0.0, "min_size": 0})
+    assert report["v_rand"] == pytest.approx(1.0)
+    # everything attracts, nothing repels: the four cells merge into one
+    merged = HeldOut(held.probs, held.masks, [0], None, [np.ones_like(kept[0])], offsets)
+    assert grid.score_fixed(merged, "mws", {"stride": 1, "attractive_bias": 0.0, "min_size": 0})["v_rand"] < 0.5
