@@ -41,3 +41,13 @@ def test_adopt_network_takes_the_base_models_network_where_none_is_set(tmp_path)
     assert ckpt_io.adopt_network(tiny_config(), explicit={}) == (tiny_config(), {})  # no --init-from
     resumed = tiny_config(init_from=str(base), resume=str(base))
     assert ckpt_io.adopt_network(resumed, explicit={})[1] == {}  # a resumed run keeps its own network
+
+
+def test_init_from_a_run_folder_reads_the_checkpoint_model_reads(tmp_path):
+    run = tiny_run(tmp_path / "run")
+    assert ckpt_io.load_init_source(str(run))["path"] == str(run / ckpt_io.LAST)  # no best.pt: last.pt
+    best = ckpt_io.load(run)
+    best["step"] = 99
+    torch.save({k: v for k, v in best.items() if k != "path"}, run / ckpt_io.BEST)
+    source = ckpt_io.load_init_source(str(run))
+    assert source["path"] == str(ckpt_io.resolve_checkpoint(run)) == str(run / ckpt_io.BEST) and source["step"] == 99

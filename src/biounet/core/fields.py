@@ -200,7 +200,8 @@ class TrainFields:
     resume: str | None = _opt(None, "continue a run: its folder or a last.pt checkpoint")
     init_from: str | None = _opt(
         None,
-        "start from trained weights (fine-tuning), taking their network (width, depth, padding, batch norm, "
+        "start from trained weights (fine-tuning): a checkpoint, a run folder (its best.pt, else last.pt) or a "
+        "built-in model's name, taking their network (width, depth, padding, batch norm, "
         "channels, context, classes, tile size, affinities) where none is set; the output layer is skipped "
         "when its channels differ (--classes, --affinities)",
     )

@@ -238,10 +238,11 @@ NETWORK_FIELDS = (
 
 
 def load_init_source(ref: str) -> dict[str, Any]:
-    """The checkpoint ``--init-from`` names: a built-in model's name, a .pt file or a run folder (its last.pt)."""
+    """The checkpoint ``--init-from`` names: a built-in model's name, a .pt file or a run folder (as
+    ``--model`` reads one: its best.pt, else last.pt)."""
     from biounet.model.pretrained import builtin_path, is_builtin
 
-    return load(builtin_path(ref) if is_builtin(ref) else ref)
+    return load(builtin_path(ref) if is_builtin(ref) else resolve_checkpoint(ref))
 
 
 def adopt_network(cfg: TrainConfig, explicit: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
