@@ -14,6 +14,7 @@ from biounet.evaluation.selection import (
     summary_table,
     worst_slice,
 )
+from biounet.instances.methods import METHODS
 
 
 def _fake_scores(monkeypatch):
@@ -142,7 +143,7 @@ def test_the_mutex_watershed_is_chosen_and_scored_on_real_affinities(monkeypatch
         folds[str(k)] = HeldOut([prob], [mask], [k], [prob], [aff], DEFAULT_OFFSETS)
     reports = select_and_score(folds, "mws", log=lambda s: None)
     for r in reports.values():
-        assert r["params"] == {"stride": 1, "attractive_bias": 0.1, "min_size": 25}
+        assert r["params"] == {**METHODS["mws"].defaults, "attractive_bias": 0.1, "min_size": 25}
         assert r["v_rand"] == pytest.approx(1.0)
     fold, index, picture = worst_slice(folds, reports)
     assert picture.shape == (44, 2 * 44 + 8, 3)

@@ -81,10 +81,11 @@ _SUPERPIXELS: dict[str, ParamValue] = {
 # folds of ISBI 2012"; docs/results/cv-cpu-labels/cv-labels-{multicut,gasp}.json, 2026-11-29):
 # multicut chose beta 0.4 on every fold; gasp 0.5 on folds 0, 1 and 3, 0.4 on folds 2 and 4.
 _MULTICUT_BETA, _GASP_BETA = 0.4, 0.5
-# The affinity methods have no cv record yet (no affinity model has been cross-validated): the mutex
-# watershed's are the paper's parameter-free setting (every repulsive edge, no bias) with the superpixels'
-# size filter; the graph methods' beta is elf's 0.5. Replace them with what cv chooses once it has run.
-_MWS = {"stride": 1, "attractive_bias": 0.0, "min_size": 25}
+# The affinity methods' choices on the recorded 5-fold run of the affinity recipe (docs/instances.md, "Five
+# folds of the affinity recipe"; docs/results/cv-aff-2400-labels/, 2026-12-05): the mutex watershed chose
+# stride 2, attractive bias -0.1 and min size 100 on folds 1-4 (stride 1, bias 0, min size 100 on fold 0);
+# multicut-aff and gasp-aff chose beta 0.5 on every fold.
+_MWS = {"stride": 2, "attractive_bias": -0.1, "min_size": 100}
 _AFFINITY_BETA = 0.5
 
 
